@@ -1,0 +1,3 @@
+from aiperf.cli import main
+
+raise SystemExit(main())

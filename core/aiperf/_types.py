@@ -1,0 +1,467 @@
+"""The values that flow through a run, and the interfaces plugins implement.
+
+Everything here is re-exported from :mod:`aiperf`; plugins never import this module directly.
+Times inside a run are ``time.perf_counter_ns()`` values; :meth:`RunContext.to_wall_ns` turns
+them into Unix-epoch nanoseconds for exports and telemetry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    import argparse
+
+    import trio
+
+    from aiperf._config import ProfileConfig
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class AiperfError(Exception):
+    """Base class of errors aiperf reports as one line, never as a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(AiperfError):
+    """The user asked for something impossible (bad flag, bad value, bad file): exit 2."""
+
+    exit_code = 2
+
+
+class RunFailure(AiperfError):
+    """The run could not be carried out (server not listening, every request failed): exit 1."""
+
+    exit_code = 1
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class Phase(enum.StrEnum):
+    WARMUP = "warmup"
+    PROFILE = "profile"
+
+
+class RunStatus(enum.StrEnum):
+    """How a run ended; the names are MLflow's run states."""
+
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+@attrs.frozen(kw_only=True)
+class Prompt:
+    """One request's input, made before the clock starts."""
+
+    text: str
+    input_tokens: int
+    max_tokens: int | None = None
+    #: chat messages when the dataset gave them; otherwise endpoints wrap ``text``.
+    messages: tuple[dict[str, Any], ...] | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ResponseData:
+    """What an endpoint parser found in one response body or one stream event."""
+
+    text: str = ""
+    reasoning: str = ""
+    usage: Usage | None = None
+    model: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    #: ``timeout``, an HTTP status such as ``"500"``, ``parse_error``, or an exception class.
+    type: str
+    message: str
+
+
+@attrs.define(kw_only=True, slots=True)
+class RequestRecord:
+    """Raw timing of one request, filled in by the worker as bytes arrive.
+
+    ``chunk_ns`` holds the arrival time of every chunk that carried content (text or
+    reasoning), stamped when its bytes came off the socket, before any parsing.
+    """
+
+    index: int
+    phase: Phase
+    worker: int = 0
+    #: when an open-loop schedule wanted this request sent (None for closed loop).
+    intended_ns: int | None = None
+    start_ns: int = 0
+    response_ns: int | None = None
+    end_ns: int | None = None
+    chunk_ns: list[int] = attrs.field(factory=list)
+    #: text of the first content chunk, to count the tokens it carried.
+    first_chunk_text: str = ""
+    output_text: str = ""
+    reasoning_text: str = ""
+    status_code: int | None = None
+    error: ErrorInfo | None = None
+    usage: Usage | None = None
+    response_model: str | None = None
+    input_tokens: int | None = None
+    max_tokens: int | None = None
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class RequestMetrics:
+    """Per-request metric values in base units (ns for times, tokens for counts).
+
+    ``values`` is keyed by metric tag (see :data:`aiperf.METRICS`);
+    ``inter_chunk_latency_ns`` holds every gap between consecutive content chunks.
+    """
+
+    index: int
+    phase: Phase
+    ok: bool
+    error: ErrorInfo | None
+    start_ns: int
+    end_ns: int
+    values: dict[str, float]
+    inter_chunk_latency_ns: tuple[int, ...] = ()
+    response_model: str | None = None
+
+
+# -- live bus --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RequestDone:
+    """A request finished (successfully or not) and its metrics are computed."""
+
+    metrics: RequestMetrics
+    record: RequestRecord
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """Counters of the run, published about once a second."""
+
+    phase: Phase
+    sent: int
+    completed: int
+    failed: int
+    in_flight: int
+    elapsed_s: float
+
+
+@attrs.frozen(kw_only=True)
+class PhaseChanged:
+    phase: Phase
+    perf_ns: int
+
+
+@attrs.frozen(kw_only=True)
+class HardwareSample:
+    """One reading of one GPU. Any sampler may publish these; absent fields are ``None``.
+
+    Units follow the OTel hardware conventions: utilization as a ratio (1.0 = 100 %), bytes,
+    watts, joules (a counter that only grows), degrees Celsius, MHz.
+    """
+
+    source: str
+    host: str
+    gpu_index: int
+    uuid: str
+    name: str
+    wall_ns: int
+    phase: Phase | None
+    gpu_utilization: float | None = None
+    memory_used_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    power_watts: float | None = None
+    energy_joules: float | None = None
+    temperature_celsius: float | None = None
+    sm_clock_mhz: float | None = None
+
+
+LiveEvent = RequestDone | Progress | PhaseChanged | HardwareSample
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class RunContext:
+    """What every plugin may know about the run in progress."""
+
+    config: ProfileConfig
+    run_dir: Path
+    benchmark_id: str
+    version: str
+    #: ``gen_ai.provider.name``: from ``--gen-ai-provider`` or inferred from the URL host.
+    provider: str
+    #: ``gen_ai.operation.name`` of the endpoint type (chat, text_completion, embeddings).
+    operation_name: str
+    server_address: str
+    server_port: int
+    #: e.g. ``concurrency4`` or ``request_rate10``: how the load was set.
+    load_setting: str
+    #: one (wall, perf) pair taken together, to place perf_counter times on the calendar.
+    anchor_wall_ns: int
+    anchor_perf_ns: int
+    phase: Phase = Phase.WARMUP
+    #: perf_counter_ns bounds of the measured phase, set when it starts and ends.
+    profile_start_ns: int | None = None
+    profile_end_ns: int | None = None
+    cancelled: bool = False
+    #: plugin scratch space, keyed by plugin name; plugins coordinate their own objects here.
+    state: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_wall_ns(self, perf_ns: int) -> int:
+        return self.anchor_wall_ns + (perf_ns - self.anchor_perf_ns)
+
+    def redacted_config(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret replaced by ``***``."""
+        from aiperf._config import redacted_config
+
+        return redacted_config(self.config)
+
+
+@attrs.frozen(kw_only=True)
+class MetricStats:
+    tag: str
+    header: str
+    unit: str
+    count: int
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+    std: float | None = None
+    percentiles: dict[str, float] = attrs.field(factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"unit": self.unit, "header": self.header}
+        if self.avg is not None:
+            out.update(avg=self.avg, min=self.min, max=self.max, std=self.std)
+            out.update(self.percentiles)
+        out["count"] = self.count
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class ErrorSummary:
+    type: str
+    count: int
+    first_message: str
+
+
+@attrs.frozen(kw_only=True)
+class ReportSection:
+    """A block a sampler or processor adds to the exports (e.g. GPU statistics).
+
+    ``data`` goes into ``profile_export_aiperf.json`` under ``name``; ``rows`` become a table
+    in the CSV (and the console, when ``console`` is true).
+    """
+
+    name: str
+    title: str
+    data: dict[str, Any]
+    rows: tuple[dict[str, Any], ...] = ()
+    console: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """The summary of a run, as the exporters see it."""
+
+    status: RunStatus
+    was_cancelled: bool
+    #: per-request metrics (distributions), display units; keyed by tag.
+    metrics: dict[str, MetricStats]
+    #: run metrics (one value each), display units; keyed by tag.
+    run_metrics: dict[str, MetricStats]
+    errors: tuple[ErrorSummary, ...]
+    start_wall_ns: int | None
+    end_wall_ns: int | None
+    sections: tuple[ReportSection, ...] = ()
+    #: client health: how late open-loop sends went out (ms), when measured.
+    send_lag: MetricStats | None = None
+    #: lines the sinks and samplers reported at the end (drops, failed exports).
+    notes: tuple[str, ...] = ()
+
+    def value(self, tag: str, stat: str = "avg") -> float | None:
+        """Look a statistic up by metric tag, e.g. ``result.value("time_to_first_token", "p99")``."""
+        stats = self.metrics.get(tag) or self.run_metrics.get(tag)
+        if stats is None:
+            return None
+        return stats.as_dict().get(stat)
+
+
+# -- plugin interfaces -----------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class EndpointType:
+    """An API shape aiperf can talk to (``--endpoint-type NAME``)."""
+
+    name: str
+    #: ``gen_ai.operation.name`` for telemetry.
+    operation_name: str
+    default_path: str
+    build_payload: Callable[[Prompt, ProfileConfig], dict[str, Any]]
+    #: parse a whole (non-streaming) JSON body.
+    parse_response: Callable[[Any], ResponseData]
+    #: parse the JSON of one streamed SSE event.
+    parse_chunk: Callable[[Any], ResponseData]
+    supports_streaming: bool = True
+    #: False for embeddings: no output tokens, no TTFT.
+    produces_tokens: bool = True
+
+
+@runtime_checkable
+class LoadContext(Protocol):
+    """What the core hands a load strategy: permits to send, and a way to send."""
+
+    concurrency: int | None
+    request_rate: float | None
+    #: seeded random generator for the run (use it for arrival jitter).
+    random: Any
+
+    def claim(self) -> int | None:
+        """Reserve the next request; ``None`` once the count or duration is reached."""
+
+    async def execute(self, index: int, intended_ns: int | None = None) -> None:
+        """Send request ``index`` now and wait for it to finish."""
+
+    def to_perf_ns(self, trio_time: float) -> int:
+        """Convert a ``trio.current_time()`` value to ``perf_counter_ns`` (for intended times)."""
+
+
+class LoadStrategy(Protocol):
+    async def drive(self, ctx: LoadContext) -> None:
+        """Send requests through ``ctx`` until ``ctx.claim()`` returns ``None``."""
+
+
+@attrs.frozen(kw_only=True)
+class LoadStrategyType:
+    """A way to schedule requests. ``concurrency`` is chosen without ``--request-rate``; with it,
+    the strategy named by ``--request-rate-mode`` (constant, poisson, or a plugin's)."""
+
+    name: str
+    create: Callable[[ProfileConfig], LoadStrategy]
+    description: str = ""
+
+
+class RecordProcessor(Protocol):
+    """Computes per-request metrics from a finished record. Runs off the request path."""
+
+    name: str
+    #: lower runs first; the built-in timing processor is 0.
+    order: int
+
+    def process(self, record: RequestRecord, values: dict[str, float], run: RunContext) -> None:
+        """Add or change entries of ``values`` (base units) for this request."""
+
+
+class LiveSink(Protocol):
+    """Receives live events while the benchmark runs (OTel, MLflow, ...).
+
+    The core calls :meth:`open` before the measured phase, runs :meth:`run` in its own task
+    with a bounded channel (events that do not fit are dropped and counted), then calls
+    :meth:`close`. Blocking SDK calls belong in ``trio.to_thread.run_sync``.
+    """
+
+    name: str
+
+    async def open(self, run: RunContext) -> None: ...
+
+    async def run(self, events: trio.MemoryReceiveChannel[LiveEvent]) -> None: ...
+
+    async def close(self, status: RunStatus) -> None: ...
+
+    def report(self) -> str | None:
+        """One line for the end of the run (what was lost), or ``None`` when all went well."""
+
+
+class SamplerContext(Protocol):
+    run: RunContext
+
+    def publish(self, event: LiveEvent) -> None:
+        """Put an event on the live bus (never blocks)."""
+
+
+class Sampler(Protocol):
+    """Samples something beside the benchmark (GPU telemetry, ...)."""
+
+    name: str
+
+    async def run(self, ctx: SamplerContext) -> None:
+        """Sample until cancelled. Blocking calls go through ``trio.to_thread.run_sync``."""
+
+    def sections(self, run: RunContext, result: RunResult) -> Sequence[ReportSection]:
+        """Summaries for the exports, restricted to the measured phase."""
+
+    def report(self) -> str | None: ...
+
+
+class Exporter(Protocol):
+    """Runs after the benchmark. ``order < 100`` writes local files; ``>= 100`` uploads."""
+
+    name: str
+    order: int
+
+    def export(self, run: RunContext, result: RunResult) -> Sequence[Path]:
+        """Write or upload; return the paths written (may be empty)."""
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def count(self, text: str) -> int: ...
+
+
+class Dataset(Protocol):
+    def load(self) -> Sequence[Prompt]:
+        """Return the prompt pool; the run cycles through it. Called before the clock starts."""
+
+
+@attrs.frozen(kw_only=True)
+class DatasetType:
+    """A prompt source. ``input_file`` is chosen when ``--input-file`` is given, else
+    ``synthetic``; ``--dataset NAME`` picks any registered one."""
+
+    name: str
+    create: Callable[[ProfileConfig, Tokenizer], Dataset]
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Command:
+    """A subcommand added by a plugin (``aiperf plot``)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    #: returns the process exit code.
+    run: Callable[[argparse.Namespace], int]

@@ -1,0 +1,1 @@
+"""Live MLflow logging and artifact upload for aiperf."""

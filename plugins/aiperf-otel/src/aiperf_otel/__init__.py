@@ -1,0 +1,1 @@
+"""Live OpenTelemetry metrics and spans for aiperf."""

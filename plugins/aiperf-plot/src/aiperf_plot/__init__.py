@@ -1,0 +1,1 @@
+"""aiperf plot: figures from aiperf run directories."""
