@@ -58,6 +58,7 @@ _EXPORTS = {
     "is_secret_header": "aiperf._config",
     "strip_userinfo": "aiperf._config",
     "REDACTED": "aiperf._config",
+    "announce_artifacts": "aiperf._plugins",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]
@@ -81,5 +82,6 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from aiperf._config import REDACTED, ProfileConfig, is_secret_header, strip_userinfo
     from aiperf._metrics import METRICS, MetricSpec
+    from aiperf._plugins import announce_artifacts
     from aiperf._provider import infer_provider
     from aiperf._types import *  # noqa: F403

@@ -218,6 +218,28 @@ class Plugins:
         self._each("aiperf_artifacts_written", run_dir=run_dir, paths=paths, options=options)
 
 
+_current: Plugins | None = None
+
+
+def current() -> Plugins:
+    """The plugin host of this process (the CLI's), loaded on first use."""
+    global _current
+    if _current is None:
+        _current = Plugins.load()
+    return _current
+
+
+def set_current(plugins: Plugins | None) -> None:
+    global _current
+    _current = plugins
+
+
+def announce_artifacts(run_dir: Path, paths: Sequence[Path], options: dict[str, Any]) -> None:
+    """Tell every plugin that files were written into ``run_dir`` (calls
+    :func:`~aiperf.hookspecs.aiperf_artifacts_written`)."""
+    current().artifacts_written(Path(run_dir), [Path(p) for p in paths], dict(options))
+
+
 def _flatten(results: list[tuple[str, Any]]) -> list[Any]:
     out: list[Any] = []
     for _plugin, value in results:
