@@ -312,14 +312,14 @@ def load_config_file(path: Path, plugin_keys: set[str]) -> dict[str, Any]:
     fields = config_fields()
     out: dict[str, Any] = {}
     plugin: dict[str, Any] = {}
-    for key, value in _flatten(raw):
-        name = key.replace("-", "_")
+    for dotted, value in _flatten(raw):
+        name = dotted.rsplit(".", 1)[-1].replace("-", "_")
         if name in fields and name != "plugin_options":
             out[name] = value
         elif name in plugin_keys:
             plugin[name] = value
         else:
-            raise UsageError(f"--config: unknown key {key!r} in {path}")
+            raise UsageError(f"--config: unknown key {dotted!r} in {path}")
     if plugin:
         out["plugin_options"] = plugin
     return out
@@ -332,5 +332,5 @@ def _flatten(raw: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         if isinstance(value, dict) and key not in ("extra_inputs", "extra-inputs", "goodput"):
             items.extend(_flatten(value, f"{prefix}{key}."))
         else:
-            items.append((key, value))
+            items.append((prefix + key, value))
     return items

@@ -56,6 +56,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("output_token_throughput", "Output Token Throughput", "tokens/s", 1.0, "run"),
         MetricSpec("total_token_throughput", "Total Token Throughput", "tokens/s", 1.0, "run"),
         MetricSpec("goodput", "Goodput", "requests/s", 1.0, "run"),
+        MetricSpec("total_input_tokens", "Total Input Tokens", "tokens", 1.0, "run"),
+        MetricSpec("total_output_tokens", "Total Output Tokens", "tokens", 1.0, "run"),
     )
 }
 
@@ -67,13 +69,14 @@ TOKEN_DISAGREEMENT = 0.10
 class TimingProcessor:
     """The built-in record processor: TTFT, ITL, latency and token counts for one request."""
 
-    tokenizer: Tokenizer
     name: str = "timing"
     order: int = 0
     #: requests whose server usage and tokenizer count disagreed by > 10 %.
     token_disagreements: int = 0
 
     def process(self, record: RequestRecord, values: dict[str, float], run: RunContext) -> None:
+        tokenizer = run.tokenizer
+        assert tokenizer is not None, "the run's tokenizer is set before any request"
         values["input_sequence_length"] = _input_tokens(record)
         chunks = record.chunk_ns
         end = chunks[-1] if chunks else record.end_ns
@@ -81,47 +84,46 @@ class TimingProcessor:
             values["request_latency"] = end - record.start_ns
         if not record.ok:
             return
-        osl = self._output_tokens(record)
+        osl = self._output_tokens(record, tokenizer)
         if osl is not None:
             values["output_sequence_length"] = osl
         if record.reasoning_text or (record.usage and record.usage.reasoning_tokens):
-            values["reasoning_token_count"] = self._reasoning_tokens(record)
+            values["reasoning_token_count"] = _reasoning_tokens(record, tokenizer)
         if not run.config.streaming or not chunks:
             return
         values["time_to_first_token"] = chunks[0] - record.start_ns
         if len(chunks) >= 2:
             values["time_to_second_token"] = chunks[1] - chunks[0]
-        if osl is None:
+        if osl is None or osl < 2 or len(chunks) < 2:
             return
         # ITL divides by tokens, not chunks: a chunk carrying k tokens must not make the
         # server look k times slower per token. Tokens that arrived with the first chunk
         # are not part of the decode interval.
-        first = max(1, self.tokenizer.count(record.first_chunk_text)) if record.first_chunk_text else 1
-        first = min(first, int(osl) - 1) if osl >= 2 else first
-        decode_tokens = osl - first
-        if decode_tokens >= 1 and len(chunks) >= 2:
-            itl = (chunks[-1] - chunks[0]) / decode_tokens
-            values["inter_token_latency"] = itl
-            if itl > 0:
-                values["output_token_throughput_per_user"] = 1e9 / itl
+        first = tokenizer.count(record.first_chunk_text) if record.first_chunk_text else 1
+        first = min(max(first, 1), int(osl) - 1)
+        itl = (chunks[-1] - chunks[0]) / (osl - first)
+        values["inter_token_latency"] = itl
+        if itl > 0:
+            values["output_token_throughput_per_user"] = 1e9 / itl
 
-    def _output_tokens(self, record: RequestRecord) -> float | None:
+    def _output_tokens(self, record: RequestRecord, tokenizer: Tokenizer) -> float | None:
         server = record.usage.completion_tokens if record.usage else None
+        text = record.output_text + record.reasoning_text
         if server is not None:
-            if record.output_text and server > 0:
-                ours = self.tokenizer.count(record.output_text + record.reasoning_text)
+            if text and server > 0:
+                ours = tokenizer.count(text)
                 if abs(ours - server) / server > TOKEN_DISAGREEMENT:
                     self.token_disagreements += 1
             return float(server)
-        text = record.output_text + record.reasoning_text
         if not text:
-            return 0.0 if record.chunk_ns or record.end_ns else None
-        return float(self.tokenizer.count(text))
+            return 0.0
+        return float(tokenizer.count(text))
 
-    def _reasoning_tokens(self, record: RequestRecord) -> float:
-        if record.usage and record.usage.reasoning_tokens is not None:
-            return float(record.usage.reasoning_tokens)
-        return float(self.tokenizer.count(record.reasoning_text))
+
+def _reasoning_tokens(record: RequestRecord, tokenizer: Tokenizer) -> float:
+    if record.usage and record.usage.reasoning_tokens is not None:
+        return float(record.usage.reasoning_tokens)
+    return float(tokenizer.count(record.reasoning_text))
 
 
 def _input_tokens(record: RequestRecord) -> float:

@@ -231,6 +231,8 @@ class RunContext:
     profile_start_ns: int | None = None
     profile_end_ns: int | None = None
     cancelled: bool = False
+    #: the tokenizer of the run (``--tokenizer``), for processors that count tokens.
+    tokenizer: Tokenizer | None = None
     #: plugin scratch space, keyed by plugin name; plugins coordinate their own objects here.
     state: dict[str, Any] = attrs.field(factory=dict)
 

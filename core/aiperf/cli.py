@@ -1,2 +1,291 @@
-def main(argv=None) -> int:
-    raise SystemExit("aiperf: the CLI is being built")
+"""The ``aiperf`` command line.
+
+Building the parser must stay cheap (``aiperf --help`` is timed): nothing here imports trio,
+httpx, numpy or a plugin's heavy dependencies; those load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from aiperf import __version__
+from aiperf._plugins import Plugins, plugins_command_output, set_current
+from aiperf._types import AiperfError, UsageError
+
+
+class MissingExtra(AiperfError):
+    """A first-party plugin's flag was used but the plugin is not installed."""
+
+
+#: first-party plugins: their flags, and what to print when one is used without the plugin.
+FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
+    "otel": (
+        ("--otel-url", "--stream", "--otel-resource-attributes", "--otel-export-interval"),
+        "OTel integration requires the 'opentelemetry' packages. "
+        'Install with: pip install "aiperf[otel]"',
+    ),
+    "mlflow": (
+        ("--mlflow-tracking-uri", "--mlflow-experiment", "--mlflow-run-name", "--mlflow-tag",
+         "--mlflow-parent-run-id"),
+        "ImportError: MLflow integration requires the 'mlflow' package. "
+        'Install with: pip install "aiperf[mlflow]"',
+    ),
+    "gpu": (
+        ("--gpu-telemetry", "--gpu-telemetry-interval"),
+        "GPU telemetry requires the 'aiperf-gpu' plugin. Install with: pip install \"aiperf[gpu]\"",
+    ),
+    "plot": (
+        ("--plot",),
+        "Plotting requires the 'aiperf-plot' plugin. Install with: pip install \"aiperf[plot]\"",
+    ),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to look), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# -- profile ---------------------------------------------------------------------------------
+
+_PROFILE_INTERNAL = {"command", "config_file", "_handler"}
+
+
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    endpoint = parser.add_argument_group("Endpoint")
+    endpoint.add_argument("-m", "--model", help="model name sent in every request (required)")
+    endpoint.add_argument("-u", "--url", help="server base URL (default http://localhost:8000)")
+    endpoint.add_argument(
+        "--endpoint-type", help="API shape: chat, completions, embeddings (default chat)"
+    )
+    endpoint.add_argument("--endpoint", help="request path, e.g. /v1/chat/completions (default: the type's)")
+    endpoint.add_argument("--streaming", action="store_true", help="stream responses (needed for TTFT and ITL)")
+    endpoint.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'; never logged or exported")
+    endpoint.add_argument(
+        "-H", "--header", dest="headers", action="append", metavar="NAME:VALUE",
+        help="extra HTTP header (repeatable)",
+    )
+    endpoint.add_argument(
+        "--extra-inputs", action="append", metavar="KEY:VALUE|JSON",
+        help="extra request fields, e.g. ignore_eos:true or '{\"min_tokens\": 128}' (repeatable)",
+    )
+    endpoint.add_argument("--ca-bundle", type=Path, help="CA bundle (PEM) to verify an https server with")
+    endpoint.add_argument(
+        "--gen-ai-provider",
+        help="gen_ai.provider.name for telemetry (default: inferred from the URL host, _OTHER if unknown)",
+    )
+
+    data = parser.add_argument_group("Input")
+    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=int, metavar="N", help="prompt length in tokens (default 550)")
+    data.add_argument("--synthetic-input-tokens-stddev", "--isl-stddev", type=float, metavar="N", help="(default 0)")
+    data.add_argument("--output-tokens-mean", "--osl", type=int, metavar="N", help="max_tokens per request (default: server's choice)")
+    data.add_argument("--output-tokens-stddev", "--osl-stddev", type=float, metavar="N", help="(default 0)")
+    data.add_argument("--input-file", type=Path, help="JSONL prompts: {\"text\": ...} or {\"messages\": [...]} per line")
+    data.add_argument("--dataset", help="prompt source by name (default: input_file when --input-file, else synthetic)")
+    data.add_argument("--num-prompts", "--num-dataset-entries", type=int, metavar="N", help="distinct synthetic prompts (default 100)")
+    data.add_argument("--tokenizer", help="builtin (default), a tokenizer.json path or directory, or a Hugging Face id")
+    data.add_argument("--random-seed", type=int, help="seed for prompts and arrivals (default: random, recorded)")
+
+    load = parser.add_argument_group("Load")
+    load.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 1); with --request-rate, a cap")
+    load.add_argument("--request-rate", type=float, metavar="R", help="requests per second, open loop")
+    load.add_argument("--request-rate-mode", metavar="MODE", help="constant or poisson (default poisson)")
+    load.add_argument("--request-count", "--num-requests", type=int, metavar="N", help="requests to measure (default 10)")
+    load.add_argument("--benchmark-duration", type=float, metavar="S", help="measure for S seconds instead of a count")
+    load.add_argument("--benchmark-grace-period", type=float, metavar="S", help="after --benchmark-duration, time for in-flight requests to finish (default 30)")
+    load.add_argument("--warmup-request-count", type=int, metavar="N", help="requests sent first and left out of the results (default 0)")
+    load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
+    load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
+    load.add_argument("--workers", type=int, metavar="N", help="load-generating processes (default 1)")
+
+    out = parser.add_argument_group("Output")
+    out.add_argument("--artifact-dir", type=Path, help="run directory (default artifacts/<model>-<type>-<load>)")
+    out.add_argument("--goodput", metavar="'METRIC:VALUE ...'", help="SLOs for goodput, e.g. 'time_to_first_token:200 inter_token_latency:20' (ms)")
+    out.add_argument("--progress", action=argparse.BooleanOptionalAction, help="live progress line (default: on a terminal)")
+    out.add_argument("-v", "--verbose", action="count", help="more logging (-vv: libraries too)")
+    out.add_argument("--log-format", choices=("console", "json"), help="log lines for people or for machines")
+    out.add_argument("--config", dest="config_file", type=Path, metavar="FILE", help="TOML file with the same keys as the flags")
+
+
+def _add_missing_extras(parser: argparse.ArgumentParser, plugins: Plugins, command: str) -> None:
+    """Known flags of first-party plugins that are not installed: accept them, then explain."""
+    if command != "profile":
+        return
+    taken = set(parser._option_string_actions)  # noqa: SLF001 - argparse has no public lookup
+    for name, (flags, _message) in FIRST_PARTY.items():
+        if plugins.loaded(name):
+            continue
+        for flag in flags:
+            if flag in taken:
+                continue
+            parser.add_argument(flag, dest=f"_missing_{name}", nargs="?", const=True, action="append", help=argparse.SUPPRESS)
+
+
+def _check_missing_extras(ns: argparse.Namespace) -> None:
+    for name, (_flags, message) in FIRST_PARTY.items():
+        if getattr(ns, f"_missing_{name}", None):
+            raise MissingExtra(message)
+
+
+def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    from aiperf._config import (
+        config_fields,
+        load_config_file,
+        parse_extra_inputs,
+        parse_goodput,
+        parse_header,
+    )
+
+    given = {k: v for k, v in vars(ns).items() if k not in _PROFILE_INTERNAL and not k.startswith("_")}
+    fields = config_fields()
+    plugin_actions = {
+        a.dest: a for a in parser._actions  # noqa: SLF001 - argparse has no public list
+        if a.dest not in fields and a.dest not in _PROFILE_INTERNAL and a.dest != "help"
+        and not a.dest.startswith("_")
+    }
+    values: dict[str, Any] = {}
+    if getattr(ns, "config_file", None) is not None:
+        values = load_config_file(ns.config_file, set(plugin_actions))
+    from_file = dict(values.pop("plugin_options", {}))
+    plugin_options: dict[str, Any] = {}
+    for dest, action in plugin_actions.items():
+        value = given.get(dest, None)
+        # A plugin flag that kept its declared default yields to the config file's value.
+        if dest in from_file and (dest not in given or value == action.default):
+            value = from_file[dest]
+        plugin_options[dest] = value
+    for key, value in given.items():
+        if key in fields:
+            values[key] = value
+    values["plugin_options"] = plugin_options
+
+    headers = values.get("headers")
+    if headers:
+        items = [headers] if isinstance(headers, str) else headers
+        values["headers"] = tuple(parse_header(h) if isinstance(h, str) else tuple(h) for h in items)
+    extra = values.get("extra_inputs")
+    if extra is not None and not isinstance(extra, dict):
+        values["extra_inputs"] = parse_extra_inputs([extra] if isinstance(extra, str) else list(extra))
+    goodput = values.get("goodput")
+    if isinstance(goodput, str):
+        values["goodput"] = parse_goodput(goodput)
+    if values.get("verbose") is None:
+        values.pop("verbose", None)
+    return values
+
+
+def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    from aiperf._config import build_config
+    from aiperf._profile import run_profile
+    from aiperf._redact import remember_secrets
+
+    _check_missing_extras(ns)
+    values = _profile_values(ns, parser)
+    config = build_config(values)
+    remember_secrets([config.api_key, *(v for n, v in config.headers if _secret(n))])
+    from urllib.parse import urlsplit
+
+    password = urlsplit(config.url).password
+    remember_secrets([password])
+    _configure_logging(config.verbose, config.log_format)
+    return run_profile(config, plugins, argv)
+
+
+def _secret(name: str) -> bool:
+    from aiperf._config import is_secret_header
+
+    return is_secret_header(name)
+
+
+def _configure_logging(verbose: int, fmt: str) -> None:
+    from aiperf._logging import configure
+
+    configure(verbose, fmt)
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+
+def build_parser(plugins: Plugins) -> tuple[Parser, dict[str, argparse.ArgumentParser]]:
+    parser = Parser(
+        prog="aiperf",
+        description="Benchmark OpenAI-compatible LLM inference servers: TTFT, inter-token "
+        "latency, throughput and errors, streamed live to OpenTelemetry and MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"aiperf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parsers: dict[str, argparse.ArgumentParser] = {}
+
+    profile = sub.add_parser(
+        "profile",
+        help="benchmark a server",
+        description="Send real traffic to an OpenAI-compatible endpoint and report what the server did.",
+        argument_default=argparse.SUPPRESS,
+    )
+    _add_profile_arguments(profile)
+    plugins.add_options("profile", profile)
+    _add_missing_extras(profile, plugins, "profile")
+    parsers["profile"] = profile
+
+    sub.add_parser("plugins", help="list loaded plugins, their versions and hooks")
+
+    for name, command in sorted(plugins.commands().items()):
+        cmd_parser = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(cmd_parser)
+        plugins.add_options(name, cmd_parser)
+        parsers[name] = cmd_parser
+    if "plot" not in parsers:
+        sub.add_parser("plot", help="draw figures (needs aiperf-plot)", add_help=False).add_argument(
+            "rest", nargs=argparse.REMAINDER
+        )
+    return parser, parsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "-vv", "--verbose") for a in args)
+    try:
+        plugins = Plugins.load()
+        set_current(plugins)
+        parser, parsers = build_parser(plugins)
+        ns = parser.parse_args(args)
+        if ns.command is None:
+            parser.print_help()
+            return 2
+        if ns.command == "profile":
+            return _run_profile(ns, plugins, parsers["profile"], ["aiperf", *args])
+        if ns.command == "plugins":
+            plugins_command_output(plugins)
+            return 0
+        if ns.command == "plot" and "plot" not in parsers:
+            raise MissingExtra(FIRST_PARTY["plot"][1])
+        _configure_logging(1 if verbose else 0, "console")
+        return plugins.commands()[ns.command].run(ns)
+    except MissingExtra as exc:
+        sys.stderr.write(f"{exc}\n")
+        return exc.exit_code
+    except AiperfError as exc:
+        sys.stderr.write(f"aiperf: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\naiperf: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
+        if verbose:
+            raise
+        from aiperf._redact import scrub
+
+        sys.stderr.write(
+            f"aiperf: internal error: {type(exc).__name__}: {scrub(str(exc))} "
+            "(run again with -v for the traceback, and please report it)\n"
+        )
+        return 1
+
+
+__all__ = ["main", "build_parser", "FIRST_PARTY", "MissingExtra", "UsageError"]

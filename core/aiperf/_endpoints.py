@@ -1,0 +1,135 @@
+"""Built-in OpenAI-compatible endpoint types: chat, completions, embeddings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiperf._types import EndpointType, Prompt, ResponseData, Usage
+
+if TYPE_CHECKING:
+    from aiperf._config import ProfileConfig
+
+
+class ParseError(ValueError):
+    """The server sent something that is not the API's shape (an error of type parse_error)."""
+
+
+def _usage(data: dict[str, Any]) -> Usage | None:
+    raw = data.get("usage")
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return Usage(
+        prompt_tokens=raw.get("prompt_tokens"),
+        completion_tokens=raw.get("completion_tokens"),
+        reasoning_tokens=reasoning,
+    )
+
+
+def _first_choice(data: Any) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        raise ParseError(f"expected a JSON object, got {type(data).__name__}")
+    if "error" in data and "choices" not in data:
+        raise ParseError(f"server error in stream: {str(data['error'])[:200]}")
+    choices = data.get("choices")
+    if not choices:
+        return None
+    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise ParseError("'choices' is not a list of objects")
+    return choices[0]
+
+
+def _common(config: ProfileConfig, prompt: Prompt) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": config.model}
+    if prompt.max_tokens is not None:
+        payload["max_tokens"] = prompt.max_tokens
+    if config.streaming:
+        payload["stream"] = True
+        # Ask for the server's own token counts in a final chunk: they beat any tokenizer.
+        payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+def chat_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:
+    payload = _common(config, prompt)
+    messages = list(prompt.messages) if prompt.messages else [{"role": "user", "content": prompt.text}]
+    payload = {"model": payload.pop("model"), "messages": messages, **payload}
+    payload.update(prompt.extra)
+    payload.update(config.extra_inputs)
+    return payload
+
+
+def completions_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:
+    payload = _common(config, prompt)
+    payload = {"model": payload.pop("model"), "prompt": prompt.text, **payload}
+    payload.update(prompt.extra)
+    payload.update(config.extra_inputs)
+    return payload
+
+
+def embeddings_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": config.model, "input": prompt.text}
+    payload.update(prompt.extra)
+    payload.update(config.extra_inputs)
+    return payload
+
+
+def parse_chat_chunk(data: Any) -> ResponseData:
+    choice = _first_choice(data)
+    text = reasoning = ""
+    if choice is not None:
+        delta = choice.get("delta") or choice.get("message") or {}
+        if not isinstance(delta, dict):
+            raise ParseError("'delta' is not an object")
+        text = delta.get("content") or ""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if not isinstance(text, str) or not isinstance(reasoning, str):
+            raise ParseError("'content' is not a string")
+    return ResponseData(text=text, reasoning=reasoning, usage=_usage(data), model=data.get("model"))
+
+
+def parse_completion_chunk(data: Any) -> ResponseData:
+    choice = _first_choice(data)
+    text = ""
+    if choice is not None:
+        text = choice.get("text") or ""
+        if not isinstance(text, str):
+            raise ParseError("'text' is not a string")
+    return ResponseData(text=text, usage=_usage(data), model=data.get("model"))
+
+
+def parse_embeddings(data: Any) -> ResponseData:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ParseError("expected an embeddings response with a 'data' list")
+    return ResponseData(usage=_usage(data), model=data.get("model"))
+
+
+CHAT = EndpointType(
+    name="chat",
+    operation_name="chat",
+    default_path="/v1/chat/completions",
+    build_payload=chat_payload,
+    parse_response=parse_chat_chunk,
+    parse_chunk=parse_chat_chunk,
+)
+
+COMPLETIONS = EndpointType(
+    name="completions",
+    operation_name="text_completion",
+    default_path="/v1/completions",
+    build_payload=completions_payload,
+    parse_response=parse_completion_chunk,
+    parse_chunk=parse_completion_chunk,
+)
+
+EMBEDDINGS = EndpointType(
+    name="embeddings",
+    operation_name="embeddings",
+    default_path="/v1/embeddings",
+    build_payload=embeddings_payload,
+    parse_response=parse_embeddings,
+    parse_chunk=parse_embeddings,
+    supports_streaming=False,
+    produces_tokens=False,
+)

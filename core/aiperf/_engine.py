@@ -1,0 +1,403 @@
+"""The benchmark: prompts ready before the clock starts, load, live bus, samplers, results.
+
+One trio loop drives everything. Requests are the only thing on the hot path; everything else
+(metrics, the JSONL line, the live bus) happens after a request has finished, in a few
+microseconds, and sinks do their work in their own tasks and threads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+import structlog
+import trio
+
+from aiperf._http import Sender, make_client, request_headers, request_url
+from aiperf._live import CLOSE_BUDGET_S, LiveBus
+from aiperf._metrics import METRICS, inter_chunk_gaps
+from aiperf._stats import Aggregator
+from aiperf._types import (
+    EndpointType,
+    ErrorInfo,
+    LiveEvent,
+    LoadStrategy,
+    Phase,
+    PhaseChanged,
+    Progress,
+    Prompt,
+    RecordProcessor,
+    RequestDone,
+    RequestMetrics,
+    RequestRecord,
+    RunContext,
+    RunFailure,
+    RunResult,
+    RunStatus,
+    Sampler,
+)
+
+if TYPE_CHECKING:
+    from aiperf._config import ProfileConfig
+    from aiperf._types import LiveSink
+
+log = structlog.get_logger()
+
+
+@attrs.define
+class _SamplerContext:
+    run: RunContext
+    bus: LiveBus
+
+    def publish(self, event: LiveEvent) -> None:
+        self.bus.publish(event)
+
+
+@attrs.define
+class _PhaseLoad:
+    """The :class:`aiperf.LoadContext` of one phase: hands out request indices until the
+    phase's count or duration is reached."""
+
+    engine: Engine
+    phase: Phase
+    count: int | None
+    deadline: float | None
+    concurrency: int | None
+    request_rate: float | None
+    random: random.Random
+    _trio_anchor: float = attrs.field(factory=trio.current_time)
+    _perf_anchor: int = attrs.field(factory=time.perf_counter_ns)
+    issued: int = 0
+
+    def claim(self) -> int | None:
+        engine = self.engine
+        if engine.stopping:
+            return None
+        if self.count is not None and self.issued >= self.count:
+            return None
+        if self.deadline is not None and trio.current_time() >= self.deadline:
+            return None
+        self.issued += 1
+        index = engine.next_index
+        engine.next_index += 1
+        return index
+
+    async def execute(self, index: int, intended_ns: int | None = None) -> None:
+        await self.engine.execute(index, self.phase, intended_ns)
+
+    def to_perf_ns(self, trio_time: float) -> int:
+        return self._perf_anchor + int((trio_time - self._trio_anchor) * 1e9)
+
+
+@attrs.define
+class Engine:
+    config: ProfileConfig
+    run: RunContext
+    endpoint: EndpointType
+    strategy: LoadStrategy
+    prompts: Sequence[Prompt]
+    bodies: Sequence[bytes]
+    processors: Sequence[RecordProcessor]
+    sinks: Sequence[LiveSink] = ()
+    samplers: Sequence[Sampler] = ()
+    jsonl: IO[str] | None = None
+    progress_stream: IO[str] | None = None
+
+    aggregator: Aggregator = attrs.field(init=False)
+    bus: LiveBus = attrs.field(init=False)
+    sender: Sender | None = None
+    next_index: int = 0
+    stopping: bool = False
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    cancelled_in_flight: int = 0
+    _load_scope: trio.CancelScope | None = None
+    _phase_started: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        self.aggregator = Aggregator(goodput=dict(self.config.goodput))
+        self.bus = LiveBus.for_sinks(list(self.sinks))
+
+    # -- the request path ------------------------------------------------------------------
+
+    async def execute(self, index: int, phase: Phase, intended_ns: int | None) -> None:
+        prompt = self.prompts[index % len(self.prompts)]
+        record = RequestRecord(
+            index=index,
+            phase=phase,
+            intended_ns=intended_ns,
+            input_tokens=prompt.input_tokens,
+            max_tokens=prompt.max_tokens,
+        )
+        assert self.sender is not None
+        self.sent += 1
+        self.in_flight += 1
+        try:
+            await self.sender.send(record, self.bodies[index % len(self.bodies)])
+        except trio.Cancelled:
+            # Stopped by Ctrl-C or by the end of the grace period: keep what we saw, but a
+            # request cut short by us says nothing about the server, so it is not counted.
+            record.cancelled = True
+            record.error = record.error or ErrorInfo(type="cancelled", message="cancelled by aiperf")
+            self.cancelled_in_flight += 1
+            self._write_jsonl(record, None)
+            raise
+        finally:
+            self.in_flight -= 1
+        self._finish(record)
+
+    def _finish(self, record: RequestRecord) -> None:
+        values: dict[str, float] = {}
+        for processor in self.processors:
+            processor.process(record, values, self.run)
+        end = record.chunk_ns[-1] if record.chunk_ns else (record.end_ns or record.start_ns)
+        metrics = RequestMetrics(
+            index=record.index,
+            phase=record.phase,
+            ok=record.ok,
+            error=record.error,
+            start_ns=record.start_ns,
+            end_ns=end,
+            values=values,
+            inter_chunk_latency_ns=inter_chunk_gaps(record) if record.ok else (),
+            response_model=record.response_model,
+        )
+        if record.ok:
+            self.completed += 1
+        else:
+            self.failed += 1
+        lag = record.start_ns - record.intended_ns if record.intended_ns is not None else None
+        self.aggregator.add(metrics, lag)
+        self._write_jsonl(record, metrics)
+        self.bus.publish(RequestDone(metrics=metrics, record=record))
+
+    def _write_jsonl(self, record: RequestRecord, metrics: RequestMetrics | None) -> None:
+        if self.jsonl is None:
+            return
+        run = self.run
+        shown: dict[str, Any] = {}
+        if metrics is not None:
+            for tag, value in metrics.values.items():
+                spec = METRICS.get(tag)
+                shown[tag] = round(value * spec.scale, 6) if spec else value
+            if metrics.inter_chunk_latency_ns:
+                shown["inter_chunk_latency"] = [
+                    round(gap / 1e6, 6) for gap in metrics.inter_chunk_latency_ns
+                ]
+        end = record.chunk_ns[-1] if record.chunk_ns else record.end_ns
+        line = {
+            "request_index": record.index,
+            "phase": record.phase.value,
+            "worker": record.worker,
+            "start_time_ns": run.to_wall_ns(record.start_ns) if record.start_ns else None,
+            "end_time_ns": run.to_wall_ns(end) if end else None,
+            "intended_start_time_ns": (
+                run.to_wall_ns(record.intended_ns) if record.intended_ns is not None else None
+            ),
+            "send_lag_ms": (
+                round((record.start_ns - record.intended_ns) / 1e6, 6)
+                if record.intended_ns is not None and record.start_ns
+                else None
+            ),
+            "status_code": record.status_code,
+            "error": (
+                {"type": record.error.type, "message": record.error.message} if record.error else None
+            ),
+            "response_model": record.response_model,
+            "metrics": shown,
+        }
+        self.jsonl.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run_benchmark(self) -> RunResult:
+        config = self.config
+        concurrency = config.effective_concurrency
+        client = make_client(config, concurrency if config.request_rate is None else config.concurrency)
+        self.sender = Sender(
+            client=client,
+            url=request_url(config, self.endpoint),
+            headers=request_headers(config),
+            endpoint=self.endpoint,
+            streaming=config.streaming,
+            timeout_s=config.request_timeout_seconds,
+        )
+        status = RunStatus.FINISHED
+        async with client:
+            await self.bus.open_all(self.run)
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._watch_signals, outer.cancel_scope)
+                async with trio.open_nursery() as sinks:
+                    await self.bus.run_all(sinks)
+                    async with trio.open_nursery() as background:
+                        for sampler in self.samplers:
+                            background.start_soon(self._run_sampler, sampler)
+                        background.start_soon(self._report_progress)
+                        await self._run_phases()
+                        background.cancel_scope.cancel()
+                    self.bus.end_streams()
+                    # Sinks drain what is queued; one stuck in a blocking call is abandoned.
+                    sinks.cancel_scope.deadline = trio.current_time() + CLOSE_BUDGET_S
+                outer.cancel_scope.cancel()
+            if self.run.cancelled:
+                status = RunStatus.KILLED
+            elif self.aggregator.ok == 0 and self.aggregator.failed > 0:
+                status = RunStatus.FAILED
+            await self.bus.close_all(status)
+        self._clear_progress()
+        return self._result(status)
+
+    async def _run_phases(self) -> None:
+        config = self.config
+        rng = random.Random(config.random_seed)
+        with trio.CancelScope() as scope:
+            self._load_scope = scope
+            if config.warmup_request_count:
+                await self._run_phase(Phase.WARMUP, config.warmup_request_count, None, rng)
+            self.run.profile_start_ns = time.perf_counter_ns()
+            await self._run_phase(
+                Phase.PROFILE, config.effective_request_count, config.benchmark_duration, rng
+            )
+        self.run.profile_end_ns = time.perf_counter_ns()
+
+    async def _run_phase(
+        self, phase: Phase, count: int | None, duration: float | None, rng: random.Random
+    ) -> None:
+        config = self.config
+        self.run.phase = phase
+        self._phase_started = trio.current_time()
+        self.bus.publish(PhaseChanged(phase=phase, perf_ns=time.perf_counter_ns()))
+        deadline = self._phase_started + duration if duration else None
+        load = _PhaseLoad(
+            engine=self,
+            phase=phase,
+            count=count,
+            deadline=deadline,
+            concurrency=config.concurrency,
+            request_rate=config.request_rate,
+            random=rng,
+        )
+        with trio.CancelScope() as scope:
+            if deadline is not None:
+                # In-flight requests get the grace period to finish once sending stops;
+                # whatever is still running then is cancelled and reported, not counted.
+                scope.deadline = deadline + config.benchmark_grace_period
+            await self.strategy.drive(load)
+
+    async def _run_sampler(self, sampler: Sampler) -> None:
+        try:
+            await sampler.run(_SamplerContext(self.run, self.bus))
+        except Exception as exc:  # noqa: BLE001 - a sampler must never stop the benchmark
+            log.warning("sampler_failed", sampler=sampler.name, error=f"{type(exc).__name__}: {exc}")
+
+    async def _watch_signals(self, outer: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.run.cancelled:
+                    # A second Ctrl-C: the user wants out now, exports or not.
+                    sys.stderr.write("\naiperf: interrupted again, exiting without exports\n")
+                    import os
+
+                    os._exit(128 + signum)
+                self.run.cancelled = True
+                self.run.state["signal"] = signum
+                self.stopping = True
+                name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+                sys.stderr.write(
+                    f"\naiperf: {name}: stopping, writing results of the completed requests "
+                    "(press Ctrl-C again to quit at once)\n"
+                )
+                if self._load_scope is not None:
+                    self._load_scope.cancel()
+
+    async def _report_progress(self) -> None:
+        started = trio.current_time()
+        while True:
+            await trio.sleep(1.0)
+            elapsed = trio.current_time() - started
+            self.bus.publish(
+                Progress(
+                    phase=self.run.phase,
+                    sent=self.sent,
+                    completed=self.completed,
+                    failed=self.failed,
+                    in_flight=self.in_flight,
+                    elapsed_s=elapsed,
+                )
+            )
+            self._show_progress(elapsed)
+
+    def _show_progress(self, elapsed: float) -> None:
+        stream = self.progress_stream
+        if stream is None:
+            return
+        total = self.config.effective_request_count
+        done = self.completed + self.failed
+        target = f"/{total + self.config.warmup_request_count}" if total else ""
+        phase_elapsed = max(trio.current_time() - self._phase_started, 1e-9)
+        rate = self.aggregator.ok / phase_elapsed if self.run.phase is Phase.PROFILE else 0.0
+        stream.write(
+            f"\r[{self.run.phase.value}] {done}{target} requests  {rate:7.1f} req/s  "
+            f"{self.failed} errors  {self.in_flight} in flight  {elapsed:6.1f} s "
+        )
+        stream.flush()
+
+    def _clear_progress(self) -> None:
+        if self.progress_stream is not None:
+            self.progress_stream.write("\r\033[K")
+            self.progress_stream.flush()
+
+    def _result(self, status: RunStatus) -> RunResult:
+        agg = self.aggregator
+        notes = self.bus.notes()
+        if self.cancelled_in_flight and not self.run.cancelled:
+            notes.append(
+                f"{self.cancelled_in_flight} requests were still in flight when the grace "
+                f"period ended; they were cancelled and are not counted"
+            )
+        return RunResult(
+            status=status,
+            was_cancelled=self.run.cancelled,
+            metrics=agg.request_metrics(),
+            run_metrics=agg.run_metrics(),
+            errors=agg.error_summary(),
+            start_wall_ns=self.run.to_wall_ns(agg.first_start_ns) if agg.first_start_ns else None,
+            end_wall_ns=self.run.to_wall_ns(agg.last_end_ns) if agg.last_end_ns else None,
+            send_lag=agg.send_lag(),
+            notes=tuple(notes),
+        )
+
+
+async def check_server(url: str, wait_s: float) -> None:
+    """Fail fast, with one line, when nothing listens at ``url``; or wait for it to come up."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = trio.current_time() + wait_s
+    while True:
+        try:
+            with trio.fail_after(5):
+                stream = await trio.open_tcp_stream(host, port)
+            await stream.aclose()
+            return
+        except (OSError, trio.TooSlowError) as exc:
+            if trio.current_time() >= deadline:
+                reason = "timed out" if isinstance(exc, trio.TooSlowError) else (exc.strerror or str(exc))
+                hint = (
+                    f"waited {wait_s:g} s" if wait_s
+                    else "start it first, or pass --wait-for-model-timeout SECONDS to wait for it"
+                )
+                raise RunFailure(
+                    f"cannot reach the server at {parts.scheme}://{host}:{port} ({reason}); {hint}"
+                ) from None
+            await trio.sleep(0.5)

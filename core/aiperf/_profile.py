@@ -1,0 +1,196 @@
+"""``aiperf profile``: from a config to a run directory, in the order DESIGN.md lays out."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import structlog
+
+from aiperf import __version__
+from aiperf._exporters import (
+    INPUTS_FILE,
+    JSONL_FILE,
+    METADATA_FILE,
+    metadata,
+    write_json,
+)
+from aiperf._http import request_url
+from aiperf._provider import infer_provider
+from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
+
+if TYPE_CHECKING:
+    from aiperf._config import ProfileConfig
+    from aiperf._plugins import Plugins
+
+log = structlog.get_logger()
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_run_dir(config: ProfileConfig) -> Path:
+    model = _UNSAFE.sub("_", config.model).strip("_") or "model"
+    return Path("artifacts") / f"{model}-{config.endpoint_type}-{config.load_setting}"
+
+
+def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
+    """Check what only the registries can check, fix the seed, and let plugins validate."""
+    endpoints = plugins.endpoints()
+    endpoint = endpoints.get(config.endpoint_type)
+    if endpoint is None:
+        raise UsageError(
+            f"--endpoint-type: unknown type {config.endpoint_type!r}; "
+            f"use one of {', '.join(sorted(endpoints))}"
+        )
+    if config.streaming and not endpoint.supports_streaming:
+        raise UsageError(f"--streaming: the {endpoint.name} endpoint does not stream; drop --streaming")
+    if config.request_rate is not None:
+        strategies = plugins.load_strategies()
+        if config.request_rate_mode not in strategies or config.request_rate_mode == "concurrency":
+            modes = sorted(n for n in strategies if n != "concurrency")
+            raise UsageError(
+                f"--request-rate-mode: unknown mode {config.request_rate_mode!r}; use one of {', '.join(modes)}"
+            )
+    if config.dataset is not None and config.dataset not in plugins.datasets():
+        raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; use one of {', '.join(sorted(plugins.datasets()))}")
+    if config.input_file is not None and not config.input_file.exists():
+        raise UsageError(f"--input-file: no such file: {config.input_file}")
+    if config.random_seed is None:
+        config = attrs.evolve(config, random_seed=random.SystemRandom().randrange(2**31))
+    plugins.configure(config)
+    return config
+
+
+def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) -> int:
+    import trio
+
+    from aiperf._engine import Engine, check_server
+    from aiperf._tokenizer import load_tokenizer
+
+    config = resolve(config, plugins)
+    endpoint = plugins.endpoints()[config.endpoint_type]
+    url = request_url(config, endpoint)
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    dataset_name = config.dataset or ("input_file" if config.input_file else "synthetic")
+    prompts = list(plugins.datasets()[dataset_name].create(config, tokenizer).load())
+    if not prompts:
+        raise UsageError("the dataset gave no prompts")
+    payloads = [endpoint.build_payload(p, config) for p in prompts]
+    bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
+
+    trio.run(check_server, config.url, config.wait_for_model_timeout)
+
+    run_dir = config.artifact_dir or default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    run = RunContext(
+        config=config,
+        run_dir=run_dir,
+        benchmark_id=uuid.uuid4().hex,
+        version=__version__,
+        provider=infer_provider(config.url, config.gen_ai_provider),
+        operation_name=endpoint.operation_name,
+        server_address=parts.hostname or "",
+        server_port=parts.port or (443 if parts.scheme == "https" else 80),
+        load_setting=config.load_setting,
+        anchor_wall_ns=time.time_ns(),
+        anchor_perf_ns=time.perf_counter_ns(),
+        tokenizer=tokenizer,
+    )
+    write_json(
+        run_dir / INPUTS_FILE,
+        {
+            "url": config.url_without_userinfo,
+            "endpoint": urlsplit(url).path,
+            "endpoint_type": endpoint.name,
+            "payloads": payloads,
+        },
+    )
+    plugin_list = [
+        {"name": i.name, "distribution": i.distribution, "version": i.version}
+        for i in plugins.describe()
+    ]
+    run.state["argv"] = list(argv)
+    run.state["plugins"] = plugin_list
+    write_json(run_dir / METADATA_FILE, metadata(run, result=None))
+
+    plugins.run_started(run)
+    sinks = plugins.live_sinks(config, run)
+    samplers = plugins.samplers(config, run)
+    strategy_name = "concurrency" if config.request_rate is None else config.request_rate_mode
+    strategy = plugins.load_strategies()[strategy_name].create(config)
+    show_progress = config.progress if config.progress is not None else sys.stderr.isatty()
+
+    with (run_dir / JSONL_FILE).open("w", encoding="utf-8") as jsonl:
+        engine = Engine(
+            config=config,
+            run=run,
+            endpoint=endpoint,
+            strategy=strategy,
+            prompts=prompts,
+            bodies=bodies,
+            processors=plugins.record_processors(),
+            sinks=sinks,
+            samplers=samplers,
+            jsonl=jsonl,
+            progress_stream=sys.stderr if show_progress else None,
+        )
+        # trio turns SIGINT into KeyboardInterrupt unless a signal receiver is open; the
+        # engine opens one, so Ctrl-C stops the load and we still write every export.
+        result = trio.run(engine.run_benchmark, restrict_keyboard_interrupt_to_checkpoints=True)
+
+    result = _add_sections(run, result, samplers)
+    failed_exports = _export(run, result, plugins.exporters(config, run))
+    plugins.run_finished(run, result)
+    return _exit_code(run, result, failed_exports)
+
+
+def _add_sections(run: RunContext, result: RunResult, samplers: Sequence[object]) -> RunResult:
+    sections = list(result.sections)
+    notes = list(result.notes)
+    for sampler in samplers:
+        name = getattr(sampler, "name", type(sampler).__name__)
+        try:
+            sections.extend(sampler.sections(run, result))  # type: ignore[attr-defined]
+            line = sampler.report()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a sampler's summary must not lose the run
+            log.warning("sampler_failed", sampler=name, error=f"{type(exc).__name__}: {exc}")
+            continue
+        if line:
+            notes.append(line)
+    return attrs.evolve(result, sections=tuple(sections), notes=tuple(notes))
+
+
+def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -> int:
+    failed = 0
+    for exporter in exporters:
+        try:
+            exporter.export(run, result)
+        except Exception as exc:  # noqa: BLE001 - one exporter failing must not stop the others
+            failed += 1
+            log.error("exporter_failed", exporter=exporter.name, error=f"{type(exc).__name__}: {exc}")
+    return failed
+
+
+def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
+    if result.was_cancelled:
+        return 128 + int(run.state.get("signal", signal.SIGINT))
+    if result.status is RunStatus.FAILED:
+        log.error("Every request failed; see the errors above and in profile_export_aiperf.json.")
+        return 1
+    if result.value("request_count") == 0:
+        log.error("No request completed.")
+        return 1
+    return 1 if failed_exports else 0

@@ -1,0 +1,78 @@
+"""Keeping secrets out of everything aiperf writes.
+
+Two layers: structured redaction where we know the shape (the config, the command line), and a
+last-resort scrubber that replaces every known secret value wherever it appears in a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiperf._config import REDACTED, is_secret_header, strip_userinfo
+
+_SECRET_FLAGS = {"--api-key"}
+_HEADER_FLAGS = {"-H", "--header"}
+_known: set[str] = set()
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    """Register secret values so the log scrubber can replace them anywhere."""
+    for value in values:
+        if value and len(value) >= 4:
+            _known.add(value)
+
+
+def known_secrets() -> frozenset[str]:
+    return frozenset(_known)
+
+
+def scrub(text: str) -> str:
+    for secret in _known:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub_value(v) for v in value)
+    return value
+
+
+def structlog_processor(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if not _known:
+        return event_dict
+    return {k: scrub_value(v) for k, v in event_dict.items()}
+
+
+def _redact_header(text: str) -> str:
+    name, sep, _value = text.partition(":")
+    return f"{name}:{REDACTED}" if sep and is_secret_header(name) else text
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    pending: str | None = None
+    for arg in argv:
+        if pending is not None:
+            out.append(REDACTED if pending in _SECRET_FLAGS else _redact_header(arg))
+            pending = None
+            continue
+        flag, eq, value = arg.partition("=")
+        if flag in _SECRET_FLAGS:
+            out.append(f"{flag}={REDACTED}" if eq else flag)
+            pending = None if eq else flag
+            continue
+        if flag in _HEADER_FLAGS:
+            out.append(f"{flag}={_redact_header(value)}" if eq else flag)
+            pending = None if eq else flag
+            continue
+        if "://" in arg:
+            arg = strip_userinfo(arg)
+        out.append(scrub(arg))
+    return out

@@ -1,0 +1,47 @@
+"""Shared fixtures. Integration fixtures start real servers on loopback and always stop them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_aiperf(
+    args: Sequence[str], *, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a child process, as a user would."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "aiperf", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+@pytest.fixture
+def aiperf_cli(tmp_path: Path):
+    """``aiperf_cli(*args)`` runs aiperf in ``tmp_path`` and returns the CompletedProcess."""
+
+    def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_aiperf(args, cwd=tmp_path, timeout=timeout, env=env)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def mock_server() -> Iterator[object]:
+    """A mock server with zero delays, shared by a module's tests."""
+    from aiperf.testing import MockServer
+
+    with MockServer() as server:
+        yield server

@@ -1,0 +1,74 @@
+"""Bad input ends with one clear line and exit 2 (usage) or 1 (run failure), no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiperf.testing import free_port
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert 1 == len(lines), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+BASE = ["profile", "-m", "m", "--url", "http://127.0.0.1:9"]
+
+
+class TestUsageErrors:
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["profile", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+            (["profile", "--url", "http://127.0.0.1:9"], "--model: is required"),
+            (["profile", "-m", "m", "--url", "ftp://x"], "--url: expected an http:// or https:// URL"),
+            (["profile", "-m", "m", "--url", "http://host:99999"], "--url: the port"),
+            ([*BASE, "--endpoint-type", "nope"], "--endpoint-type: unknown type 'nope'"),
+            ([*BASE, "--concurrency", "-1"], "--concurrency: must be > 0 (got -1)"),
+            ([*BASE, "--concurrency", "0"], "--concurrency: must be > 0 (got 0)"),
+            ([*BASE, "--request-rate", "0"], "--request-rate: must be > 0"),
+            ([*BASE, "--request-count", "-5"], "--request-count: must be > 0"),
+            ([*BASE, "--benchmark-duration", "-1"], "--benchmark-duration: must be > 0"),
+            ([*BASE, "--concurrency", "x"], "invalid int value: 'x'"),
+            ([*BASE, "--header", "NoColon"], "--header: expected 'Name:Value'"),
+            ([*BASE, "--extra-inputs", "{bad json"], "--extra-inputs: not valid JSON"),
+            ([*BASE, "--extra-inputs", "novalue"], "--extra-inputs: expected 'key:value'"),
+            ([*BASE, "--goodput", "nonsense:3"], "--goodput: unknown metric 'nonsense'"),
+            ([*BASE, "--goodput", "time_to_first_token:abc"], "--goodput: time_to_first_token needs a number"),
+            ([*BASE, "--input-file", "missing.jsonl"], "--input-file: no such file"),
+            ([*BASE, "--request-rate-mode", "gamma", "--request-rate", "5"], "--request-rate-mode: unknown mode 'gamma'"),
+            ([*BASE, "--endpoint-type", "embeddings", "--streaming"], "--streaming: the embeddings endpoint does not stream"),
+        ],
+    )
+    def test_cli_usage_error_is_one_line_exit_2(self, aiperf_cli, args: list[str], needle: str) -> None:
+        """Each mistake: exit 2, one line that names it."""
+        result = aiperf_cli(*args)
+        assert 2 == result.returncode, result.stderr
+        assert needle in one_line(result.stderr)
+
+    def test_cli_header_error_never_echoes_a_credential(self, aiperf_cli) -> None:
+        """A malformed credential header is reported without its value."""
+        result = aiperf_cli(*BASE, "--header", "Authorization Bearer-sekrit-canary")
+        assert 2 == result.returncode
+        assert "sekrit-canary" not in result.stderr
+
+    def test_cli_config_file_unknown_key(self, aiperf_cli, tmp_path) -> None:
+        """A config file with an unknown key names the key and the file."""
+        (tmp_path / "run.toml").write_text('model = "m"\nconcurency = 4\n')
+        result = aiperf_cli("profile", "--config", "run.toml")
+        assert 2 == result.returncode
+        line = one_line(result.stderr)
+        assert "unknown key 'concurency'" in line and "run.toml" in line
+
+
+class TestRunFailures:
+    def test_cli_server_not_listening_exit_1(self, aiperf_cli) -> None:
+        """Nothing listening: one line saying so and how to wait for it, exit 1."""
+        port = free_port()
+        result = aiperf_cli("profile", "-m", "m", "--url", f"http://127.0.0.1:{port}")
+        assert 1 == result.returncode
+        line = one_line(result.stderr)
+        assert f"cannot reach the server at http://127.0.0.1:{port}" in line
+        assert "--wait-for-model-timeout" in line

@@ -1,0 +1,33 @@
+"""The package under test is this project's aiperf, never the unrelated one on PyPI."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class TestPackaging:
+    def test_imported_aiperf_is_this_project(self) -> None:
+        """The installed distribution is ours: same version, same description, our hookspecs."""
+        import aiperf
+        from aiperf import hookspecs
+
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+        dist = metadata.distribution("aiperf")
+        assert project["version"] == aiperf.__version__ == dist.version
+        assert project["description"] == dist.metadata["Summary"]
+        assert "aiperf_live_sinks" in vars(hookspecs)
+
+    def test_extras_point_at_the_plugins(self) -> None:
+        """Each extra names the plugin distribution living under plugins/."""
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+        extras = project["optional-dependencies"]
+        for name in ("otel", "mlflow", "gpu", "plot"):
+            assert [f"aiperf-{name}"] == extras[name]
+            plugin = tomllib.loads((REPO / "plugins" / f"aiperf-{name}" / "pyproject.toml").read_text())
+            assert f"aiperf-{name}" == plugin["project"]["name"]
+            assert f"aiperf_{name}.plugin" == plugin["project"]["entry-points"]["aiperf"][name]
+        assert sorted(f"aiperf-{n}" for n in ("otel", "mlflow", "gpu", "plot")) == sorted(extras["all"])

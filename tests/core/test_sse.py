@@ -1,0 +1,78 @@
+"""The SSE parser, fed the way sockets deliver bytes."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiperf._sse import SSEEvent, SSEParser
+
+
+def feed_all(pieces: list[bytes]) -> list[SSEEvent]:
+    parser = SSEParser()
+    events: list[SSEEvent] = []
+    for piece in pieces:
+        events.extend(parser.feed(piece))
+    events.extend(parser.close())
+    return events
+
+
+STREAM = b'data: {"a": 1}\n\ndata: {"a": 2}\n\ndata: [DONE]\n\n'
+
+
+class TestSSEParser:
+    def test_sse_whole_stream_in_one_read(self) -> None:
+        """Several events in one read come out in order."""
+        assert ['{"a": 1}', '{"a": 2}', "[DONE]"] == [e.data for e in feed_all([STREAM])]
+
+    def test_sse_split_at_every_byte(self) -> None:
+        """An event split across reads is reassembled."""
+        pieces = [STREAM[i : i + 1] for i in range(len(STREAM))]
+        assert ['{"a": 1}', '{"a": 2}', "[DONE]"] == [e.data for e in feed_all(pieces)]
+
+    def test_sse_crlf_line_ends(self) -> None:
+        """\\r\\n line ends, also split between the \\r and the \\n."""
+        data = STREAM.replace(b"\n", b"\r\n")
+        assert 3 == len(feed_all([data]))
+        cut = data.index(b"\r\n") + 1
+        assert ['{"a": 1}', '{"a": 2}', "[DONE]"] == [e.data for e in feed_all([data[:cut], data[cut:]])]
+
+    def test_sse_bare_cr_line_ends(self) -> None:
+        """Bare \\r ends lines too (the spec allows it)."""
+        assert ["x", "y"] == [e.data for e in feed_all([b"data: x\r\rdata: y\r\r"])]
+
+    def test_sse_comments_and_unknown_fields_ignored(self) -> None:
+        """Keep-alive comments and retry fields produce no events."""
+        events = feed_all([b": ping\n\nretry: 100\n\ndata: x\n\n"])
+        assert [SSEEvent("x")] == events
+
+    def test_sse_multi_line_data_and_event_name(self) -> None:
+        """data lines join with \\n; event and id fields are kept."""
+        events = feed_all([b"event: message\nid: 7\ndata: a\ndata: b\n\n"])
+        assert [SSEEvent("a\nb", "message", "7")] == events
+
+    def test_sse_no_space_after_colon(self) -> None:
+        """'data:x' is the same as 'data: x'."""
+        assert ["x"] == [e.data for e in feed_all([b"data:x\n\n"])]
+
+    def test_sse_unterminated_last_event_delivered_on_close(self) -> None:
+        """A stream that ends without the blank line still yields its last event."""
+        assert ["[DONE]"] == [e.data for e in feed_all([b"data: [DONE]"])]
+
+    def test_sse_usage_only_chunk(self) -> None:
+        """A usage-only chunk is an ordinary event; the endpoint decides it has no content."""
+        chunk = b'data: {"choices": [], "usage": {"completion_tokens": 5}}\n\n'
+        assert 1 == len(feed_all([chunk]))
+
+    @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=30), max_size=8), st.data())
+    def test_sse_any_split_gives_same_events(self, payloads: list[str], data: st.DataObject) -> None:
+        """However the bytes are cut, the events are the same."""
+        stream = b"".join(f"data: {p}\n\n".encode() for p in payloads)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+        assert payloads == [e.data for e in feed_all(pieces)]
+
+    @given(st.binary(max_size=300))
+    def test_sse_never_crashes_on_garbage(self, blob: bytes) -> None:
+        """Arbitrary bytes never raise."""
+        feed_all([blob[:100], blob[100:]])
