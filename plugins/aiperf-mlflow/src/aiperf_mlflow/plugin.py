@@ -1,3 +1,170 @@
-"""Hook implementations of aiperf-mlflow. Imports nothing heavy: `aiperf --help` loads this module."""
+"""Hook implementations of aiperf-mlflow. Imports nothing heavy: `aiperf --help` loads this module.
+
+MLflow itself is imported only once a run asks for it (``--mlflow-tracking-uri``), inside the
+hooks below.
+"""
 
 from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiperf import UsageError, hookimpl
+
+from aiperf_mlflow import config as flags
+
+if TYPE_CHECKING:
+    from aiperf import Exporter, LiveSink, ProfileConfig, RunContext, RunResult
+
+    from aiperf_mlflow.session import MlflowSession
+
+#: key of this plugin's objects in ``RunContext.state``.
+STATE_KEY = "mlflow"
+
+
+@hookimpl
+def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
+    if command == "profile":
+        group = parser.add_argument_group(
+            "MLflow", "Live logging to MLflow and upload of the results (aiperf-mlflow)"
+        )
+        group.add_argument(
+            "--mlflow-tracking-uri",
+            dest=flags.TRACKING_URI,
+            metavar="URI",
+            help="enable MLflow: a tracking server (http://localhost:5000) or a local store "
+            "(sqlite:///mlflow.db, file:./mlruns, a directory)",
+        )
+        group.add_argument(
+            "--mlflow-experiment",
+            dest=flags.EXPERIMENT,
+            metavar="NAME",
+            help="experiment to create or reuse (default: MLFLOW_EXPERIMENT_NAME, the parent "
+            f"run's experiment, or {flags.DEFAULT_EXPERIMENT!r})",
+        )
+        group.add_argument(
+            "--mlflow-run-name",
+            dest=flags.RUN_NAME,
+            metavar="NAME",
+            help="name of the MLflow run (default: the run directory's name)",
+        )
+        group.add_argument(
+            "--mlflow-tag",
+            dest=flags.TAGS,
+            action="append",
+            metavar="KEY=VALUE",
+            help="tag the MLflow run (repeatable; KEY:VALUE works too)",
+        )
+        group.add_argument(
+            "--mlflow-parent-run-id",
+            dest=flags.PARENT_RUN_ID,
+            metavar="RUN_ID",
+            help="log the run as a child of this run (for sweeps)",
+        )
+    elif command == "plot":
+        group = parser.add_argument_group("MLflow", "Upload the plots (aiperf-mlflow)")
+        group.add_argument(
+            "--mlflow-upload",
+            dest=flags.UPLOAD,
+            action="store_true",
+            help="upload the PNGs to the MLflow run named in the run directory's "
+            "mlflow_export.json",
+        )
+        group.add_argument(
+            "--mlflow-tracking-uri",
+            dest=flags.TRACKING_URI,
+            metavar="URI",
+            help="tracking URI for --mlflow-upload (default: the one in mlflow_export.json)",
+        )
+
+
+@hookimpl
+def aiperf_configure(config: ProfileConfig) -> None:
+    mlflow_config = flags.from_options(config.plugin_options)
+    if mlflow_config is not None:
+        _require_mlflow(mlflow_config.tracking_uri)
+
+
+@hookimpl
+def aiperf_live_sinks(config: ProfileConfig, run: RunContext) -> Sequence[LiveSink] | None:
+    session = _session(config, run)
+    if session is None:
+        return None
+    from aiperf_mlflow.sink import MlflowLiveSink
+
+    return [MlflowLiveSink(session=session)]
+
+
+@hookimpl
+def aiperf_exporters(config: ProfileConfig, run: RunContext) -> Sequence[Exporter] | None:
+    session = _session(config, run)
+    if session is None:
+        return None
+    from aiperf_mlflow.exporter import MlflowExporter
+
+    return [MlflowExporter(session=session)]
+
+
+@hookimpl
+def aiperf_run_finished(run: RunContext, result: RunResult) -> None:
+    session = run.state.get(STATE_KEY)
+    if session is not None:
+        from aiperf_mlflow.exporter import finish_run
+
+        finish_run(session, result.status)
+
+
+@hookimpl
+def aiperf_artifacts_written(run_dir: Path, paths: Sequence[Path], options: dict[str, Any]) -> None:
+    if not options.get(flags.UPLOAD):
+        return
+    tracking_uri = options.get(flags.TRACKING_URI)
+    _require_mlflow(tracking_uri)
+    from aiperf_mlflow.exporter import upload_announced
+
+    upload_announced(run_dir, paths, tracking_uri=tracking_uri)
+
+
+def _require_mlflow(tracking_uri: str | None) -> None:
+    """Import MLflow now, so a broken or missing install is one line before the run starts."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise UsageError(flags.MISSING_PACKAGE) from None
+    if tracking_uri and tracking_uri.startswith("sqlite:"):
+        import importlib.util
+
+        if (
+            importlib.util.find_spec("sqlalchemy") is None
+            or importlib.util.find_spec("alembic") is None
+        ):
+            raise UsageError(
+                "--mlflow-tracking-uri: sqlite:// stores need the full MLflow package "
+                "(pip install mlflow); with mlflow-skinny alone use a tracking server or file:DIR"
+            )
+
+
+def _session(config: ProfileConfig, run: RunContext) -> MlflowSession | None:
+    """The run's MLflow session: made by the first hook that needs it, shared through
+    ``run.state`` by the live sink and the exporter."""
+    session = run.state.get(STATE_KEY)
+    if session is not None:
+        return session
+    mlflow_config = flags.from_options(config.plugin_options)
+    if mlflow_config is None:
+        return None
+    from aiperf_mlflow import environment
+    from aiperf_mlflow.session import MlflowSession
+
+    prepared = environment.apply(mlflow_config)
+    session = MlflowSession(
+        config=mlflow_config,
+        run_dir=run.run_dir,
+        probe_timeout_s=prepared.probe_timeout_s,
+        benchmark_id=run.benchmark_id,
+    )
+    session.adopt_export_file()
+    run.state[STATE_KEY] = session
+    return session

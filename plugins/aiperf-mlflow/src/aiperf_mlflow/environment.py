@@ -1,0 +1,102 @@
+"""How the MLflow client is made to behave inside a benchmark: bounded waits, no chatter.
+
+MLflow reads its HTTP settings from the environment on every request. Its defaults (120 s
+timeout, 7 retries with exponential backoff) let a dead server hold a call for minutes, so we
+lower them, except where the user set them: their values win, the way MLflow users expect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+
+import attrs
+import structlog
+
+from aiperf_mlflow.config import MlflowConfig
+
+log = structlog.get_logger()
+
+TIMEOUT_VAR = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+#: how long the tracking server has to answer ``GET /health`` unless ``MLFLOW_HTTP_REQUEST_TIMEOUT`` is set.
+PROBE_TIMEOUT_S = 5.0
+
+#: applied only where the user has not set the variable.
+CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # Per socket operation, not per call: a slow but progressing upload does not hit it.
+    TIMEOUT_VAR: "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+FILE_STORE_VAR = "MLFLOW_ALLOW_FILE_STORE"
+
+
+@attrs.frozen(kw_only=True)
+class ClientEnvironment:
+    #: seconds the health probe may take.
+    probe_timeout_s: float
+    #: variables to set for the client (the user's own are never among them).
+    updates: dict[str, str]
+
+
+def client_environment(config: MlflowConfig, environ: Mapping[str, str]) -> ClientEnvironment:
+    updates = {name: value for name, value in CLIENT_DEFAULTS.items() if name not in environ}
+    if config.is_file_store and FILE_STORE_VAR not in environ:
+        # MLflow 3.7+ refuses the file store unless asked; the user asked by naming file:.
+        updates[FILE_STORE_VAR] = "true"
+    return ClientEnvironment(probe_timeout_s=probe_timeout(environ), updates=updates)
+
+
+def probe_timeout(environ: Mapping[str, str]) -> float:
+    raw = environ.get(TIMEOUT_VAR)
+    try:
+        value = float(raw) if raw else PROBE_TIMEOUT_S
+    except ValueError:
+        return PROBE_TIMEOUT_S
+    return value if value > 0 else PROBE_TIMEOUT_S
+
+
+def apply(
+    config: MlflowConfig, environ: MutableMapping[str, str] | None = None
+) -> ClientEnvironment:
+    """Set the client's variables in this process (once per run) and say what the user should
+    know about the store."""
+    env = os.environ if environ is None else environ
+    prepared = client_environment(config, env)
+    env.update(prepared.updates)
+    if config.is_file_store:
+        log.info(
+            "MLflow recommends a database store for local tracking, e.g. "
+            "--mlflow-tracking-uri sqlite:///mlflow.db; using the file store as asked.",
+            uri=config.display_uri,
+        )
+    return prepared
+
+
+def unresponsive_message(config: MlflowConfig, timeout_s: float) -> str:
+    return f"MLflow tracking server at {config.display_uri} did not respond within {timeout_s:g}s."
+
+
+def probe(config: MlflowConfig, timeout_s: float, environ: Mapping[str, str] | None = None) -> bool:
+    """``GET /health`` on the tracking server: True when it answered at all (any status).
+
+    Local stores need no server and always pass. Blocking: run it off the trio thread.
+    """
+    if not config.is_server:
+        return True
+    import httpx
+
+    env = os.environ if environ is None else environ
+    verify: bool | str = True
+    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("1", "true"):
+        verify = False
+    elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        verify = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    try:
+        with httpx.Client(timeout=timeout_s, verify=verify) as client:
+            client.get(config.display_uri + "/health")
+    except httpx.HTTPError as exc:
+        log.debug("mlflow_probe_failed", uri=config.display_uri, error=type(exc).__name__)
+        return False
+    return True
