@@ -78,8 +78,13 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 def _show(text: str, name: str) -> str:
-    # Never echo a credential back, even in an error.
-    return repr(name.strip() + ":" + REDACTED) if is_secret_header(name) else repr(text)
+    # Never echo a credential back, even in an error: a header that looks like one is shown
+    # by its first word only.
+    words = name.split()
+    first = words[0] if words else ""
+    if is_secret_header(first) or is_secret_header(name):
+        return repr(f"{first} {REDACTED}")
+    return repr(text)
 
 
 def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
