@@ -12,6 +12,7 @@ import trio
 
 from aiperf._endpoints import ParseError
 from aiperf._sse import SSEParser
+from aiperf._transport import Stamps, StampingTransport, current_stamps
 from aiperf._types import EndpointType, ErrorInfo, RequestRecord
 
 if TYPE_CHECKING:
@@ -53,19 +54,15 @@ def request_headers(config: ProfileConfig) -> dict[str, str]:
 def make_client(config: ProfileConfig, max_connections: int | None) -> httpx.AsyncClient:
     """One client for the whole run, its pool sized for the load so no request queues for a
     connection inside httpx (that wait would be counted as server time)."""
-    verify: Any = True
-    if config.ca_bundle is not None:
-        import ssl
+    import ssl
 
-        verify = ssl.create_default_context(cafile=str(config.ca_bundle))
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=60.0,
+    context = ssl.create_default_context(
+        cafile=str(config.ca_bundle) if config.ca_bundle is not None else None
     )
+    transport = StampingTransport(max_connections=max_connections, ssl_context=context)
     # Timeouts are enforced per request with trio (--request-timeout-seconds) so that one
     # deadline covers connect, headers and the whole stream.
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(None), verify=verify)
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(None), trust_env=False)
 
 
 @attrs.define
@@ -80,17 +77,21 @@ class Sender:
     async def send(self, record: RequestRecord, body: bytes) -> None:
         """Send ``body`` and fill ``record``; every failure becomes ``record.error``."""
         request = self.client.build_request("POST", self.url, content=body, headers=self.headers)
+        stamps = Stamps()
+        token = current_stamps.set(stamps)
         try:
             with trio.fail_after(self.timeout_s):
                 record.start_ns = _now()
                 response = await self.client.send(request, stream=True)
-                record.response_ns = _now()
+                # The socket knows better than we do when the request left.
+                record.start_ns = stamps.first_write_ns or record.start_ns
+                record.response_ns = stamps.last_read_ns or _now()
                 record.status_code = response.status_code
                 try:
                     if response.status_code >= 400:
                         await self._http_error(record, response)
                     elif self.streaming:
-                        await self._read_stream(record, response)
+                        await self._read_stream(record, response, stamps)
                     else:
                         await self._read_body(record, response)
                 finally:
@@ -109,6 +110,10 @@ class Sender:
         except (OSError, trio.BrokenResourceError) as exc:
             record.end_ns = _now()
             record.error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
+        finally:
+            current_stamps.reset(token)
+            if stamps.first_write_ns:
+                record.start_ns = stamps.first_write_ns
 
     async def _http_error(self, record: RequestRecord, response: httpx.Response) -> None:
         body = await response.aread()
@@ -120,7 +125,7 @@ class Sender:
 
     async def _read_body(self, record: RequestRecord, response: httpx.Response) -> None:
         body = await response.aread()
-        record.end_ns = _now()
+        record.end_ns = current_stamps.get().last_read_ns or _now()  # type: ignore[union-attr]
         try:
             data = self.endpoint.parse_response(json.loads(body))
         except (ValueError, ParseError) as exc:
@@ -132,7 +137,9 @@ class Sender:
         record.usage = data.usage
         record.response_model = data.model
 
-    async def _read_stream(self, record: RequestRecord, response: httpx.Response) -> None:
+    async def _read_stream(
+        self, record: RequestRecord, response: httpx.Response, stamps: Stamps
+    ) -> None:
         parser = SSEParser()
         texts: list[str] = []
         reasoning: list[str] = []
@@ -141,8 +148,8 @@ class Sender:
         parse = self.endpoint.parse_chunk
         try:
             async for raw in response.aiter_bytes():
-                # Stamp first: the arrival time must not include our own parsing.
-                arrived = _now()
+                # When the socket read returned these bytes, not when we got to parse them.
+                arrived = stamps.last_read_ns or _now()
                 for event in parser.feed(raw):
                     if event.data == DONE:
                         done = True
