@@ -1,0 +1,130 @@
+"""Draw every figure that the data allows, save the PNGs, and say what could not be drawn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from aiperf_plot.figures import (
+    COMPARISON,
+    DPI,
+    SINGLE_RUN,
+    CannotDraw,
+    Plotted,
+    run_color,
+)
+from aiperf_plot.rundir import RunData, load_sort_key
+
+PLOTS_DIR = "plots"
+
+
+@attrs.frozen(kw_only=True)
+class Drawn:
+    """What one batch of figures produced: the PNGs written, and one line per figure that was
+    not drawn (``"gpu_over_time.png: no gpu_telemetry_export.jsonl ..."``)."""
+
+    out_dir: Path
+    written: tuple[Path, ...] = ()
+    not_drawn: tuple[str, ...] = ()
+
+
+def assign_colors(runs: Sequence[RunData]) -> list[Plotted]:
+    """Runs in load order (a sweep reads left to right), each with its colour."""
+    ordered = sorted(runs, key=lambda r: (load_sort_key(r.load_setting), r.name))
+    return [Plotted(run=run, color=run_color(i)) for i, run in enumerate(ordered)]
+
+
+def draw_single(plotted: Plotted, out_dir: Path) -> Drawn:
+    return _draw(
+        out_dir,
+        {
+            name: (lambda b=build: b(plotted.run, plotted.color))
+            for name, build in SINGLE_RUN.items()
+        },
+    )
+
+
+def draw_comparison(runs: Sequence[Plotted], out_dir: Path) -> Drawn:
+    return _draw(out_dir, {name: (lambda b=build: b(runs)) for name, build in COMPARISON.items()})
+
+
+def _draw(out_dir: Path, builders: Mapping[str, Any]) -> Drawn:
+    written: list[Path] = []
+    not_drawn: list[str] = []
+    for name, build in builders.items():
+        filename = f"{name}.png"
+        try:
+            fig = build()
+        except CannotDraw as exc:
+            not_drawn.append(f"{filename}: {exc}")
+            continue
+        path = out_dir / filename
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=DPI)
+        except OSError as exc:
+            not_drawn.append(f"{filename}: cannot write {path}: {exc.strerror or exc}")
+            continue
+        written.append(path)
+    return Drawn(out_dir=out_dir, written=tuple(written), not_drawn=tuple(not_drawn))
+
+
+@attrs.frozen(kw_only=True)
+class Report:
+    """Everything ``aiperf plot`` drew, per run and for the comparison."""
+
+    runs: tuple[tuple[RunData, Drawn], ...]
+    comparison: Drawn | None = None
+    #: one line per run the comparison figures could not include.
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def written(self) -> tuple[Path, ...]:
+        drawn = [d for _, d in self.runs] + ([self.comparison] if self.comparison else [])
+        return tuple(path for d in drawn for path in d.written)
+
+
+def plot_runs(run_dirs: Sequence[Path], output: Path | None = None) -> Report:
+    """Single-run figures for every run; comparison figures too when there are several.
+
+    Without ``output`` each run's figures go to ``RUN/plots/`` and the comparison figures to
+    ``plots/`` in the directory holding the runs. With it, a single run's figures go to
+    ``output`` itself; several runs get ``output/<run name>/`` and the comparison ``output``.
+    """
+    from aiperf_plot.rundir import common_parent, load_run
+
+    plotted = assign_colors([load_run(path) for path in run_dirs])
+    several = len(plotted) > 1
+    names: set[str] = set()
+    per_run = []
+    for p in plotted:
+        if output is None:
+            out_dir = p.run.path / PLOTS_DIR
+        elif several:
+            out_dir = output / _unique(p.run.name, names)
+        else:
+            out_dir = output
+        per_run.append((p.run, draw_single(p, out_dir)))
+    if not several:
+        return Report(runs=tuple(per_run))
+    left_out = tuple(
+        f"{p.run.name}: left out of the comparison figures: {p.run.summary_problem}"
+        for p in plotted
+        if p.run.summary is None
+    )
+    compare_dir = output if output is not None else common_parent(run_dirs) / PLOTS_DIR
+    return Report(
+        runs=tuple(per_run), comparison=draw_comparison(plotted, compare_dir), left_out=left_out
+    )
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    taken.add(candidate)
+    return candidate
