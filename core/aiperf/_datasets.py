@@ -1,0 +1,438 @@
+"""The built-in prompt sources: synthetic prompts of exact token counts, and a JSONL file.
+
+Both are :class:`aiperf.DatasetType` values (:data:`SYNTHETIC`, :data:`INPUT_FILE`) that the
+built-in plugin registers. Prompts are made before the clock starts; the run cycles through
+the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+import structlog
+
+from aiperf._tokenizer import builtin_words, count_many
+from aiperf._types import DatasetType, Prompt, Tokenizer, UsageError
+
+if TYPE_CHECKING:
+    from aiperf._config import ProfileConfig
+
+log = structlog.get_logger()
+
+#: a prompt that misses its token count under a non-builtin tokenizer is re-measured and
+#: patched at most this many times before the closest text is kept.
+MAX_REPAIRS = 16
+
+_LEAD_CANDIDATES = 256
+
+# Independent random streams, so that e.g. --output-tokens-mean does not change the prompts.
+_STREAM_INPUT_LENGTHS = 1
+_STREAM_OUTPUT_LENGTHS = 2
+_STREAM_WORDS = 3
+
+
+def _rng(seed: int | None, stream: int) -> np.random.Generator:
+    # SeedSequence wants non-negative entropy; two's complement keeps distinct seeds distinct.
+    return np.random.default_rng([(seed or 0) & (2**64 - 1), stream])
+
+
+def sample_lengths(rng: np.random.Generator, n: int, mean: float, stddev: float) -> list[int]:
+    """``n`` draws of N(mean, stddev), rounded to integers, at least 1."""
+    if stddev <= 0:
+        return [max(1, round(mean))] * n
+    draws = np.rint(rng.normal(mean, stddev, size=n)).astype(np.int64)
+    return np.maximum(draws, 1).tolist()
+
+
+# -- synthetic -------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class WordPool:
+    """Words that cost exactly one token each under one tokenizer.
+
+    A prompt of ``n`` tokens is one ``lead`` word followed by ``n - 1`` ``words`` (each with
+    its leading space). With a pre-tokenizer that splits at spaces (byte-level BPE such as the
+    builtin, GPT-2, Llama 3, Qwen; Metaspace; WordPiece) the count is then exactly ``n``.
+    """
+
+    leads: tuple[str, ...]
+    words: tuple[str, ...]
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPool:
+        cached = _pools.get(tokenizer) if _weakrefable(tokenizer) else None
+        if cached is not None:
+            return cached
+        pool = cls._measure(tokenizer)
+        if _weakrefable(tokenizer):
+            _pools[tokenizer] = pool
+        return pool
+
+    @classmethod
+    def _measure(cls, tokenizer: Tokenizer) -> WordPool:
+        candidates = builtin_words()
+        context = "The"
+        base = tokenizer.count(context)
+        spaced = [" " + word for word in candidates]
+        # One encode settles the common case: each word costs at least one token, so a total
+        # of one per word means every word costs exactly one.
+        if tokenizer.count(context + "".join(spaced)) - base == len(spaced):
+            words = tuple(spaced)
+        else:
+            # The cost of a word is measured after another word, where it will stand.
+            costs = count_many(tokenizer, [context + word for word in spaced])
+            words = tuple(w for w, cost in zip(spaced, costs) if cost - base == 1)
+        # The most frequent words give leads enough; measuring them all costs start-up time.
+        capitals = [word.capitalize() for word in candidates[:_LEAD_CANDIDATES]]
+        leads = tuple(w for w, cost in zip(capitals, count_many(tokenizer, capitals)) if cost == 1)
+        # A tokenizer that never gives a word one token: the repair loop does what it can.
+        return cls(leads=leads or ("The",), words=words or tuple(spaced))
+
+
+_pools: weakref.WeakKeyDictionary[Any, WordPool] = weakref.WeakKeyDictionary()
+
+
+def _weakrefable(value: object) -> bool:
+    try:
+        weakref.ref(value)
+    except TypeError:
+        return False
+    return True
+
+
+@attrs.frozen(kw_only=True)
+class SyntheticDataset:
+    """``num_prompts`` prompts of random words whose token counts follow N(mean, stddev).
+
+    Under the builtin tokenizer every prompt has exactly its drawn count. No two prompts share
+    their first two tokens (while ``num_prompts`` allows), so a server's prefix cache cannot
+    serve one prompt from another. The same seed gives the same prompts.
+    """
+
+    tokenizer: Tokenizer
+    num_prompts: int
+    input_tokens_mean: int
+    input_tokens_stddev: float = 0.0
+    output_tokens_mean: int | None = None
+    output_tokens_stddev: float = 0.0
+    seed: int | None = 0
+
+    @classmethod
+    def from_config(cls, config: ProfileConfig, tokenizer: Tokenizer) -> SyntheticDataset:
+        return cls(
+            tokenizer=tokenizer,
+            num_prompts=config.num_prompts,
+            input_tokens_mean=config.synthetic_input_tokens_mean,
+            input_tokens_stddev=config.synthetic_input_tokens_stddev,
+            output_tokens_mean=config.output_tokens_mean,
+            output_tokens_stddev=config.output_tokens_stddev,
+            seed=config.random_seed,
+        )
+
+    def load(self) -> list[Prompt]:
+        n = self.num_prompts
+        targets = sample_lengths(
+            _rng(self.seed, _STREAM_INPUT_LENGTHS),
+            n,
+            self.input_tokens_mean,
+            self.input_tokens_stddev,
+        )
+        max_tokens = _output_lengths(
+            self.seed, n, self.output_tokens_mean, self.output_tokens_stddev
+        )
+        pool = WordPool.for_tokenizer(self.tokenizer)
+        rng = _rng(self.seed, _STREAM_WORDS)
+        word_ids = _prompt_words(rng, targets, len(pool.leads), len(pool.words))
+        texts = [_compose(pool, lead, ids) for lead, ids in word_ids]
+        counts = count_many(self.tokenizer, texts)
+        missed = 0
+        for i, (target, count) in enumerate(zip(targets, counts)):
+            if count != target:
+                texts[i], counts[i] = self._repair(pool, rng, word_ids[i], target, count)
+                missed += counts[i] != target
+        if missed:
+            log.warning(
+                "synthetic_prompts_inexact", tokenizer=self.tokenizer.name, prompts=missed, of=n
+            )
+        return [
+            Prompt(text=text, input_tokens=count, max_tokens=limit)
+            for text, count, limit in zip(texts, counts, max_tokens)
+        ]
+
+    def _repair(
+        self,
+        pool: WordPool,
+        rng: np.random.Generator,
+        prompt: tuple[int, list[int]],
+        target: int,
+        count: int,
+    ) -> tuple[str, int]:
+        """Add, drop or swap words at the end until the tokenizer agrees; keep the closest."""
+        lead, ids = prompt[0], list(prompt[1])
+        best = (abs(count - target), _compose(pool, lead, ids), count)
+        last_step = 0
+        for _ in range(MAX_REPAIRS):
+            gap = target - count
+            if gap == 0:
+                break
+            # Words may cost more (or less) than one token here: resize in proportion.
+            per_word = max(count, 1) / (len(ids) + 1)
+            step = round(gap / per_word) or (1 if gap > 0 else -1)
+            step = max(step, 1 - len(ids))
+            if step == 0 or step == -last_step:
+                # Adding or dropping would swing back across the target: try another last word.
+                if not ids:
+                    break
+                ids[-1] = int(rng.integers(0, len(pool.words)))
+                step = 0
+            elif step > 0:
+                ids.extend(rng.integers(0, len(pool.words), size=step).tolist())
+            else:
+                del ids[step:]
+            last_step = step
+            text = _compose(pool, lead, ids)
+            count = self.tokenizer.count(text)
+            if abs(count - target) < best[0]:
+                best = (abs(count - target), text, count)
+        return best[1], best[2]
+
+
+def _prompt_words(
+    rng: np.random.Generator, targets: Sequence[int], leads: int, words: int
+) -> list[tuple[int, list[int]]]:
+    """For each prompt: its lead word and ``target - 1`` following words, as pool indexes."""
+    n = len(targets)
+    # Distinct (lead, first word) pairs, drawn without replacement while there are enough.
+    pairs = leads * words
+    keys = (
+        rng.choice(pairs, size=n, replace=False) if n <= pairs else rng.integers(0, pairs, size=n)
+    )
+    tails = rng.integers(0, words, size=sum(max(0, t - 2) for t in targets)).tolist()
+    out: list[tuple[int, list[int]]] = []
+    position = 0
+    for key, target in zip(keys.tolist(), targets):
+        lead, first = divmod(key, words)
+        rest = max(0, target - 2)
+        ids = [first, *tails[position : position + rest]] if target >= 2 else []
+        position += rest
+        out.append((lead, ids))
+    return out
+
+
+def _compose(pool: WordPool, lead: int, ids: Sequence[int]) -> str:
+    words = pool.words
+    return pool.leads[lead] + "".join([words[i] for i in ids])
+
+
+def _output_lengths(seed: int | None, n: int, mean: int | None, stddev: float) -> list[int | None]:
+    if mean is None:
+        return [None] * n
+    return list(sample_lengths(_rng(seed, _STREAM_OUTPUT_LENGTHS), n, mean, stddev))
+
+
+# -- JSONL input file ------------------------------------------------------------------------
+
+_PROMPT_KEYS = ("text", "prompt", "messages")
+_LIMIT_KEYS = ("max_tokens", "output_length")
+
+
+@attrs.frozen(kw_only=True)
+class _Entry:
+    line: int
+    text: str
+    #: the pieces of text whose tokens are counted (one per chat message part).
+    counted: tuple[str, ...]
+    messages: tuple[dict[str, Any], ...] | None
+    max_tokens: int | None
+
+
+@attrs.frozen(kw_only=True)
+class InputFileDataset:
+    """Prompts from a JSONL file, one JSON object per line (blank lines are skipped).
+
+    Each object has ``text`` or ``prompt`` (a string) or ``messages`` (OpenAI chat messages),
+    and optionally ``max_tokens`` or ``output_length`` (a positive integer). Lines without
+    one take their ``max_tokens`` from ``--output-tokens-mean/-stddev`` when given. Other keys
+    are ignored.
+    """
+
+    path: Path | None
+    tokenizer: Tokenizer
+    output_tokens_mean: int | None = None
+    output_tokens_stddev: float = 0.0
+    seed: int | None = 0
+
+    @classmethod
+    def from_config(cls, config: ProfileConfig, tokenizer: Tokenizer) -> InputFileDataset:
+        return cls(
+            path=config.input_file,
+            tokenizer=tokenizer,
+            output_tokens_mean=config.output_tokens_mean,
+            output_tokens_stddev=config.output_tokens_stddev,
+            seed=config.random_seed,
+        )
+
+    def load(self) -> list[Prompt]:
+        if self.path is None:
+            raise UsageError(
+                "--input-file: needed by --dataset input_file (a JSONL file of prompts)"
+            )
+        entries = list(_read_entries(self.path))
+        if not entries:
+            raise UsageError(
+                f"--input-file: {self.path} has no prompts; expected one JSON object per line"
+            )
+        pieces = [piece for entry in entries for piece in entry.counted]
+        piece_counts = iter(count_many(self.tokenizer, pieces))
+        defaults = _output_lengths(
+            self.seed, len(entries), self.output_tokens_mean, self.output_tokens_stddev
+        )
+        prompts = []
+        for entry, default in zip(entries, defaults):
+            tokens = sum(next(piece_counts) for _ in entry.counted)
+            prompts.append(
+                Prompt(
+                    text=entry.text,
+                    input_tokens=tokens,
+                    max_tokens=entry.max_tokens if entry.max_tokens is not None else default,
+                    messages=entry.messages,
+                )
+            )
+        return prompts
+
+
+def _read_entries(path: Path) -> Iterator[_Entry]:
+    if path.is_dir():
+        raise UsageError(f"--input-file: {path} is a directory; expected a JSONL file")
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise UsageError(f"--input-file: no such file: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                if raw.strip():
+                    yield _parse_line(number, raw)
+        except OSError as exc:
+            raise UsageError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _parse_line(number: int, raw: bytes) -> _Entry:
+    where = f"--input-file: line {number}:"
+    try:
+        line = raw.decode("utf-8").rstrip()
+    except UnicodeDecodeError:
+        raise UsageError(f"{where} not valid UTF-8") from None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise UsageError(f"{where} expected a JSON object, got {_json_type(obj)}")
+    present = [key for key in _PROMPT_KEYS if key in obj]
+    if not present:
+        raise UsageError(f'{where} expected a "text", "prompt" or "messages" field')
+    if len(present) > 1:
+        raise UsageError(f"{where} give one of {_quoted(present)}, not several")
+    key = present[0]
+    max_tokens = _max_tokens(where, obj)
+    if key == "messages":
+        messages, texts = _messages(where, obj["messages"])
+        return _Entry(
+            line=number,
+            text="\n".join(texts),
+            counted=texts,
+            messages=messages,
+            max_tokens=max_tokens,
+        )
+    text = obj[key]
+    if not isinstance(text, str):
+        raise UsageError(f'{where} "{key}" must be a string, got {_json_type(text)}')
+    if not text:
+        raise UsageError(f'{where} "{key}" is empty')
+    return _Entry(line=number, text=text, counted=(text,), messages=None, max_tokens=max_tokens)
+
+
+def _max_tokens(where: str, obj: dict[str, Any]) -> int | None:
+    present = [key for key in _LIMIT_KEYS if key in obj]
+    if len(present) > 1:
+        raise UsageError(f"{where} give one of {_quoted(present)}, not both")
+    if not present:
+        return None
+    value = obj[present[0]]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        shown = json.dumps(value) if number else _json_type(value)
+        raise UsageError(f'{where} "{present[0]}" must be a positive integer, got {shown}')
+    return value
+
+
+def _messages(where: str, value: Any) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    if not isinstance(value, list) or not value:
+        shown = "an empty array" if value == [] else _json_type(value)
+        raise UsageError(
+            f'{where} "messages" must be a non-empty array of chat messages, got {shown}'
+        )
+    texts: list[str] = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise UsageError(f'{where} "messages"[{i}] must be an object with a "role" string')
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            # Multi-part content (text and images): only the text parts carry tokens we count.
+            for part in content:
+                if not isinstance(part, dict):
+                    raise UsageError(f'{where} "messages"[{i}].content parts must be objects')
+                if isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+        elif content is not None:
+            raise UsageError(
+                f'{where} "messages"[{i}].content must be a string or an array of parts, '
+                f"got {_json_type(content)}"
+            )
+    return tuple(value), tuple(texts)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _quoted(keys: Sequence[str]) -> str:
+    return ", ".join(f'"{key}"' for key in keys)
+
+
+# -- registration ----------------------------------------------------------------------------
+
+SYNTHETIC = DatasetType(
+    name="synthetic",
+    create=SyntheticDataset.from_config,
+    description="random prompts with exact token counts (--synthetic-input-tokens-mean/-stddev)",
+)
+INPUT_FILE = DatasetType(
+    name="input_file",
+    create=InputFileDataset.from_config,
+    description="prompts from a JSONL file (--input-file)",
+)

@@ -1,0 +1,277 @@
+"""Tokenizers for counting prompt and output tokens (``--tokenizer``).
+
+``builtin`` (the default) is a byte-level BPE that ships inside the package, so counting
+works with no network. A local ``tokenizer.json`` (or a directory holding one) and a Hugging
+Face hub id (``gpt2``, ``org/name``) work too; a hub that cannot be reached fails within
+:data:`HUB_TIMEOUT_S` with one line, unless the file is already in the local hub cache.
+
+``tokenizers`` and ``huggingface_hub`` are imported inside the functions that need them:
+``aiperf --help`` must not pay for them.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import re
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import structlog
+
+from aiperf._config import strip_userinfo
+from aiperf._types import UsageError
+
+if TYPE_CHECKING:
+    import tokenizers
+
+log = structlog.get_logger()
+
+BUILTIN = "builtin"
+_BUILTIN_RESOURCE = "builtin_tokenizer.json.gz"
+#: a hub that does not answer the first request within this long is treated as unreachable.
+HUB_TIMEOUT_S = 10.0
+#: the whole download of a tokenizer.json (tens of MB at most) once the hub has answered.
+HUB_DOWNLOAD_TIMEOUT_S = 120.0
+_DEFAULT_ENDPOINT = "https://huggingface.co"
+# ``name`` or ``org/name``, as the hub spells repository ids.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+_SPACED_WORD = re.compile(r"\u0120[a-z]{2,}")
+_HINT = "pass a local tokenizer.json (or its directory), or use --tokenizer builtin"
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class HFTokenizer:
+    """An :class:`aiperf.Tokenizer` backed by a ``tokenizers.Tokenizer``.
+
+    Counts never include special tokens: they measure the text a request carries or a server
+    produced, not the framing a chat template adds.
+    """
+
+    name: str
+    backend: tokenizers.Tokenizer = attrs.field(repr=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids))
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self.backend.encode(text, add_special_tokens=False))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        """``count`` of each text, encoded in parallel by the library."""
+        # encode_batch_fast (tokenizers >= 0.20) skips the offsets we never read.
+        encode = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+        return [len(encoding) for encoding in encode(list(texts), add_special_tokens=False)]
+
+
+def count_many(tokenizer: Any, texts: Sequence[str]) -> list[int]:
+    """Token counts of ``texts`` with any :class:`aiperf.Tokenizer`, batched when it can."""
+    batch = getattr(tokenizer, "count_many", None)
+    if batch is not None:
+        return list(batch(texts))
+    return [tokenizer.count(text) for text in texts]
+
+
+def load_tokenizer(spec: str) -> HFTokenizer:
+    """Resolve ``--tokenizer``: ``builtin``, a path, or a Hugging Face hub id."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError(f"--tokenizer: must not be empty; {_HINT}")
+    if spec == BUILTIN:
+        return builtin_tokenizer()
+    path = Path(spec).expanduser()
+    if path.exists():
+        return _from_path(spec, path)
+    if not _HUB_ID.fullmatch(spec) or spec.endswith(".json"):
+        raise UsageError(f"--tokenizer: no such file or directory: {spec}")
+    return _from_hub(spec)
+
+
+@functools.cache
+def builtin_tokenizer() -> HFTokenizer:
+    from tokenizers import Tokenizer
+
+    data = resources.files("aiperf").joinpath("data", _BUILTIN_RESOURCE).read_bytes()
+    return HFTokenizer(
+        name=BUILTIN, backend=Tokenizer.from_str(gzip.decompress(data).decode("utf-8"))
+    )
+
+
+@functools.cache
+def builtin_words() -> tuple[str, ...]:
+    """Lower-case English words that are each one token, space included, in the builtin
+    vocabulary (``" word"``), in vocabulary order: the material of synthetic prompts."""
+    vocab = builtin_tokenizer().backend.get_vocab()
+    # Byte-level BPE spells the leading space as "Ġ".
+    return tuple(
+        token[1:]
+        for token, _ in sorted(vocab.items(), key=lambda item: item[1])
+        if _SPACED_WORD.fullmatch(token)
+    )
+
+
+def _from_path(spec: str, path: Path) -> HFTokenizer:
+    from tokenizers import Tokenizer
+
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UsageError(f"--tokenizer: {spec} has no tokenizer.json; {_HINT}")
+    try:
+        backend = Tokenizer.from_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - the Rust side raises plain Exception for all
+        raise UsageError(
+            f"--tokenizer: {file} is not a usable tokenizer.json ({_first_line(exc)})"
+        ) from None
+    return _wrap(spec, backend)
+
+
+def _wrap(name: str, backend: tokenizers.Tokenizer) -> HFTokenizer:
+    # A tokenizer.json may switch on truncation or padding (for training); counts must see
+    # every token of the text and nothing else.
+    backend.no_truncation()
+    backend.no_padding()
+    return HFTokenizer(name=name, backend=backend)
+
+
+# -- the Hugging Face hub ----------------------------------------------------------------------
+
+
+def _hub_cache_dir() -> Path:
+    """The hub cache as ``huggingface_hub`` finds it, read from the environment now."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _from_hub(repo_id: str) -> HFTokenizer:
+    import huggingface_hub
+
+    cache_dir = _hub_cache_dir()
+    cached = huggingface_hub.try_to_load_from_cache(repo_id, "tokenizer.json", cache_dir=cache_dir)
+    cached_path = cached if isinstance(cached, str) else None
+    if _hub_offline():
+        if cached_path is None:
+            raise UsageError(
+                f"--tokenizer: HF_HUB_OFFLINE is set and {repo_id!r} is not in the local hub cache; {_HINT}"
+            )
+        return _from_path(repo_id, Path(cached_path))
+
+    endpoint = (os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/")
+    token = huggingface_hub.get_token()
+    problem = _probe_hub(endpoint, repo_id, token)
+    if problem is not None:
+        if cached_path is not None and problem.startswith("cannot reach"):
+            log.warning(
+                "tokenizer_hub_unreachable_using_cache",
+                tokenizer=repo_id,
+                endpoint=strip_userinfo(endpoint),
+            )
+            return _from_path(repo_id, Path(cached_path))
+        raise UsageError(f"--tokenizer: {problem}")
+    file = _download(repo_id, endpoint=endpoint, token=token, cache_dir=cache_dir)
+    return _from_path(repo_id, Path(file))
+
+
+def _probe_hub(endpoint: str, repo_id: str, token: str | None) -> str | None:
+    """Ask the hub whether the file is there, quickly and once: ``None`` when it is."""
+    import httpx
+
+    url = f"{endpoint}/{repo_id}/resolve/main/tokenizer.json"
+    shown = strip_userinfo(endpoint)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(timeout=HUB_TIMEOUT_S, follow_redirects=False) as client:
+            response = client.head(url, headers=headers)
+    except httpx.TimeoutException:
+        return f"cannot reach the Hugging Face hub at {shown} to fetch {repo_id!r} (no answer within {HUB_TIMEOUT_S:g} s); {_HINT}"
+    except httpx.HTTPError as exc:
+        return f"cannot reach the Hugging Face hub at {shown} to fetch {repo_id!r} ({_reason(exc)}); {_HINT}"
+    status = response.status_code
+    if status < 400:
+        return None
+    if status in (401, 403):
+        return (
+            f"the hub at {shown} refused {repo_id!r} (HTTP {status}): the id may be wrong, or the "
+            "model is gated or private (set HF_TOKEN to a token with access)"
+        )
+    if status == 404:
+        return f"the hub at {shown} has no tokenizer.json for {repo_id!r}; check the id, or {_HINT}"
+    return f"the hub at {shown} answered HTTP {status} for {repo_id!r}; {_HINT}"
+
+
+def _download(repo_id: str, *, endpoint: str, token: str | None, cache_dir: Path) -> str:
+    import huggingface_hub
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["path"] = huggingface_hub.hf_hub_download(
+                repo_id,
+                "tokenizer.json",
+                cache_dir=cache_dir,
+                endpoint=endpoint,
+                token=token,
+                etag_timeout=HUB_TIMEOUT_S,
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting thread, reported there
+            outcome["error"] = exc
+
+    bars_were_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        # The hub client retries with back-off on its own; a daemon thread with a deadline
+        # bounds the whole download, and an abandoned one cannot keep the process alive.
+        worker = threading.Thread(target=fetch, name="aiperf-tokenizer-download", daemon=True)
+        worker.start()
+        worker.join(HUB_DOWNLOAD_TIMEOUT_S)
+    finally:
+        if not bars_were_disabled:
+            enable_progress_bars()
+    if worker.is_alive():
+        raise UsageError(
+            f"--tokenizer: downloading tokenizer.json for {repo_id!r} took longer than "
+            f"{HUB_DOWNLOAD_TIMEOUT_S:g} s; {_HINT}"
+        )
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise UsageError(
+            f"--tokenizer: could not download tokenizer.json for {repo_id!r} ({type(exc).__name__}: {_first_line(exc)})"
+        )
+    return str(outcome["path"])
+
+
+def _reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return _first_line(exc) or type(exc).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
