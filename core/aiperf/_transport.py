@@ -14,7 +14,10 @@ The transport drives httpcore's public API directly, under httpx's client API.
 from __future__ import annotations
 
 import contextvars
+import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -22,9 +25,7 @@ from typing import Any
 import attrs
 import httpcore
 import httpx
-
-_now = time.perf_counter_ns
-
+import trio
 
 @attrs.define(slots=True)
 class Stamps:
@@ -41,25 +42,105 @@ current_stamps: contextvars.ContextVar[Stamps | None] = contextvars.ContextVar(
 )
 
 
-class _StampingStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
+# Linux (asm-generic) values; Python's socket module does not export them.
+_SO_TIMESTAMPNS = 35
+_SCM_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = await self._inner.read(max_bytes, timeout)
-        stamps = current_stamps.get()
-        if stamps is not None:
-            stamps.last_read_ns = _now()
+
+class KernelStampedStream(trio.abc.HalfCloseableStream):
+    """A TCP stream whose reads carry the kernel's receive time of the bytes (SO_TIMESTAMPNS).
+
+    Under load, one event loop serves many connections: when 64 streams deliver a token at the
+    same instant, the last one is read a few milliseconds late. The kernel stamped every packet
+    when it arrived, whatever the loop was doing, so with this option the time we record is the
+    network's, not the time our loop got around to the socket. Where the option is missing
+    (not Linux), the stamp is taken right after the read returns.
+    """
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self._inner = inner
+        self._socket = inner.socket
+        self.kernel_stamps = False
+        if sys.platform.startswith("linux") and _ANCILLARY_SIZE:
+            try:
+                self._socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.kernel_stamps = True
+            except OSError:
+                pass
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = max_bytes or 65536
+        if not self.kernel_stamps:
+            data = await self._inner.receive_some(size)
+            _stamp_read(time.perf_counter_ns())
+            return data
+        try:
+            data, ancillary, _flags, _addr = await self._socket.recvmsg(size, _ANCILLARY_SIZE)
+        except OSError as exc:
+            raise trio.BrokenResourceError from exc
+        arrived = 0
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+                seconds, nanos = _TIMESPEC.unpack_from(payload)
+                # The kernel stamps with the wall clock; move it onto perf_counter's timeline
+                # with an offset taken now, so clock adjustments during a run cannot skew it.
+                arrived = seconds * 1_000_000_000 + nanos - (time.time_ns() - time.perf_counter_ns())
+        _stamp_read(arrived or time.perf_counter_ns())
         return data
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        stamps = current_stamps.get()
-        if stamps is not None and not stamps.first_write_ns:
-            stamps.first_write_ns = _now()
-        await self._inner.write(buffer, timeout)
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _stamp_read(arrived: int) -> None:
+    stamps = current_stamps.get()
+    if stamps is not None:
+        stamps.last_read_ns = arrived
+
+
+class _NetworkStream(httpcore.AsyncNetworkStream):
+    """httpcore's view of a trio stream; stamps the request's first write."""
+
+    def __init__(self, stream: trio.abc.Stream, raw: KernelStampedStream) -> None:
+        self._stream = stream
+        self._raw = raw
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            with trio.fail_after(_inf(timeout)):
+                return await self._stream.receive_some(max_bytes)
+        except trio.TooSlowError as exc:
+            raise httpcore.ReadTimeout(str(exc)) from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        stamps = current_stamps.get()
+        if stamps is not None and not stamps.first_write_ns:
+            stamps.first_write_ns = time.perf_counter_ns()
+        try:
+            with trio.fail_after(_inf(timeout)):
+                await self._stream.send_all(buffer)
+        except trio.TooSlowError as exc:
+            raise httpcore.WriteTimeout(str(exc)) from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
     async def start_tls(
         self,
@@ -67,22 +148,41 @@ class _StampingStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        # The TLS handshake's own writes must not count as the request's first byte.
-        token = current_stamps.set(None)
+        # TLS sits on top of the stamped socket, so decrypted bytes keep the kernel's times.
+        tls = trio.SSLStream(
+            self._stream,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            https_compatible=True,
+        )
+        token = current_stamps.set(None)  # handshake bytes are not the request's
         try:
-            inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+            with trio.fail_after(_inf(timeout)):
+                await tls.do_handshake()
+        except trio.TooSlowError as exc:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except (trio.BrokenResourceError, OSError) as exc:
+            await self.aclose()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         finally:
             current_stamps.reset(token)
-        return _StampingStream(inner)
+        return _NetworkStream(tls, self._raw)
 
     def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
+        if info == "ssl_object" and isinstance(self._stream, trio.SSLStream):
+            return self._stream._ssl_object  # noqa: SLF001 - what httpcore asks for
+        if info == "socket":
+            return self._raw._socket  # noqa: SLF001
+        if info == "is_readable":
+            try:
+                return self._raw._socket.is_readable()  # noqa: SLF001
+            except OSError:
+                return True
+        return None
 
 
-class _StampingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
+class _Backend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(
         self,
         host: str,
@@ -91,17 +191,30 @@ class _StampingBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _StampingStream(stream)
+        try:
+            with trio.fail_after(_inf(timeout)):
+                stream = await trio.open_tcp_stream(host, port, local_address=local_address)
+        except trio.TooSlowError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for option in socket_options or ():
+            stream.setsockopt(*option)
+        raw = KernelStampedStream(stream)
+        return _NetworkStream(raw, raw)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
-        return _StampingStream(stream)
+        raise httpcore.ConnectError("unix sockets are not supported by aiperf")
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await trio.sleep(seconds)
+
+
+def _inf(timeout: float | None) -> float:
+    return float("inf") if timeout is None else timeout
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -143,7 +256,7 @@ class StampingTransport(httpx.AsyncBaseTransport):
             keepalive_expiry=keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=_StampingBackend(httpcore.TrioBackend()),
+            network_backend=_Backend(),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
