@@ -95,7 +95,8 @@ class Plugins:
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+            name = pm.get_name(exc.plugin) or repr(exc.plugin)
+            raise PluginError(f"plugin {name!r}: {exc} (a misspelled hook name?)") from None
         return plugins
 
     def _load_entry_point(self, ep: metadata.EntryPoint) -> None:
@@ -131,8 +132,8 @@ class Plugins:
         """Call every implementation of a hook, in registration order, naming failures."""
         caller = getattr(self.pm.hook, hook_name)
         results = []
-        # pluggy keeps implementations last-registered-first; we want built-ins first.
-        for impl in reversed(caller.get_hookimpls()):
+        # get_hookimpls() is in registration order: built-ins first.
+        for impl in caller.get_hookimpls():
             args = {name: kwargs[name] for name in impl.argnames}
             try:
                 results.append((impl.plugin_name, impl.function(**args)))
@@ -163,7 +164,7 @@ class Plugins:
             owners[name] = current[0]
 
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():
             current[0] = impl.plugin_name
             try:
                 impl.function(register=register)

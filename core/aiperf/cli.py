@@ -251,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "-vv", "--verbose") for a in args)
     try:
+        _configure_logging(1 if verbose else 0, "console")
         plugins = Plugins.load()
         set_current(plugins)
         parser, parsers = build_parser(plugins)
