@@ -105,7 +105,8 @@ def write_run(
         ("output_token_throughput_per_user", "tokens/s"),
         ("output_sequence_length", "tokens"),
     ):
-        values = [r["metrics"][tag] for r in measured if tag in r["metrics"]]
+        # Per-request statistics cover successful requests only, as the core's do.
+        values = [r["metrics"][tag] for r in ok if tag in r["metrics"]]
         if values:
             summary_metrics[tag] = _stats(values, unit)
     osl_sum = sum(r["metrics"]["output_sequence_length"] for r in ok)

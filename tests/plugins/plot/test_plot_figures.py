@@ -129,6 +129,13 @@ class TestLatencyDistribution:
             for q in ("p50", "p90", "p99"):
                 assert stats[q] == pytest.approx(_labelled(ax, "line", q).get_xdata()[0])
 
+    def test_failed_requests_left_out_and_said(self, make_run):
+        run_dir = make_run(requests=20, errors=3)
+        fig = figures.latency_distribution(load_run(run_dir), COLOR)
+        hist_ax, cdf_ax = fig.axes
+        assert 17 == len(_labelled(cdf_ax, "line", "requests").get_xdata())
+        assert "Histogram (3 failed requests left out)" == hist_ax.get_title()
+
     def test_labels(self, make_run):
         fig = figures.latency_distribution(load_run(make_run()), COLOR)
         assert [

@@ -129,8 +129,8 @@ def _print_drawn(
 ) -> None:
     if drawn.written:
         out(f"{what}: {len(drawn.written)} figures in {_shown(drawn.out_dir)}")
-    for line in drawn.not_drawn:
-        err(f"{what}: not drawn: {line}")
+    for figure, reason in (*drawn.not_drawn, *drawn.not_applicable):
+        err(f"{what}: not drawn: {figure}: {reason}")
 
 
 def _shown(path: Path) -> str:

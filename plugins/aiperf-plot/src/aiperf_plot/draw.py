@@ -13,6 +13,7 @@ from aiperf_plot.figures import (
     DPI,
     SINGLE_RUN,
     CannotDraw,
+    NotApplicable,
     Plotted,
     run_color,
 )
@@ -23,12 +24,15 @@ PLOTS_DIR = "plots"
 
 @attrs.frozen(kw_only=True)
 class Drawn:
-    """What one batch of figures produced: the PNGs written, and one line per figure that was
-    not drawn (``"gpu_over_time.png: no gpu_telemetry_export.jsonl ..."``)."""
+    """What one batch of figures produced: the PNGs written, and for each figure that was not
+    drawn its file name and why (``("gpu_over_time.png", "no gpu_telemetry_export.jsonl ...")``)."""
 
     out_dir: Path
     written: tuple[Path, ...] = ()
-    not_drawn: tuple[str, ...] = ()
+    #: figures that could not be drawn: missing, damaged or older files.
+    not_drawn: tuple[tuple[str, str], ...] = ()
+    #: figures for data the run did not record (no GPU telemetry, no SLOs).
+    not_applicable: tuple[tuple[str, str], ...] = ()
 
 
 def assign_colors(runs: Sequence[RunData]) -> list[Plotted]:
@@ -53,23 +57,32 @@ def draw_comparison(runs: Sequence[Plotted], out_dir: Path) -> Drawn:
 
 def _draw(out_dir: Path, builders: Mapping[str, Any]) -> Drawn:
     written: list[Path] = []
-    not_drawn: list[str] = []
+    not_drawn: list[tuple[str, str]] = []
+    not_applicable: list[tuple[str, str]] = []
     for name, build in builders.items():
         filename = f"{name}.png"
         try:
             fig = build()
+        except NotApplicable as exc:
+            not_applicable.append((filename, str(exc)))
+            continue
         except CannotDraw as exc:
-            not_drawn.append(f"{filename}: {exc}")
+            not_drawn.append((filename, str(exc)))
             continue
         path = out_dir / filename
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=DPI)
         except OSError as exc:
-            not_drawn.append(f"{filename}: cannot write {path}: {exc.strerror or exc}")
+            not_drawn.append((filename, f"cannot write {path}: {exc.strerror or exc}"))
             continue
         written.append(path)
-    return Drawn(out_dir=out_dir, written=tuple(written), not_drawn=tuple(not_drawn))
+    return Drawn(
+        out_dir=out_dir,
+        written=tuple(written),
+        not_drawn=tuple(not_drawn),
+        not_applicable=tuple(not_applicable),
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -31,9 +31,10 @@ class PlotExporter:
         # The result, not the summary file: another exporter may write that file after us.
         data = load_run(run.run_dir, summary=summary_of(run, result))
         drawn = draw_single(Plotted(run=data, color=run_color(0)), run.run_dir / PLOTS_DIR)
-        for line in drawn.not_drawn:
-            figure, _, reason = line.partition(": ")
+        for figure, reason in drawn.not_drawn:
             log.warning("plot_not_drawn", figure=figure, reason=reason)
+        for figure, reason in drawn.not_applicable:
+            log.debug("plot_not_applicable", figure=figure, reason=reason)
         if drawn.written:
             aiperf.announce_artifacts(run.run_dir, drawn.written, dict(self.options))
         return list(drawn.written)

@@ -44,6 +44,11 @@ class CannotDraw(Exception):
     """A figure cannot be drawn from what the run directory holds; the message says why."""
 
 
+class NotApplicable(CannotDraw):
+    """The figure is for data this run did not record (no GPU telemetry, no SLOs): nothing is
+    wrong, but the user is still told why the figure is absent."""
+
+
 def run_color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
@@ -105,7 +110,6 @@ def _metric_over_time(
         )  # fmt: skip
     ax.set_xlabel("Request start (s since the first request)")
     ax.set_ylabel(ylabel)
-    ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.set_title(_title(what, run))
     # Outside the axes: a scatter over the whole run leaves no empty corner for a legend.
@@ -115,9 +119,13 @@ def _metric_over_time(
 
 def latency_distribution(run: RunData, color: str) -> Figure:
     requests = _requests(run)
-    latencies = np.array([v for r in requests if (v := r.value("request_latency")) is not None])
+    # Successful requests only, as in the exported statistics: a fast failure is no latency.
+    latencies = np.array(
+        [v for r in requests if r.ok and (v := r.value("request_latency")) is not None]
+    )
     if latencies.size == 0:
-        raise CannotDraw(f"no request in {REQUESTS_FILE} has a request_latency")
+        raise CannotDraw(f"no successful request in {REQUESTS_FILE} has a request_latency")
+    failed = sum(not r.ok for r in requests)
     fig, (hist_ax, cdf_ax) = _figure(ncols=2, width=WIDTH_IN * 1.25)
     edges = np.histogram_bin_edges(latencies, bins="auto")
     if len(edges) > 61:
@@ -134,7 +142,7 @@ def latency_distribution(run: RunData, color: str) -> Figure:
         for ax in (hist_ax, cdf_ax):
             ax.axvline(value, color=MARK, ls=style, lw=1.2, label=f"p{q} {value:.1f} ms")
     hist_ax.set_ylabel("Requests")
-    hist_ax.set_title("Histogram")
+    hist_ax.set_title(f"Histogram ({failed} failed requests left out)" if failed else "Histogram")
     cdf_ax.set_ylabel("Requests at or below (%)")
     cdf_ax.set_ylim(0, 100.5)
     cdf_ax.set_title("Cumulative distribution")
@@ -167,7 +175,7 @@ def throughput_over_time(run: RunData, color: str) -> Figure:
 
 def gpu_over_time(run: RunData, color: str) -> Figure:
     if not run.has_gpu_file:
-        raise CannotDraw(f"no {GPU_FILE} (profile with aiperf-gpu installed to record it)")
+        raise NotApplicable(f"no {GPU_FILE} (profile with aiperf-gpu installed to record it)")
     if not run.gpu:
         raise CannotDraw(run.gpu_problem or f"{GPU_FILE} has no samples")
     readings = [
@@ -282,7 +290,7 @@ def per_user_vs_total_throughput(runs: Sequence[Plotted]) -> Figure:
 def goodput(runs: Sequence[Plotted]) -> Figure:
     shown, _missing = _points(runs, ("goodput", "avg"), ("request_throughput", "avg"))
     if not shown:
-        raise CannotDraw("no run was profiled with --goodput SLOs")
+        raise NotApplicable("no run was profiled with --goodput SLOs")
     fig, ax = _figure()
     positions = np.arange(len(shown))
     colors = [p.color for p, _, _ in shown]
