@@ -64,12 +64,12 @@ class TestSyntheticExactness:
         assert [] == logs
 
     def test_lengths_follow_the_normal_distribution(self) -> None:
-        """2000 draws of N(500, 50): mean and spread within 5 standard errors."""
+        """2000 draws of N(200, 50): mean and spread within 5 standard errors."""
         lengths = [
             p.input_tokens
-            for p in synthetic(num_prompts=2000, input_tokens_mean=500, input_tokens_stddev=50)
+            for p in synthetic(num_prompts=2000, input_tokens_mean=200, input_tokens_stddev=50)
         ]
-        assert abs(statistics.fmean(lengths) - 500) < 5 * 50 / 2000**0.5
+        assert abs(statistics.fmean(lengths) - 200) < 5 * 50 / 2000**0.5
         assert abs(statistics.stdev(lengths) - 50) < 5 * 50 / (2 * 1999) ** 0.5
         assert all(isinstance(n, int) for n in lengths)
 
@@ -130,7 +130,7 @@ class TestSyntheticMaxTokens:
         assert len(set(limits)) > 5
 
 
-def train_tokenizer(tmp_path: Path, kind: str) -> HFTokenizer:
+def train_tokenizer(directory: Path, kind: str) -> HFTokenizer:
     """A small tokenizer of another family, saved as tokenizer.json and loaded by path."""
     from pydoc_data.topics import topics
 
@@ -163,10 +163,24 @@ def train_tokenizer(tmp_path: Path, kind: str) -> HFTokenizer:
         trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=["<unk>"])
     trainer.show_progress = False
     tokenizer.train_from_iterator(corpus, trainer=trainer)
-    path = tmp_path / kind / "tokenizer.json"
+    path = directory / kind / "tokenizer.json"
     path.parent.mkdir()
     tokenizer.save(str(path))
     return load_tokenizer(str(path.parent))
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], HFTokenizer]:
+    """``other_tokenizer(kind)``: each kind trained once for the module."""
+    directory = tmp_path_factory.mktemp("tokenizers")
+    made: dict[str, HFTokenizer] = {}
+
+    def get(kind: str) -> HFTokenizer:
+        if kind not in made:
+            made[kind] = train_tokenizer(directory, kind)
+        return made[kind]
+
+    return get
 
 
 class TestSyntheticOtherTokenizers:
@@ -175,9 +189,9 @@ class TestSyntheticOtherTokenizers:
     @pytest.mark.parametrize("kind", ["byte_level", "metaspace", "wordpiece"])
     @pytest.mark.parametrize(("mean", "stddev"), [(1, 0.0), (2, 0.0), (128, 0.0), (300, 120.0)])
     def test_exact_when_words_split_at_spaces(
-        self, kind: str, mean: int, stddev: float, tmp_path: Path
+        self, kind: str, mean: int, stddev: float, other_tokenizer: Callable[[str], HFTokenizer]
     ) -> None:
-        tokenizer = train_tokenizer(tmp_path, kind)
+        tokenizer = other_tokenizer(kind)
         with structlog.testing.capture_logs() as logs:
             prompts = synthetic(
                 tokenizer=tokenizer,
@@ -190,10 +204,12 @@ class TestSyntheticOtherTokenizers:
             assert {mean} == {p.input_tokens for p in prompts}
         assert [] == logs
 
-    def test_best_effort_and_truthful_otherwise(self, tmp_path: Path) -> None:
+    def test_best_effort_and_truthful_otherwise(
+        self, other_tokenizer: Callable[[str], HFTokenizer]
+    ) -> None:
         """Merges across spaces: counts land near the target, are reported as they are, and
         a miss is logged."""
-        tokenizer = train_tokenizer(tmp_path, "across_spaces")
+        tokenizer = other_tokenizer("across_spaces")
         with structlog.testing.capture_logs() as logs:
             prompts = synthetic(tokenizer=tokenizer, num_prompts=30, input_tokens_mean=200)
         assert_counts_are_true(prompts, tokenizer)
