@@ -223,7 +223,7 @@ def redacted_config(config: ProfileConfig) -> dict[str, Any]:
         [name, REDACTED if is_secret_header(name) else value] for name, value in config.headers
     ]
     data["plugin_options"] = {
-        key: (REDACTED if is_secret_header(key) and value else value)
+        key: (REDACTED if is_secret_header(key) and value else _strip_url_userinfo(value))
         for key, value in data.get("plugin_options", {}).items()
     }
     for key in ("extra_inputs",):
@@ -231,6 +231,18 @@ def redacted_config(config: ProfileConfig) -> dict[str, Any]:
             k: (REDACTED if is_secret_header(k) else v) for k, v in data.get(key, {}).items()
         }
     return data
+
+
+def _strip_url_userinfo(value: Any) -> Any:
+    """Plugin flags that take URLs (``--gpu-telemetry``, ``--mlflow-tracking-uri``): no userinfo."""
+    if isinstance(value, str) and "://" in value:
+        try:
+            return strip_userinfo(value)
+        except ValueError:  # a port that is not a number: keep nothing of it
+            return REDACTED
+    if isinstance(value, (list, tuple)):
+        return [_strip_url_userinfo(v) for v in value]
+    return value
 
 
 # -- structuring -----------------------------------------------------------------------------
