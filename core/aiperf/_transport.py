@@ -220,9 +220,10 @@ def _inf(timeout: float | None) -> float:
 class _ResponseStream(httpx.AsyncByteStream):
     """httpcore's body stream, with its errors (a reset mid-stream) surfacing as httpx's."""
 
-    def __init__(self, inner: Any, request: httpx.Request) -> None:
+    def __init__(self, inner: Any, request: httpx.Request, on_close: Any) -> None:
         self._inner = inner
         self._request = request
+        self._on_close = on_close
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -236,61 +237,110 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise httpx.NetworkError(str(exc), request=self._request) from exc
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        try:
+            await self._inner.aclose()
+        finally:
+            self._on_close()
+
+
+@attrs.define(eq=False)
+class _Idle:
+    connection: httpcore.AsyncHTTPConnection
+    since: float
 
 
 class StampingTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over a pool sized by the caller, with socket-level stamps."""
+    """HTTP/1.1 keep-alive connections with socket-level stamps, one per request in flight.
+
+    httpcore's connection pool scans every connection for every request (and polls each idle
+    socket), which at concurrency 64 cost more CPU than the requests themselves. Here a
+    request takes the most recently used idle connection to its origin, or opens one: O(1).
+    """
+
+    #: an idle connection older than this is checked (one poll) before reuse: servers close
+    #: idle keep-alive connections (uvicorn after 5 s).
+    CHECK_AFTER_S = 0.5
 
     def __init__(
         self,
         *,
-        max_connections: int | None,
+        max_connections: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float = 60.0,
     ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or ssl.create_default_context(),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=keepalive_expiry,
+        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._keepalive_expiry = keepalive_expiry
+        self._backend = _Backend()
+        self._idle: dict[tuple[bytes, bytes, int], list[_Idle]] = {}
+        self._all: set[httpcore.AsyncHTTPConnection] = set()
+
+    def _checkout(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+        idle = self._idle.get((origin.scheme, origin.host, origin.port))
+        now = time.monotonic()
+        while idle:
+            entry = idle.pop()
+            conn = entry.connection
+            if not conn.is_available():
+                self._all.discard(conn)
+                continue
+            if now - entry.since > self.CHECK_AFTER_S and conn.has_expired():
+                self._all.discard(conn)
+                continue
+            return conn
+        conn = httpcore.AsyncHTTPConnection(
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=_Backend(),
+            network_backend=self._backend,
         )
+        self._all.add(conn)
+        return conn
+
+    def _checkin(self, origin: httpcore.Origin, conn: httpcore.AsyncHTTPConnection) -> None:
+        if conn.is_available():
+            key = (origin.scheme, origin.host, origin.port)
+            self._idle.setdefault(key, []).append(_Idle(conn, time.monotonic()))
+        else:
+            self._all.discard(conn)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        origin = httpcore.Origin(url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
         core_request = httpcore.Request(
             method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme,
-                host=url.raw_host,
-                port=url.port,
-                target=url.raw_path,
-            ),
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
             headers=request.headers.raw,
             content=request.stream,  # type: ignore[arg-type]
             extensions=request.extensions,
         )
+        conn = self._checkout(origin)
         try:
-            response = await self._pool.handle_async_request(core_request)
-        except httpcore.TimeoutException as exc:
-            raise httpx.TimeoutException(str(exc), request=request) from exc
-        except httpcore.ConnectError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except httpcore.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        except httpcore.NetworkError as exc:
-            raise httpx.NetworkError(str(exc), request=request) from exc
-        except httpcore.ProtocolError as exc:
-            raise httpx.ProtocolError(str(exc), request=request) from exc
+            response = await conn.handle_async_request(core_request)
+        except BaseException as exc:
+            self._all.discard(conn)
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+            if isinstance(exc, httpcore.TimeoutException):
+                raise httpx.TimeoutException(str(exc), request=request) from exc
+            if isinstance(exc, httpcore.ConnectError):
+                raise httpx.ConnectError(str(exc), request=request) from exc
+            if isinstance(exc, httpcore.RemoteProtocolError):
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            if isinstance(exc, httpcore.NetworkError):
+                raise httpx.NetworkError(str(exc), request=request) from exc
+            if isinstance(exc, httpcore.ProtocolError):
+                raise httpx.ProtocolError(str(exc), request=request) from exc
+            raise
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_ResponseStream(response.stream, request),
+            stream=_ResponseStream(response.stream, request, lambda: self._checkin(origin, conn)),
             extensions=response.extensions,
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        connections, self._all, self._idle = self._all, set(), {}
+        for conn in connections:
+            await conn.aclose()
