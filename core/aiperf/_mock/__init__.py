@@ -1,0 +1,1 @@
+"""The mock server's implementation; the public face is :mod:`aiperf.mock_server`."""

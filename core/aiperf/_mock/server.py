@@ -1,0 +1,733 @@
+"""The mock server: asyncio, one ``Protocol`` per connection, a small HTTP/1.1 parser.
+
+Timing model. A request's clock starts when its first byte is read (``t0``). Streamed content
+chunk ``k`` is due at ``t0 + ttft + k * itl * tokens_per_chunk`` and is written by a timer set
+for that absolute deadline, so a late wake-up delays one chunk and never the ones after it.
+The time each content chunk is handed to the socket is what ``/stats`` reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import select
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+
+from aiperf._mock import payloads
+from aiperf._mock.config import MockServerConfig
+from aiperf._mock.stats import RequestTrace, Stats
+from aiperf.mock_server import LISTENING_PREFIX
+
+log = structlog.get_logger()
+
+_MAX_HEAD = 64 * 1024
+_MAX_BODY = 64 * 1024 * 1024
+# A timer may fire up to the loop's clock resolution before its deadline; chunks due within
+# this margin of "now" go out in the current write.
+_EPS = 1e-6
+_INFERENCE = {
+    b"/v1/chat/completions": "chat",
+    b"/v1/completions": "completions",
+    b"/v1/embeddings": "embeddings",
+}
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    b"server: aiperf-mock\r\ntransfer-encoding: chunked\r\n"
+)
+_CHUNKED_END = b"0\r\n\r\n"
+_CONNECTION_FAULTS = frozenset(("reset", "close", "disconnect"))
+
+
+def _frame(payload: bytes) -> bytes:
+    """One HTTP/1.1 chunk of the chunked transfer coding."""
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+@functools.cache
+def _status_line(status: int) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason.encode())
+
+
+def _response(
+    status: int,
+    body: bytes,
+    *,
+    keep_alive: bool,
+    content_type: bytes = b"application/json",
+    extra: bytes = b"",
+) -> bytes:
+    return b"".join(
+        (
+            _status_line(status),
+            b"content-type: ",
+            content_type,
+            b"\r\ncontent-length: %d\r\n" % len(body),
+            b"server: aiperf-mock\r\n",
+            extra,
+            b"" if keep_alive else b"connection: close\r\n",
+            b"\r\n",
+            body,
+        )
+    )
+
+
+class _PreciseEpollSelector(selectors.EpollSelector):
+    """An epoll selector whose timeouts have microsecond, not millisecond, granularity.
+
+    epoll rounds its timeout up to whole milliseconds, so a chunk due in 0.2 ms would go out
+    up to a millisecond late. ``select()`` on the epoll descriptor itself waits with
+    microsecond precision; the ready events are then collected without blocking.
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0:
+            try:
+                select.select([self.fileno()], [], [], timeout)
+            except (OSError, ValueError):
+                return super().select(timeout)
+            return super().select(0)
+        return super().select(timeout)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if hasattr(selectors, "EpollSelector"):
+        return asyncio.SelectorEventLoop(_PreciseEpollSelector())
+    return asyncio.new_event_loop()
+
+
+class MockState:
+    """What all connections share: config, statistics and the outcome draw."""
+
+    def __init__(self, config: MockServerConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.stats = Stats(capacity=config.stats_capacity, loop_origin=loop.time())
+        self.rng = random.Random(config.seed)
+        self.next_rid = 0
+        self.connections: set[Connection] = set()
+        self.ttft = config.ttft_ms / 1e3
+        self.chunk_step = config.itl_ms / 1e3 * config.tokens_per_chunk
+        self.config_dict = config.as_dict()
+        self.created = int(time.time())
+        # One uniform draw per request picks at most one outcome: [0, error_rate) is an error,
+        # then each fault's interval, the rest is a normal answer.
+        edges: list[tuple[float, str]] = []
+        edge = 0.0
+        for name, rate in (("error", config.error_rate), *config.faults):
+            if rate > 0:
+                edge += rate
+                edges.append((edge, name))
+        self.outcome_edges = edges
+
+    def draw_outcome(self) -> str:
+        if not self.outcome_edges:
+            return "ok"
+        u = self.rng.random()
+        for edge, name in self.outcome_edges:
+            if u < edge:
+                return name
+        return "ok"
+
+    def new_trace(self, endpoint: str, model: str, stream: bool, t0: float) -> RequestTrace:
+        self.next_rid += 1
+        trace = RequestTrace(
+            rid=self.next_rid,
+            endpoint=endpoint,
+            model=model,
+            stream=stream,
+            t_received=t0,
+            generation=self.stats.generation,
+        )
+        self.stats.begin(trace)
+        return trace
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parse requests, hand each to a response, keep alive."""
+
+    def __init__(self, state: MockState) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        #: when the first byte of the request being read arrived.
+        self.t0: float | None = None
+        self.job: _Job | None = None
+        self.closed = False
+        self.continue_sent = False
+        self.processing = False
+
+    # -- asyncio callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        if self.job is not None:
+            self.job.abandon()
+            self.job = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.t0 is None:
+            self.t0 = self.loop.time()
+        self.buf += data
+        if self.job is None:
+            self._process()
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        # A response that finishes at once calls back into job_done from inside this loop;
+        # the flag keeps that from recursing (the loop picks up the next request itself).
+        if self.processing:
+            return
+        self.processing = True
+        try:
+            self._process_buffer()
+        finally:
+            self.processing = False
+
+    def _process_buffer(self) -> None:
+        while self.job is None and not self.closed and self.buf:
+            if self.buf[:2] == b"\r\n":
+                del self.buf[:2]
+                continue
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                if len(self.buf) > _MAX_HEAD:
+                    self._fail(431, "request head too large")
+                return
+            lines = bytes(self.buf[:head_end]).split(b"\r\n")
+            parts = lines[0].split(b" ")
+            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+                self._fail(400, "malformed request line")
+                return
+            method, target, version = parts
+            keep_alive = version == b"HTTP/1.1"
+            length = 0
+            expect_continue = False
+            for line in lines[1:]:
+                name, sep, value = line.partition(b":")
+                if not sep:
+                    self._fail(400, "malformed header line")
+                    return
+                name = name.strip().lower()
+                if name == b"content-length":
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        self._fail(400, "bad content-length")
+                        return
+                    if length < 0:
+                        self._fail(400, "bad content-length")
+                        return
+                elif name == b"connection":
+                    token = value.strip().lower()
+                    if b"close" in token:
+                        keep_alive = False
+                    elif b"keep-alive" in token:
+                        keep_alive = True
+                elif name == b"transfer-encoding":
+                    self._fail(411, "send the body with content-length")
+                    return
+                elif name == b"expect":
+                    expect_continue = value.strip().lower() == b"100-continue"
+            if length > _MAX_BODY:
+                self._fail(413, "request body too large")
+                return
+            body_start = head_end + 4
+            if len(self.buf) < body_start + length:
+                if expect_continue and not self.continue_sent and self.transport is not None:
+                    self.continue_sent = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
+            body = bytes(self.buf[body_start : body_start + length])
+            del self.buf[: body_start + length]
+            self.continue_sent = False
+            t0 = self.t0 if self.t0 is not None else self.loop.time()
+            self.t0 = None
+            try:
+                self._dispatch(method, target, body, keep_alive, t0)
+            except Exception:
+                log.exception("mock_server_request_failed", target=target.decode("latin-1"))
+                if self.job is None and not self.closed:
+                    self._fail(500, "mock server failure (see its log)")
+            if self.buf and self.t0 is None:
+                self.t0 = self.loop.time()
+
+    def _fail(self, status: int, message: str) -> None:
+        self.write(_response(status, payloads.error_body(status, message), keep_alive=False))
+        self.close()
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def _dispatch(
+        self, method: bytes, target: bytes, body: bytes, keep_alive: bool, t0: float
+    ) -> None:
+        path, _, query = target.partition(b"?")
+        endpoint = _INFERENCE.get(path)
+        if endpoint is not None:
+            if method != b"POST":
+                self._reply(
+                    405, payloads.error_body(405, "use POST"), keep_alive, extra=b"allow: POST\r\n"
+                )
+                return
+            self._inference(endpoint, body, keep_alive, t0)
+            return
+        state = self.state
+        if path == b"/health":
+            if method != b"GET":
+                self._reply(
+                    405, payloads.error_body(405, "use GET"), keep_alive, extra=b"allow: GET\r\n"
+                )
+                return
+            self._reply(200, b'{"status":"ok"}', keep_alive)
+        elif path == b"/v1/models":
+            if method != b"GET":
+                self._reply(
+                    405, payloads.error_body(405, "use GET"), keep_alive, extra=b"allow: GET\r\n"
+                )
+                return
+            self._reply(200, payloads.models_body(state.config.models, state.created), keep_alive)
+        elif path == b"/stats":
+            if method != b"GET":
+                self._reply(
+                    405, payloads.error_body(405, "use GET"), keep_alive, extra=b"allow: GET\r\n"
+                )
+                return
+            raw = parse_qs(query.decode("latin-1")).get("raw", ["0"])[-1] not in ("", "0", "false")
+            snapshot = state.stats.snapshot(raw=raw, config=state.config_dict)
+            self._reply(200, json.dumps(snapshot).encode(), keep_alive)
+        elif path == b"/stats/reset":
+            if method != b"POST":
+                self._reply(
+                    405, payloads.error_body(405, "use POST"), keep_alive, extra=b"allow: POST\r\n"
+                )
+                return
+            state.stats.reset()
+            self._reply(200, b'{"status":"reset"}', keep_alive)
+        else:
+            self._reply(
+                404, payloads.error_body(404, f"no route {path.decode('latin-1')}"), keep_alive
+            )
+
+    def _reply(self, status: int, body: bytes, keep_alive: bool, *, extra: bytes = b"") -> None:
+        self.write(_response(status, body, keep_alive=keep_alive, extra=extra))
+        if not keep_alive:
+            self.close()
+
+    def _inference(self, endpoint: str, body: bytes, keep_alive: bool, t0: float) -> None:
+        state = self.state
+        try:
+            req = payloads.parse_request(endpoint, body, state.config.models[0])
+        except payloads.BadRequest as exc:
+            trace = state.new_trace(endpoint, "", False, t0)
+            trace.status, trace.outcome = 400, "error"
+            self._reply(400, payloads.error_body(400, str(exc)), keep_alive)
+            trace.t_done = self.loop.time()
+            state.stats.finish(trace)
+            return
+        trace = state.new_trace(endpoint, req.model, req.stream, t0)
+        trace.prompt_tokens = req.prompt_tokens
+        outcome = state.draw_outcome()
+        if outcome == "error":
+            self._injected_error(trace, keep_alive)
+            return
+        trace.outcome = outcome
+        fault = None if outcome == "ok" else outcome
+        if req.stream:
+            job: _Job = _Stream(self, trace, req, keep_alive, fault)
+        else:
+            job = _Body(self, trace, req, keep_alive, fault)
+        self.job = job
+        job.start()
+
+    def _injected_error(self, trace: RequestTrace, keep_alive: bool) -> None:
+        config = self.state.config
+        status = config.error_status
+        extra = b"retry-after: %d\r\n" % config.retry_after if status == 429 else b""
+        body = payloads.error_body(status, f"mock server: injected {status} error")
+        self._reply(status, body, keep_alive, extra=extra)
+        trace.status, trace.outcome = status, "error"
+        trace.t_done = self.loop.time()
+        self.state.stats.finish(trace)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Close after the buffered output is sent (FIN)."""
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP RST."""
+        if self.transport is None or self.closed:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+        self.closed = True
+
+    def job_done(self, job: _Job, *, keep_alive: bool) -> None:
+        if self.job is not job:
+            return
+        self.job = None
+        if not keep_alive:
+            self.close()
+            return
+        if self.buf and not self.closed:
+            self._process()
+
+
+class _Job:
+    """A response in progress: writes at absolute deadlines, then reports the trace."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        trace: RequestTrace,
+        req: payloads.Request,
+        keep_alive: bool,
+        fault: str | None,
+    ) -> None:
+        self.conn = conn
+        self.loop = conn.loop
+        self.state = conn.state
+        self.trace = trace
+        self.req = req
+        # A response that will end its connection says so in its headers, so that the client
+        # does not reuse the connection and see the next request fail instead of this one.
+        self.keep_alive = keep_alive and fault not in _CONNECTION_FAULTS
+        self.fault = fault
+        self.handle: asyncio.TimerHandle | None = None
+        self.finished = False
+        config = conn.state.config
+        self.n_tokens = config.output_tokens if req.max_tokens is None else req.max_tokens
+        self.finish_reason = b"stop" if req.max_tokens is None else b"length"
+        self.model = payloads.json_str(req.model)
+        trace.completion_tokens = self.n_tokens
+        # stall-first: nothing at all (not even headers) until the stall is over.
+        self.t_start = trace.t_received + (config.stall_seconds if fault == "stall-first" else 0.0)
+
+    def start(self) -> None:
+        self.at(self.t_start, self.step)
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def at(self, deadline: float, callback: Any) -> None:
+        if deadline <= self.loop.time() + _EPS:
+            callback()
+        else:
+            self.handle = self.loop.call_at(deadline, callback)
+
+    def end(self, *, keep_alive: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.state.stats.finish(self.trace)
+        self.conn.job_done(self, keep_alive=keep_alive)
+
+    def abandon(self) -> None:
+        """The client went away before the response was over."""
+        if self.handle is not None:
+            self.handle.cancel()
+        if not self.finished:
+            self.finished = True
+            if self.trace.outcome == "ok":
+                self.trace.outcome = "client_disconnect"
+            self.state.stats.finish(self.trace)
+
+    def terminate(self, fault: str, sent: bytes, written: int = 0) -> None:
+        """End the response with a connection-level fault, after writing ``sent``."""
+        conn = self.conn
+        self.send(sent, written)
+        if fault == "reset":
+            conn.reset()
+        else:
+            conn.close()
+        self.end(keep_alive=False)
+
+    def send(self, data: bytes, written: int = 0) -> float:
+        """Write ``data`` carrying ``written`` content chunks; returns the write time.
+
+        The time is taken just before the send: the write wakes the client, and the kernel
+        may run the client before this process reads the clock again.
+        """
+        t = self.loop.time()
+        if data:
+            self.conn.write(data)
+        if written:
+            self.trace.chunk_writes.extend([t] * written)
+        return t
+
+
+class _Stream(_Job):
+    """A streamed (SSE) answer."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        trace = self.trace
+        state = self.state
+        self.fmt = payloads.StreamFormat(
+            chat=trace.endpoint == "chat", rid=trace.rid, created=int(time.time()), model=self.model
+        )
+        per_chunk = state.config.tokens_per_chunk
+        self.per_chunk = per_chunk
+        self.n_chunks = -(-self.n_tokens // per_chunk)
+        #: faults act when content chunk ``mid`` is due: the chunks before it are delivered.
+        self.mid = self.n_chunks // 2
+        self.k = 0
+        self.base = self.t_start + state.ttft
+        self.head_sent = False
+
+    def deadline(self, k: int) -> float:
+        return self.base + k * self.state.chunk_step
+
+    def step(self) -> None:
+        self.handle = None
+        if self.finished or self.conn.closed:
+            return
+        now = self.loop.time()
+        out: list[bytes] = []
+        head = b""
+        if not self.head_sent:
+            self.head_sent = True
+            head = _STREAM_HEAD + (b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n")
+            if self.fmt.chat:
+                out.append(self.fmt.role())
+        written = 0
+        n_chunks = self.n_chunks
+        while self.deadline(self.k) <= now + _EPS:
+            if self.k == self.mid and self.fault is not None:
+                if self._fault(head, out, written):
+                    return
+                continue
+            if self.k >= n_chunks:
+                break
+            start = self.k * self.per_chunk
+            count = min(self.per_chunk, self.n_tokens - start)
+            last = self.k == n_chunks - 1
+            out.append(
+                self.fmt.content(payloads.words(start, count), self.finish_reason if last else None)
+            )
+            self.k += 1
+            written += 1
+        done = self.k == n_chunks and (n_chunks > 0 or self.deadline(0) <= now + _EPS)
+        if done:
+            if n_chunks == 0:
+                out.append(self.fmt.empty_finish(self.finish_reason))
+            if self.req.include_usage:
+                out.append(self.fmt.usage(payloads.usage(self.trace.prompt_tokens, self.n_tokens)))
+            out.append(payloads.DONE)
+        data = head + _frame(b"".join(out)) if out else head
+        t = self.send(data + _CHUNKED_END if done else data, written)
+        if done:
+            writes = self.trace.chunk_writes
+            self.trace.t_done = writes[-1] if writes else t
+            self.end(keep_alive=self.keep_alive)
+        else:
+            self.at(self.deadline(self.k), self.step)
+
+    def _fault(self, head: bytes, out: list[bytes], written: int) -> bool:
+        """Apply the fault due now; True if it ended the response."""
+        fault, self.fault = self.fault, None
+        sent = head + _frame(b"".join(out)) if out else head
+        if fault in ("reset", "disconnect"):
+            self.terminate(fault, sent, written)
+            return True
+        if fault == "close":
+            # A well-formed end of the HTTP body, but no finish_reason, no usage, no [DONE].
+            self.terminate(fault, sent + _CHUNKED_END, written)
+            return True
+        if fault == "malformed-sse":
+            out.append(payloads.MALFORMED_SSE)
+        elif fault == "malformed-json":
+            out.append(self.fmt.malformed_json())
+        elif fault == "stall-mid":
+            self.base += self.state.config.stall_seconds
+        return False
+
+
+class _Body(_Job):
+    """A non-streamed answer (chat, completions, embeddings): one body when the last token is due."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        trace = self.trace
+        state = self.state
+        if trace.endpoint == "embeddings":
+            trace.completion_tokens = 0
+            self.deadline = self.t_start + state.ttft
+            self.body = payloads.embeddings_body(
+                req=self.req, model=self.model, dimensions=state.config.embedding_dimensions
+            )
+        else:
+            n_chunks = -(-self.n_tokens // state.config.tokens_per_chunk)
+            self.deadline = self.t_start + state.ttft + max(n_chunks - 1, 0) * state.chunk_step
+            build = payloads.chat_body if trace.endpoint == "chat" else payloads.completion_body
+            self.body = build(
+                rid=trace.rid,
+                created=int(time.time()),
+                model=self.model,
+                text=payloads.words(0, self.n_tokens),
+                finish=self.finish_reason,
+                usage_json=payloads.usage(trace.prompt_tokens, self.n_tokens),
+            )
+
+    def start(self) -> None:
+        self.at(self.deadline, self.step)
+
+    def step(self) -> None:
+        self.handle = None
+        if self.finished or self.conn.closed:
+            return
+        body = self.body
+        half = len(body) // 2
+        fault = self.fault
+        if fault in ("malformed-sse", "malformed-json"):
+            body = body[:half]
+        head = b"".join(
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                % len(body),
+                b"server: aiperf-mock\r\n",
+                b"" if self.keep_alive else b"connection: close\r\n",
+                b"\r\n",
+            )
+        )
+        if fault == "close":
+            self.terminate(fault, b"")
+            return
+        if fault in ("reset", "disconnect"):
+            self.terminate(fault, head + body[:half])
+            return
+        if fault == "stall-mid":
+            t = self.send(head + body[:half])
+            self.rest = body[half:]
+            self.handle = self.loop.call_at(t + self.state.config.stall_seconds, self._rest)
+            return
+        self.trace.t_done = self.send(head + body)
+        self.end(keep_alive=self.keep_alive)
+
+    def _rest(self) -> None:
+        self.handle = None
+        if self.finished or self.conn.closed:
+            return
+        self.trace.t_done = self.send(self.rest)
+        self.end(keep_alive=self.keep_alive)
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def _serve(config: MockServerConfig) -> int:
+    loop = asyncio.get_running_loop()
+    try:
+        sock = _listen(config.host, config.port)
+    except socket.gaierror as exc:
+        print(
+            f"aiperf mock-server: error: --host: cannot resolve {config.host!r} ({exc.strerror})",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        print(
+            f"aiperf mock-server: error: cannot listen on {config.host}:{config.port} ({exc.strerror}); "
+            "choose another --port, or --port 0 for a free one",
+            file=sys.stderr,
+        )
+        return 1
+    state = MockState(config, loop)
+    loop.set_exception_handler(_log_loop_error)
+    server = await loop.create_server(lambda: Connection(state), sock=sock)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        print(f"{LISTENING_PREFIX}{_url(sock)}", flush=True)
+    except BrokenPipeError:
+        pass
+    log.debug("mock_server_started", url=_url(sock), config=state.config_dict)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for conn in list(state.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        await server.wait_closed()
+    return 0
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    log.error(
+        "mock_server_loop_error", message=context.get("message"), exc_info=context.get("exception")
+    )
+
+
+def _tighten_timer_slack() -> None:
+    """Ask Linux for 1 ns timer slack instead of the default 50 us, so chunks leave on time."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_timerslack = 29
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_timerslack, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.debug("mock_server_timer_slack_unchanged")
+
+
+def run(config: MockServerConfig) -> int:
+    _tighten_timer_slack()
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        return runner.run(_serve(config))
