@@ -278,9 +278,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("\naiperf: interrupted\n")
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
+        from aiperf._redact import scrub
+
+        inner: BaseException = exc
+        while isinstance(inner, BaseExceptionGroup) and inner.exceptions:
+            inner = inner.exceptions[0]
+        if isinstance(inner, AiperfError):
+            sys.stderr.write(f"aiperf: error: {inner}\n")
+            return inner.exit_code
         if verbose:
             raise
-        from aiperf._redact import scrub
+        exc = inner  # type: ignore[assignment]
 
         sys.stderr.write(
             f"aiperf: internal error: {type(exc).__name__}: {scrub(str(exc))} "
