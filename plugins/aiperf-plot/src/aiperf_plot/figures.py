@@ -148,7 +148,9 @@ def latency_distribution(run: RunData, color: str) -> Figure:
     cdf_ax.set_title("Cumulative distribution")
     for ax in (hist_ax, cdf_ax):
         ax.set_xlabel("Request latency (ms)")
-        ax.legend(loc="best", fontsize="small")
+    # One legend below both panels: inside, it would hide bars or the curve.
+    fig.legend(handles=cdf_ax.get_legend_handles_labels()[0], loc="outside lower center", ncols=4,
+               fontsize="small")  # fmt: skip
     fig.suptitle(_title("Request latency distribution", run))
     return fig
 
@@ -258,10 +260,12 @@ def throughput_vs_latency(runs: Sequence[Plotted]) -> Figure:
 def _throughput_vs(runs: Sequence[Plotted], *, tag: str, what: str) -> Figure:
     fig, ax = _figure()
     handles = []
-    for stat, marker, style in (("p50", "o", "-"), ("p99", "s", "--")):
+    # p50 labels go above-left of their points, p99 labels below-right: the two points of one
+    # run are often close together.
+    for stat, marker, style, side in (("p50", "o", "-", "left"), ("p99", "s", "--", "right")):
         shown, missing = _points(runs, (tag, stat), ("output_token_throughput", "avg"))
         _require_two(shown, f"{what.lower()} {stat} and output token throughput")
-        _curve(ax, shown, marker=marker, style=style, label=stat)
+        _curve(ax, shown, marker=marker, style=style, label=stat, side=side)
         handles.append(Line2D([], [], color=MARK, marker=marker, ls=style, label=f"{what} {stat}"))
     ax.set_xlabel(f"{what} (ms)")
     ax.set_ylabel("Output token throughput (tokens/s)")
@@ -278,7 +282,7 @@ def per_user_vs_total_throughput(runs: Sequence[Plotted]) -> Figure:
     )
     _require_two(shown, "output token throughput per user and in total")
     fig, ax = _figure()
-    _curve(ax, shown, marker="o", style="-", label="runs")
+    _curve(ax, shown, marker="o", style="-", label="runs", side="right")
     ax.set_xlabel("Output token throughput per user (tokens/s)")
     ax.set_ylabel("Output token throughput, total (tokens/s)")
     _room_for_labels(ax)
@@ -294,10 +298,14 @@ def goodput(runs: Sequence[Plotted]) -> Figure:
     fig, ax = _figure()
     positions = np.arange(len(shown))
     colors = [p.color for p, _, _ in shown]
+    goodputs = [good for _, good, _ in shown]
+    throughputs = [throughput for _, _, throughput in shown]
     width = 0.38
-    ax.bar(positions - width / 2, [y for _, _, y in shown], width, color=colors, alpha=0.35,
-           hatch="//", edgecolor=colors, label="request throughput")  # fmt: skip
-    ax.bar(positions + width / 2, [x for _, x, _ in shown], width, color=colors, label="goodput")
+    ax.bar(positions - width / 2, throughputs, width, color=colors, alpha=0.35, hatch="//",
+           edgecolor=colors, label="request throughput")  # fmt: skip
+    good_bars = ax.bar(positions + width / 2, goodputs, width, color=colors, label="goodput")
+    # A goodput of zero is a bar of no height: the number says it was measured.
+    ax.bar_label(good_bars, fmt="%.2f", padding=2, fontsize="small")
     ax.set_xticks(positions, [load_label(p.run.load_setting) for p, _, _ in shown])
     ax.set_xlabel("Load setting")
     ax.set_ylabel("Requests/s")
@@ -335,7 +343,13 @@ def _require_two(shown: Sequence[object], what: str) -> None:
 
 
 def _curve(
-    ax: Axes, shown: Sequence[tuple[Plotted, float, float]], *, marker: str, style: str, label: str
+    ax: Axes,
+    shown: Sequence[tuple[Plotted, float, float]],
+    *,
+    marker: str,
+    style: str,
+    label: str,
+    side: str,
 ) -> None:
     """One point per run in its colour, labelled with its load; runs of the same kind of load
     (concurrency, request rate) joined in load order."""
@@ -350,11 +364,16 @@ def _curve(
         [x for _, x, _ in shown], [y for _, _, y in shown], c=[p.color for p, _, _ in shown],
         marker=marker, s=70, edgecolors="black", linewidths=0.6, zorder=3, label=label,
     )  # fmt: skip
+    offset, align = ((-7, 6), "right") if side == "left" else ((7, -12), "left")
     for plotted, x, y in shown:
         ax.annotate(
-            load_label(plotted.run.load_setting), (x, y), xytext=(6, 6),
-            textcoords="offset points", fontsize="small",
-        )  # fmt: skip
+            load_label(plotted.run.load_setting),
+            (x, y),
+            xytext=offset,
+            textcoords="offset points",
+            ha=align,
+            fontsize="small",
+        )
 
 
 def _room_for_labels(ax: Axes) -> None:
