@@ -268,13 +268,33 @@ class FakeHub:
 
 
 @pytest.fixture
-def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty hub cache of this test's own, and no token or offline mode from outside."""
+def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty hub cache of this test's own, no token or offline mode from outside, and no
+    name lookup of anything but loopback (an attempt fails the test)."""
+    import huggingface_hub.constants as hub_settings
+
     for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "hf" / "no-token"))
-    return tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    # huggingface_hub reads its settings once, at import. With telemetry on, building its
+    # User-Agent fetches a registry from its import-time endpoint, not the one aiperf passes:
+    # off, every request of a download goes to HF_ENDPOINT, on loopback.
+    monkeypatch.setattr(hub_settings, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_settings, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(hub_settings, "HF_TOKEN_PATH", str(tmp_path / "hf" / "no-token"))
+    elsewhere: list[str] = []
+    lookup = socket.getaddrinfo
+
+    def loopback_only(host: object, *args: object, **kwargs: object) -> object:
+        if host not in ("127.0.0.1", "localhost", "::1", b"127.0.0.1"):
+            elsewhere.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, "only loopback in tests")
+        return lookup(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    yield tmp_path / "hf" / "hub"
+    assert [] == elsewhere
 
 
 @pytest.fixture
@@ -385,7 +405,8 @@ class TestHub:
             [sys.executable, "-m", "aiperf", "profile", "-m", "my-model",
              "--url", f"http://127.0.0.1:{closed_port()}", "--tokenizer", "gpt2", "--request-count", "1"],
             check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path,
-            env={**_clean_env(), "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HOME": str(tmp_path / "hf")},
+            env={**_clean_env(), "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
+                 "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"},
         )  # fmt: skip
         assert 2 == done.returncode
         lines = done.stderr.strip().splitlines()
