@@ -24,7 +24,18 @@ def _console(logger: Any, method: str, event_dict: dict[str, Any]) -> str:
     return f"{level:<8} {event}" + (f" {extras}" if extras else "")
 
 
+_configured = False
+
+
+def ensure_configured() -> None:
+    """Configure with the defaults unless a command already did."""
+    if not _configured:
+        configure()
+
+
 def configure(verbose: int = 0, fmt: str = "console") -> None:
+    global _configured
+    _configured = True
     level = logging.DEBUG if verbose > 0 else logging.INFO
     renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else _console
     processors: list[Any] = [

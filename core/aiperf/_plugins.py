@@ -100,14 +100,17 @@ class Plugins:
         return plugins
 
     def _load_entry_point(self, ep: metadata.EntryPoint) -> None:
-        import structlog
-
         try:
             module = ep.load()
             self.pm.register(module, name=ep.name)
         except Exception as exc:  # noqa: BLE001 - any failure means: skip this plugin
             error = f"{type(exc).__name__}: {exc}"
             self.failures.append(LoadFailure(ep.name, error))
+            from aiperf._logging import ensure_configured
+
+            ensure_configured()
+            import structlog
+
             structlog.get_logger().warning("plugin_failed_to_load", plugin=ep.name, error=error)
             return
         dist = ep.dist

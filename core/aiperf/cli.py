@@ -251,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "-vv", "--verbose") for a in args)
     try:
-        _configure_logging(1 if verbose else 0, "console")
+        # Logging is configured once a command runs (structlog costs import time that
+        # `aiperf --help` should not pay); a plugin that fails to load configures it first.
         plugins = Plugins.load()
         set_current(plugins)
         parser, parsers = build_parser(plugins)
@@ -262,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "profile":
             return _run_profile(ns, plugins, parsers["profile"], ["aiperf", *args])
         if ns.command == "plugins":
+            _configure_logging(1 if verbose else 0, "console")
             plugins_command_output(plugins)
             return 0
         if ns.command == "plot" and "plot" not in parsers:
