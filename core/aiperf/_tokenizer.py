@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 import structlog
@@ -162,7 +163,14 @@ def _hub_offline() -> bool:
 
 def _from_hub(repo_id: str) -> HFTokenizer:
     import huggingface_hub
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise UsageError(
+            f"--tokenizer: no such file or directory: {repo_id} (nor a hub id: {_first_line(exc)})"
+        ) from None
     cache_dir = _hub_cache_dir()
     cached = huggingface_hub.try_to_load_from_cache(repo_id, "tokenizer.json", cache_dir=cache_dir)
     cached_path = cached if isinstance(cached, str) else None
@@ -173,47 +181,75 @@ def _from_hub(repo_id: str) -> HFTokenizer:
             )
         return _from_path(repo_id, Path(cached_path))
 
-    endpoint = (os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/")
+    endpoint = _hub_endpoint()
     token = huggingface_hub.get_token()
-    problem = _probe_hub(endpoint, repo_id, token)
-    if problem is not None:
-        if cached_path is not None and problem.startswith("cannot reach"):
-            log.warning(
-                "tokenizer_hub_unreachable_using_cache",
-                tokenizer=repo_id,
-                endpoint=strip_userinfo(endpoint),
-            )
-            return _from_path(repo_id, Path(cached_path))
-        raise UsageError(f"--tokenizer: {problem}")
+    try:
+        _probe_hub(endpoint, repo_id, token)
+    except _HubUnreachable:
+        if cached_path is None:
+            raise
+        log.warning(
+            "tokenizer_hub_unreachable_using_cache",
+            tokenizer=repo_id,
+            endpoint=strip_userinfo(endpoint),
+        )
+        return _from_path(repo_id, Path(cached_path))
     file = _download(repo_id, endpoint=endpoint, token=token, cache_dir=cache_dir)
     return _from_path(repo_id, Path(file))
 
 
-def _probe_hub(endpoint: str, repo_id: str, token: str | None) -> str | None:
-    """Ask the hub whether the file is there, quickly and once: ``None`` when it is."""
+def _hub_endpoint() -> str:
+    endpoint = (os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/")
+    try:
+        parts = urlsplit(endpoint)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 literal
+        valid = False
+    if not valid:
+        # Not echoed: the value may carry credentials.
+        raise UsageError(
+            f"--tokenizer: HF_ENDPOINT is not an http(s) URL; fix it, or unset it for {_DEFAULT_ENDPOINT}"
+        )
+    return endpoint
+
+
+class _HubUnreachable(UsageError):
+    """No answer from the hub at all (as opposed to an answer that says no)."""
+
+
+def _probe_hub(endpoint: str, repo_id: str, token: str | None) -> None:
+    """Ask the hub, quickly and once, whether it has the file; raise when it has not."""
     import httpx
 
     url = f"{endpoint}/{repo_id}/resolve/main/tokenizer.json"
     shown = strip_userinfo(endpoint)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    unreachable = f"--tokenizer: cannot reach the Hugging Face hub at {shown} to fetch {repo_id!r}"
     try:
         with httpx.Client(timeout=HUB_TIMEOUT_S, follow_redirects=False) as client:
             response = client.head(url, headers=headers)
     except httpx.TimeoutException:
-        return f"cannot reach the Hugging Face hub at {shown} to fetch {repo_id!r} (no answer within {HUB_TIMEOUT_S:g} s); {_HINT}"
+        raise _HubUnreachable(
+            f"{unreachable} (no answer within {HUB_TIMEOUT_S:g} s); {_HINT}"
+        ) from None
     except httpx.HTTPError as exc:
-        return f"cannot reach the Hugging Face hub at {shown} to fetch {repo_id!r} ({_reason(exc)}); {_HINT}"
+        raise _HubUnreachable(f"{unreachable} ({_reason(exc)}); {_HINT}") from None
     status = response.status_code
     if status < 400:
-        return None
+        return
     if status in (401, 403):
-        return (
-            f"the hub at {shown} refused {repo_id!r} (HTTP {status}): the id may be wrong, or the "
-            "model is gated or private (set HF_TOKEN to a token with access)"
+        raise UsageError(
+            f"--tokenizer: the hub at {shown} refused {repo_id!r} (HTTP {status}): the id may be "
+            "wrong, or the model is gated or private (set HF_TOKEN to a token with access)"
         )
     if status == 404:
-        return f"the hub at {shown} has no tokenizer.json for {repo_id!r}; check the id, or {_HINT}"
-    return f"the hub at {shown} answered HTTP {status} for {repo_id!r}; {_HINT}"
+        raise UsageError(
+            f"--tokenizer: the hub at {shown} has no tokenizer.json for {repo_id!r}; "
+            f"check the id, or {_HINT}"
+        )
+    raise UsageError(
+        f"--tokenizer: the hub at {shown} answered HTTP {status} for {repo_id!r}; {_HINT}"
+    )
 
 
 def _download(repo_id: str, *, endpoint: str, token: str | None, cache_dir: Path) -> str:

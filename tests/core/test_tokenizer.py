@@ -206,6 +206,14 @@ class TestLocalPath:
             load_tokenizer(spec)
         assert f"--tokenizer: no such file or directory: {spec}" == one_line_usage_error(excinfo)
 
+    @pytest.mark.parametrize("spec", ["a..b", "org/name.", "x" * 100])
+    def test_neither_a_path_nor_a_hub_id(self, spec: str, hub_env: Path) -> None:
+        """Names the hub would reject are reported as missing paths, without asking it."""
+        with pytest.raises(aiperf.UsageError) as excinfo:
+            load_tokenizer(spec)
+        message = one_line_usage_error(excinfo)
+        assert message.startswith(f"--tokenizer: no such file or directory: {spec} (nor a hub id: ")
+
     def test_empty_spec(self) -> None:
         with pytest.raises(aiperf.UsageError) as excinfo:
             load_tokenizer("  ")
@@ -398,6 +406,17 @@ class TestHub:
         message = one_line_usage_error(excinfo)
         assert "pa55word" not in message
         assert "user" not in message
+
+    @pytest.mark.parametrize(
+        "endpoint", ["not-a-url", "http://[bad", "ftp://x", "http://127.0.0.1:99999", "https://"]
+    )
+    def test_bad_endpoint_is_one_line(
+        self, endpoint: str, hub_env: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        with pytest.raises(aiperf.UsageError) as excinfo:
+            load_tokenizer("gpt2")
+        assert "HF_ENDPOINT is not an http(s) URL" in one_line_usage_error(excinfo)
 
     def test_cli_reports_an_unreachable_hub_in_one_line(self, tmp_path: Path) -> None:
         """aiperf profile --tokenizer gpt2 with no hub: exit 2, one line, no traceback."""
