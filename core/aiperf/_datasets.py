@@ -67,12 +67,13 @@ class WordPool:
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPool:
-        cached = _pools.get(tokenizer) if _weakrefable(tokenizer) else None
-        if cached is not None:
-            return cached
-        pool = cls._measure(tokenizer)
-        if _weakrefable(tokenizer):
-            _pools[tokenizer] = pool
+        """The pool of ``tokenizer``, measured once per tokenizer object."""
+        try:
+            pool = _pools.get(tokenizer)
+        except TypeError:  # neither weakly referable nor hashable: measure every time
+            return cls._measure(tokenizer)
+        if pool is None:
+            pool = _pools[tokenizer] = cls._measure(tokenizer)
         return pool
 
     @classmethod
@@ -97,14 +98,6 @@ class WordPool:
 
 
 _pools: weakref.WeakKeyDictionary[Any, WordPool] = weakref.WeakKeyDictionary()
-
-
-def _weakrefable(value: object) -> bool:
-    try:
-        weakref.ref(value)
-    except TypeError:
-        return False
-    return True
 
 
 @attrs.frozen(kw_only=True)

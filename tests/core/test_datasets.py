@@ -221,6 +221,30 @@ class TestSyntheticOtherTokenizers:
         ]
 
 
+class WordCounter:
+    """A tokenizer that is not ours: one token per space-separated word, unhashable."""
+
+    name = "words"
+    __hash__ = None  # type: ignore[assignment]
+
+    def encode(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    def decode(self, ids: object) -> str:
+        raise NotImplementedError
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+
+class TestSyntheticAnyTokenizer:
+    def test_a_plain_protocol_object_works(self) -> None:
+        """Only name and count are needed; a tokenizer without count_many is counted one by one."""
+        prompts = synthetic(tokenizer=WordCounter(), num_prompts=5, input_tokens_mean=30)
+        assert [30] * 5 == [len(p.text.split()) for p in prompts]
+        assert [30] * 5 == [p.input_tokens for p in prompts]
+
+
 class TestSampleLengths:
     def test_no_spread_is_the_mean(self) -> None:
         import numpy as np
