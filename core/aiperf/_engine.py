@@ -12,8 +12,8 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import attrs
 import structlog
@@ -48,6 +48,14 @@ if TYPE_CHECKING:
     from aiperf._types import LiveSink
 
 log = structlog.get_logger()
+
+
+class RemoteLoad(Protocol):
+    """The load of a run spread over worker processes (see ``_workers.py``)."""
+
+    async def run(self, engine: Engine) -> None: ...
+
+    def stop(self, signum: int) -> None: ...
 
 
 @attrs.define
@@ -85,7 +93,7 @@ class _PhaseLoad:
             return None
         self.issued += 1
         index = engine.next_index
-        engine.next_index += 1
+        engine.next_index += engine.index_stride
         return index
 
     async def execute(self, index: int, intended_ns: int | None = None) -> None:
@@ -108,6 +116,12 @@ class Engine:
     samplers: Sequence[Sampler] = ()
     jsonl: IO[str] | None = None
     progress_stream: IO[str] | None = None
+    #: in a worker process: hand finished requests to the coordinator instead of keeping them.
+    forward: Callable[[RequestRecord, RequestMetrics], None] | None = None
+    #: in the coordinator of several worker processes: the load runs there, not here.
+    remote: RemoteLoad | None = None
+    #: this process's share of request indices: offset, offset + stride, ...
+    index_stride: int = 1
 
     aggregator: Aggregator = attrs.field(init=False)
     bus: LiveBus = attrs.field(init=False)
@@ -148,13 +162,23 @@ class Engine:
             record.cancelled = True
             record.error = record.error or ErrorInfo(type="cancelled", message="cancelled by aiperf")
             self.cancelled_in_flight += 1
-            self._write_jsonl(record, None)
+            if self.forward is None:
+                self._write_jsonl(record, None)
             raise
         finally:
             self.in_flight -= 1
         self._finish(record)
 
     def _finish(self, record: RequestRecord) -> None:
+        metrics = self._measure(record)
+        if self.forward is not None:
+            self.completed += record.ok
+            self.failed += not record.ok
+            self.forward(record, metrics)
+        else:
+            self.accept(record, metrics)
+
+    def _measure(self, record: RequestRecord) -> RequestMetrics:
         values: dict[str, float] = {}
         for processor in self.processors:
             processor.process(record, values, self.run)
@@ -170,6 +194,10 @@ class Engine:
             inter_chunk_latency_ns=inter_chunk_gaps(record) if record.ok else (),
             response_model=record.response_model,
         )
+        return metrics
+
+    def accept(self, record: RequestRecord, metrics: RequestMetrics) -> None:
+        """Count, aggregate, export and publish one finished request."""
         if record.ok:
             self.completed += 1
         else:
@@ -256,8 +284,12 @@ class Engine:
         return self._result(status)
 
     async def _run_phases(self) -> None:
+        if self.remote is not None:
+            await self.remote.run(self)
+            return
         config = self.config
-        rng = random.Random(config.random_seed)
+        # Each worker process draws its own arrivals: same seed, different stream.
+        rng = random.Random(f"{config.random_seed}:{self.next_index}")
         with trio.CancelScope() as scope:
             self._load_scope = scope
             if config.warmup_request_count:
@@ -315,7 +347,9 @@ class Engine:
                     f"\naiperf: {name}: stopping, writing results of the completed requests "
                     "(press Ctrl-C again to quit at once)\n"
                 )
-                if self._load_scope is not None:
+                if self.remote is not None:
+                    self.remote.stop(signum)
+                elif self._load_scope is not None:
                     self._load_scope.cancel()
 
     async def _report_progress(self) -> None:

@@ -132,6 +132,11 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     strategy_name = "concurrency" if config.request_rate is None else config.request_rate_mode
     strategy = plugins.load_strategies()[strategy_name].create(config)
     show_progress = config.progress if config.progress is not None else sys.stderr.isatty()
+    from aiperf._workers import auto_workers, make_pool
+
+    workers = auto_workers(config)
+    remote = make_pool(config, workers, prompts, bodies) if workers > 1 else None
+    run.state["workers"] = len(remote.specs) if remote else 1
 
     with (run_dir / JSONL_FILE).open("w", encoding="utf-8") as jsonl:
         engine = Engine(
@@ -146,6 +151,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
             samplers=samplers,
             jsonl=jsonl,
             progress_stream=sys.stderr if show_progress else None,
+            remote=remote,
         )
         # trio turns SIGINT into KeyboardInterrupt unless a signal receiver is open; the
         # engine opens one, so Ctrl-C stops the load and we still write every export.

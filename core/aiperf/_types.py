@@ -260,9 +260,11 @@ class MetricStats:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"unit": self.unit, "header": self.header}
-        if self.avg is not None:
-            out.update(avg=self.avg, min=self.min, max=self.max, std=self.std)
-            out.update(self.percentiles)
+        for name in ("avg", "min", "max", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update(self.percentiles)
         out["count"] = self.count
         return out
 
