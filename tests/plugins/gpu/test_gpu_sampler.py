@@ -10,8 +10,8 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from conftest import RecordingContext
 from gpu_fake_nvml import FakeDevice, FakeNvml
+from gpu_helpers import RecordingContext
 from structlog.testing import capture_logs
 
 from aiperf import HardwareSample, MetricStats, Phase, ProfileConfig, RunContext, RunResult, RunStatus
