@@ -7,10 +7,13 @@ directory (docs/run-directory.md), so the telemetry is checked against the run's
 from __future__ import annotations
 
 import subprocess
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import certifi
 import pytest
+import trustme
 
 from aiperf.testing import MockServer, free_port
 from aiperf_otel import semconv as sc
@@ -236,3 +239,44 @@ class TestCollectorTrouble:
         assert f"note: {note}" in out
         assert receiver.histogram(sc.OPERATION_DURATION, where=PROFILE).count < requests
 
+
+
+class TestHttps:
+    """An https collector: trusted through OTEL_EXPORTER_OTLP_CERTIFICATE, or reported as failing."""
+
+    @pytest.fixture
+    def tls_receiver(self, tmp_path: Path) -> Iterator[tuple[OtlpReceiver, Path]]:
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        ca_file = tmp_path / "collector-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        with OtlpReceiver(tls=context) as receiver:
+            yield receiver, ca_file
+
+    def test_profile_https_collector_with_ca_file(
+        self, server: MockServer, tmp_path: Path, tls_receiver: tuple[OtlpReceiver, Path]
+    ) -> None:
+        """The collector's CA file wins even where REQUESTS_CA_BUNDLE points elsewhere."""
+        receiver, ca_file = tls_receiver
+        assert receiver.url.startswith("https://")
+        env = {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca_file), "REQUESTS_CA_BUNDLE": certifi.where()}
+        result = run_profile(server.url, tmp_path / "run", "--otel-url", receiver.url, env=env, requests=8)
+        assert 0 == result.returncode, describe(result)
+        assert 8 == receiver.histogram(sc.OPERATION_DURATION, where=PROFILE).count
+        assert 8 == len(receiver.spans(where=PROFILE))
+
+    def test_profile_https_untrusted_collector_is_reported(
+        self, server: MockServer, tmp_path: Path, tls_receiver: tuple[OtlpReceiver, Path]
+    ) -> None:
+        """Without the CA every export fails; the run is whole and says what was lost."""
+        receiver, _ = tls_receiver
+        # OTEL_EXPORTER_OTLP_TIMEOUT is honoured: one second per export instead of retrying for five.
+        env = {"REQUESTS_CA_BUNDLE": certifi.where(), "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+        result = run_profile(server.url, tmp_path / "run", "--otel-url", receiver.url, env=env, requests=8)
+        assert 0 == result.returncode, describe(result)
+        run = RunDir(tmp_path / "run")
+        assert 8 == len(run.records())
+        [note] = [n for n in run.summary["notes"] if n.startswith("otel")]
+        assert note.endswith("metric exports failed; 8 of 8 spans not delivered"), note
+        assert ([], []) == (receiver.points(), receiver.spans())

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+import requests
 import structlog
 import trio
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -78,13 +79,29 @@ def otlp_exporters(config: OtelConfig) -> Exporters:
         return None if any(os.environ.get(v) for v in _TIMEOUT_VARS[signal]) else EXPORT_TIMEOUT_S
 
     return Exporters(
-        metrics=OTLPMetricExporter(endpoint=config.endpoints.metrics_url, timeout=timeout("metrics")),
+        metrics=OTLPMetricExporter(
+            endpoint=config.endpoints.metrics_url, timeout=timeout("metrics"), session=_Session()
+        ),
         spans=(
-            OTLPSpanExporter(endpoint=config.endpoints.traces_url, timeout=timeout("traces"))
+            OTLPSpanExporter(
+                endpoint=config.endpoints.traces_url, timeout=timeout("traces"), session=_Session()
+            )
             if config.stream.timing
             else None
         ),
     )
+
+
+class _Session(requests.Session):
+    """requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` replace a session's CA file, so
+    ``OTEL_EXPORTER_OTLP_CERTIFICATE`` would be ignored wherever those are set. The CA file
+    the exporter was given wins; without one, requests' usual rules apply."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str) and verify is None:
+            settings["verify"] = self.verify
+        return settings
 
 
 def build_resource(run: RunContext, config: OtelConfig) -> Resource:
