@@ -24,6 +24,7 @@ from aiperf._exporters import (
     metadata,
     write_json,
 )
+from aiperf._config import strip_userinfo
 from aiperf._http import request_url
 from aiperf._provider import infer_provider
 from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
@@ -126,6 +127,14 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     run.state["plugins"] = plugin_list
     write_json(run_dir / METADATA_FILE, metadata(run, result=None))
 
+    log.info(
+        "benchmark_starting",
+        url=strip_userinfo(url),
+        model=config.model,
+        load=run.load_setting,
+        requests=config.effective_request_count,
+        run_dir=str(run_dir),
+    )
     plugins.run_started(run)
     sinks = plugins.live_sinks(config, run)
     samplers = plugins.samplers(config, run)
