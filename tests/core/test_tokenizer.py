@@ -76,8 +76,8 @@ class TestBuiltin:
             assert text == tokenizer.decode(ids)
 
     def test_builtin_vocabulary_size(self) -> None:
-        """Trained to 12k entries: large enough for English, small enough to ship."""
-        assert 12_000 == builtin_tokenizer().backend.get_vocab_size()
+        """Large enough for English, small enough to ship: between 8k and 16k entries."""
+        assert 8_000 <= builtin_tokenizer().backend.get_vocab_size() <= 16_000
 
     def test_builtin_ships_compressed_and_small(self) -> None:
         """The packaged file stays well under 1 MB."""
