@@ -238,7 +238,6 @@ _LIMIT_KEYS = ("max_tokens", "output_length")
 
 @attrs.frozen(kw_only=True)
 class _Entry:
-    line: int
     text: str
     #: the pieces of text whose tokens are counted (one per chat message part).
     counted: tuple[str, ...]
@@ -343,7 +342,6 @@ def _parse_line(number: int, raw: bytes) -> _Entry:
     if key == "messages":
         messages, texts = _messages(where, obj["messages"])
         return _Entry(
-            line=number,
             text="\n".join(texts),
             counted=texts,
             messages=messages,
@@ -354,7 +352,7 @@ def _parse_line(number: int, raw: bytes) -> _Entry:
         raise UsageError(f'{where} "{key}" must be a string, got {_json_type(text)}')
     if not text:
         raise UsageError(f'{where} "{key}" is empty')
-    return _Entry(line=number, text=text, counted=(text,), messages=None, max_tokens=max_tokens)
+    return _Entry(text=text, counted=(text,), messages=None, max_tokens=max_tokens)
 
 
 def _max_tokens(where: str, obj: dict[str, Any]) -> int | None:
