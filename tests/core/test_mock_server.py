@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any
 
 import httpx
@@ -49,6 +51,26 @@ def client() -> Iterator[httpx.Client]:
     # trust_env=False: a proxy configured in the environment must never see this traffic.
     with httpx.Client(trust_env=False, timeout=10) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Callable[..., MockServer]]:
+    """``servers(**options)``: a running server with those options and fresh /stats.
+
+    Servers are started once per option set and shared by this module's tests (each start is
+    a new Python process); every call resets the statistics so tests stay independent.
+    """
+    with contextlib.ExitStack() as stack:
+        running: dict[str, MockServer] = {}
+
+        def get(**options: Any) -> MockServer:
+            key = repr(sorted(options.items()))
+            if key not in running:
+                running[key] = stack.enter_context(MockServer(**options))
+            running[key].reset_stats()
+            return running[key]
+
+        yield get
 
 
 @pytest.fixture(scope="module")
@@ -256,10 +278,12 @@ class TestEmbeddings:
 
 
 class TestTokensPerChunk:
-    def test_tokens_per_chunk_groups_words(self, client: httpx.Client) -> None:
+    def test_tokens_per_chunk_groups_words(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """--tokens-per-chunk 3 with 10 tokens: chunks of 3, 3, 3 and 1 words."""
-        with MockServer(ttft_ms=0, itl_ms=0, tokens_per_chunk=3) as server:
-            seen = read_stream(client, server.url + "/v1/chat/completions", chat(10, usage=True))
+        server = servers(ttft_ms=0, itl_ms=0, tokens_per_chunk=3)
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(10, usage=True))
         assert [3, 3, 3, 1] == [len(c.split()) for c in seen.contents()]
         assert text_of(10) == "".join(seen.contents())
         assert 10 == seen.chunks[-1]["usage"]["completion_tokens"]
@@ -299,36 +323,40 @@ def _read_http_response(sock: socket.socket) -> tuple[int, bytes]:
 
 
 class TestStats:
-    def test_stats_count_requests_and_reset(self, client: httpx.Client) -> None:
+    def test_stats_count_requests_and_reset(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """/stats counts by endpoint and streaming; /stats/reset starts a new window."""
-        with MockServer(ttft_ms=0, itl_ms=0) as server:
-            read_stream(client, server.url + "/v1/chat/completions", chat(4))
-            read_stream(client, server.url + "/v1/chat/completions", chat(4))
-            client.post(server.url + "/v1/completions", json=completion(3, stream=False))
-            stats = server.stats()
-            assert {"chat": 2, "completions": 1} == stats["requests"]["by_endpoint"]
-            assert (3, 3, 2) == (
-                stats["requests"]["total"],
-                stats["requests"]["ok"],
-                stats["requests"]["streaming"],
-            )
-            assert {"prompt": 18, "completion": 11} == stats["tokens"]
-            assert (2, 6) == (stats["ttft_ms"]["count"], stats["chunk_gap_ms"]["count"])
-            assert 3 == stats["request_latency_ms"]["count"]
-            assert "raw" not in stats
-            server.reset_stats()
-            after = server.stats()
+        server = servers(ttft_ms=0, itl_ms=0)
+        read_stream(client, server.url + "/v1/chat/completions", chat(4))
+        read_stream(client, server.url + "/v1/chat/completions", chat(4))
+        client.post(server.url + "/v1/completions", json=completion(3, stream=False))
+        stats = server.stats()
+        assert {"chat": 2, "completions": 1} == stats["requests"]["by_endpoint"]
+        assert (3, 3, 2) == (
+            stats["requests"]["total"],
+            stats["requests"]["ok"],
+            stats["requests"]["streaming"],
+        )
+        assert {"prompt": 18, "completion": 11} == stats["tokens"]
+        assert (2, 6) == (stats["ttft_ms"]["count"], stats["chunk_gap_ms"]["count"])
+        assert 3 == stats["request_latency_ms"]["count"]
+        assert "raw" not in stats
+        server.reset_stats()
+        after = server.stats()
         assert (0, 0, None) == (
             after["requests"]["total"],
             after["ttft_ms"]["count"],
             after["ttft_ms"]["p50"],
         )
 
-    def test_stats_raw_lists_each_request(self, client: httpx.Client) -> None:
+    def test_stats_raw_lists_each_request(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """?raw=1 adds the samples and one record per request, matching the response id."""
-        with MockServer(ttft_ms=0, itl_ms=0) as server:
-            seen = read_stream(client, server.url + "/v1/chat/completions", chat(3))
-            raw = server.stats(raw=True)["raw"]
+        server = servers(ttft_ms=0, itl_ms=0)
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(3))
+        raw = server.stats(raw=True)["raw"]
         record = raw["requests"][0]
         assert f"chatcmpl-mock-{record['id']}" == seen.chunks[0]["id"]
         assert ("chat", True, "ok", 3, 3) == (
@@ -341,12 +369,14 @@ class TestStats:
         assert [record["ttft_ms"]] == raw["ttft_ms"]
         assert record["chunk_gaps_ms"] == raw["chunk_gap_ms"]
 
-    def test_stats_summary_matches_raw_samples(self, client: httpx.Client) -> None:
+    def test_stats_summary_matches_raw_samples(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """Summary fields are computed from exactly the raw samples."""
-        with MockServer(ttft_ms=1, itl_ms=1) as server:
-            for _ in range(3):
-                read_stream(client, server.url + "/v1/chat/completions", chat(5))
-            stats = server.stats(raw=True)
+        server = servers(ttft_ms=1, itl_ms=1)
+        for _ in range(3):
+            read_stream(client, server.url + "/v1/chat/completions", chat(5))
+        stats = server.stats(raw=True)
         gaps = stats["raw"]["chunk_gap_ms"]
         summary = stats["chunk_gap_ms"]
         assert (12, min(gaps), max(gaps)) == (summary["count"], summary["min"], summary["max"])
@@ -361,40 +391,44 @@ class TestStats:
 class TestErrors:
     @pytest.mark.parametrize("status", [500, 503])
     def test_error_rate_one_answers_every_request_with_status(
-        self, status: int, client: httpx.Client
+        self, status: int, servers: Callable[..., MockServer], client: httpx.Client
     ) -> None:
         """--error-rate 1: each inference request gets --error-status with an OpenAI error body."""
-        with MockServer(error_rate=1.0, error_status=status) as server:
-            responses = [
-                client.post(server.url + "/v1/chat/completions", json=chat(3)) for _ in range(3)
-            ]
-            health = client.get(server.url + "/health")
-            stats = server.stats()
+        server = servers(error_rate=1.0, error_status=status)
+        responses = [
+            client.post(server.url + "/v1/chat/completions", json=chat(3)) for _ in range(3)
+        ]
+        health = client.get(server.url + "/health")
+        stats = server.stats()
         assert [status] * 3 == [r.status_code for r in responses]
         assert {"server_error"} == {r.json()["error"]["type"] for r in responses}
         assert 200 == health.status_code
         assert ({str(status): 3}, 0) == (stats["requests"]["errors"], stats["requests"]["ok"])
 
-    def test_429_carries_retry_after(self, client: httpx.Client) -> None:
+    def test_429_carries_retry_after(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """An injected 429 says when to retry."""
-        with MockServer(error_rate=1.0, error_status=429, retry_after=7) as server:
-            response = client.post(server.url + "/v1/completions", json=completion(2))
+        server = servers(error_rate=1.0, error_status=429, retry_after=7)
+        response = client.post(server.url + "/v1/completions", json=completion(2))
         assert (429, "7", "rate_limit_exceeded") == (
             response.status_code,
             response.headers["retry-after"],
             response.json()["error"]["type"],
         )
 
-    def test_error_rate_half_mixes_errors_and_answers(self, client: httpx.Client) -> None:
+    def test_error_rate_half_mixes_errors_and_answers(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """With rate 0.5 and a seed, some requests fail and the rest succeed, and /stats agrees."""
-        with MockServer(error_rate=0.5, seed=7, ttft_ms=0, itl_ms=0) as server:
-            codes = [
-                client.post(
-                    server.url + "/v1/completions", json=completion(2, stream=False)
-                ).status_code
-                for _ in range(40)
-            ]
-            stats = server.stats()
+        server = servers(error_rate=0.5, seed=7, ttft_ms=0, itl_ms=0)
+        codes = [
+            client.post(
+                server.url + "/v1/completions", json=completion(2, stream=False)
+            ).status_code
+            for _ in range(40)
+        ]
+        stats = server.stats()
         assert {200, 500} == set(codes)
         assert (codes.count(500), codes.count(200)) == (
             stats["requests"]["errors"]["500"],
@@ -406,9 +440,9 @@ FAULT_TOKENS = 10
 HALF = FAULT_TOKENS // 2
 
 
-def fault_server(kind: str, **options: Any) -> MockServer:
+def fault_options(kind: str, **options: Any) -> dict[str, Any]:
     # Chunks 1 ms apart: every chunk before the fault reaches the client well before it.
-    return MockServer(ttft_ms=1, itl_ms=1, faults={kind: 1.0}, **options)
+    return {"ttft_ms": 1, "itl_ms": 1, "faults": {kind: 1.0}, **options}
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> None:
@@ -421,58 +455,65 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> None:
 
 
 class TestStreamFaults:
-    def test_fault_reset_aborts_mid_stream(self, client: httpx.Client) -> None:
+    def test_fault_reset_aborts_mid_stream(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """reset: half the content arrives, then the connection is reset; no [DONE]."""
-        with fault_server("reset") as server:
-            seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
-            stats = server.stats()
+        server = servers(**fault_options("reset"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        stats = server.stats()
         assert HALF == len(seen.contents())
         assert isinstance(seen.error, httpx.ReadError | httpx.RemoteProtocolError)
         assert "[DONE]" not in seen.data
         assert ({"reset": 1}, 0) == (stats["requests"]["faults"], stats["requests"]["ok"])
 
-    def test_fault_reset_sends_tcp_rst(self) -> None:
+    def test_fault_reset_sends_tcp_rst(self, servers: Callable[..., MockServer]) -> None:
         """reset really is a TCP reset, not an orderly close."""
-        with fault_server("reset") as server:
-            body = json.dumps(chat(FAULT_TOKENS)).encode()
-            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-                sock.sendall(
-                    b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(body), body)
-                )
-                with pytest.raises(ConnectionResetError):
-                    while sock.recv(65536):
-                        pass
-
-    def test_fault_close_ends_body_cleanly_without_done(self, client: httpx.Client) -> None:
-        """close: a well-formed end of the HTTP body after half the content, no finish, no [DONE]."""
-        with fault_server("close") as server:
-            seen = read_stream(
-                client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS, usage=True)
+        server = servers(**fault_options("reset"))
+        body = json.dumps(chat(FAULT_TOKENS)).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body)
             )
-            stats = server.stats()
+            with pytest.raises(ConnectionResetError):
+                while sock.recv(65536):
+                    pass
+
+    def test_fault_close_ends_body_cleanly_without_done(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """close: a well-formed end of the HTTP body after half the content, no finish, no [DONE]."""
+        server = servers(**fault_options("close"))
+        seen = read_stream(
+            client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS, usage=True)
+        )
+        stats = server.stats()
         assert (None, HALF) == (seen.error, len(seen.contents()))
         assert "[DONE]" not in seen.data
         assert all(c["choices"] and c["choices"][0]["finish_reason"] is None for c in seen.chunks)
         assert {"close": 1} == stats["requests"]["faults"]
 
-    def test_fault_disconnect_truncates_the_body(self, client: httpx.Client) -> None:
+    def test_fault_disconnect_truncates_the_body(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """disconnect: the connection closes mid-body, which the client sees as incomplete."""
-        with fault_server("disconnect") as server:
-            seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        server = servers(**fault_options("disconnect"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
         assert HALF == len(seen.contents())
         assert isinstance(seen.error, httpx.RemoteProtocolError)
 
-    def test_fault_malformed_sse_merges_two_events(self, client: httpx.Client) -> None:
+    def test_fault_malformed_sse_merges_two_events(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """malformed-sse: a data line without its blank line, so an SSE parser gets non-JSON data."""
-        with fault_server("malformed-sse") as server:
-            body = json.dumps(completion(FAULT_TOKENS)).encode()
-            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-                sock.sendall(
-                    b"POST /v1/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(body), body)
-                )
-                raw = _read_chunked_body(sock)
+        server = servers(**fault_options("malformed-sse"))
+        body = json.dumps(completion(FAULT_TOKENS)).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v1/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            raw = _read_chunked_body(sock)
         events = [event for event in raw.decode().split("\n\n") if event]
         bad = [e for e in events if e.count("data:") > 1]
         assert 1 == len(bad)
@@ -483,11 +524,13 @@ class TestStreamFaults:
         assert HALF == events.index(bad[0])
         assert "data: [DONE]" == events[-1]
 
-    def test_fault_malformed_json_chunk(self, client: httpx.Client) -> None:
+    def test_fault_malformed_json_chunk(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """malformed-json: one data line is truncated JSON; the rest of the stream is intact."""
-        with fault_server("malformed-json") as server:
-            seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
-            stats = server.stats()
+        server = servers(**fault_options("malformed-json"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        stats = server.stats()
         broken = []
         for index, data in enumerate(seen.data):
             try:
@@ -498,47 +541,55 @@ class TestStreamFaults:
         assert (FAULT_TOKENS + 3, "[DONE]") == (len(seen.data), seen.data[-1])
         assert {"malformed-json": 1} == stats["requests"]["faults"]
 
-    def test_fault_stall_first_sends_nothing(self, client: httpx.Client) -> None:
+    def test_fault_stall_first_sends_nothing(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """stall-first: not even the status line within the client's read timeout."""
-        with fault_server("stall-first", stall_seconds=30) as server:
-            seen = read_stream(
-                client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS), read_timeout=0.3
-            )
-            assert (0, [], True) == (
-                seen.status,
-                seen.lines,
-                isinstance(seen.error, httpx.ReadTimeout),
-            )
-            # The client hung up; the server counts the fault once it notices.
-            wait_for(lambda: server.stats()["requests"]["faults"] == {"stall-first": 1})
-            assert 0 == server.stats()["requests"]["in_flight"]
+        server = servers(**fault_options("stall-first", stall_seconds=30))
+        seen = read_stream(
+            client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS), read_timeout=0.3
+        )
+        assert (0, [], True) == (
+            seen.status,
+            seen.lines,
+            isinstance(seen.error, httpx.ReadTimeout),
+        )
+        # The client hung up; the server counts the fault and frees the request once it notices.
+        expected = ({"stall-first": 1}, 0)
+        wait_for(lambda: expected == itemgetter("faults", "in_flight")(server.stats()["requests"]))
 
-    def test_fault_stall_mid_stops_after_half(self, client: httpx.Client) -> None:
+    def test_fault_stall_mid_stops_after_half(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """stall-mid: half the content, then silence longer than the read timeout."""
-        with fault_server("stall-mid", stall_seconds=30) as server:
-            seen = read_stream(
-                client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS), read_timeout=0.3
-            )
+        server = servers(**fault_options("stall-mid", stall_seconds=30))
+        seen = read_stream(
+            client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS), read_timeout=0.3
+        )
         assert (200, HALF) == (seen.status, len(seen.contents()))
         assert isinstance(seen.error, httpx.ReadTimeout)
 
-    def test_fault_stall_resumes_after_stall_seconds(self, client: httpx.Client) -> None:
+    def test_fault_stall_resumes_after_stall_seconds(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """A short stall-mid delays the second half by --stall-seconds and then completes."""
-        with fault_server("stall-mid", stall_seconds=0.2) as server:
-            seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
-            record = server.stats(raw=True)["raw"]["requests"][0]
+        server = servers(**fault_options("stall-mid", stall_seconds=0.2))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        record = server.stats(raw=True)["raw"]["requests"][0]
         assert (FAULT_TOKENS, "[DONE]") == (len(seen.contents()), seen.data[-1])
         # The server's own clock: chunk HALF left no earlier than its deadline plus the stall.
         written = record["ttft_ms"] + sum(record["chunk_gaps_ms"][:HALF])
         assert written >= 1 + HALF * 1 + 200 - 0.001
 
-    def test_fault_rate_applies_to_a_share(self, client: httpx.Client) -> None:
+    def test_fault_rate_applies_to_a_share(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """Rates below 1 fault some requests and leave the others whole."""
-        with MockServer(ttft_ms=0, itl_ms=0, faults={"close": 0.5}, seed=3) as server:
-            streams = [
-                read_stream(client, server.url + "/v1/chat/completions", chat(4)) for _ in range(30)
-            ]
-            stats = server.stats()
+        server = servers(ttft_ms=0, itl_ms=0, faults={"close": 0.5}, seed=3)
+        streams = [
+            read_stream(client, server.url + "/v1/chat/completions", chat(4)) for _ in range(30)
+        ]
+        stats = server.stats()
         # Each fault hits its own request only: no follow-up request fails on a closed connection.
         assert [None] * 30 == [s.error for s in streams]
         done = ["[DONE]" in s.data for s in streams]
@@ -570,36 +621,39 @@ def _read_chunked_body(sock: socket.socket) -> bytes:
 class TestBodyFaults:
     """Faults on non-streamed answers."""
 
-    def test_fault_close_without_response(self, client: httpx.Client) -> None:
+    def test_fault_close_without_response(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """close: the connection closes before any response byte."""
-        with fault_server("close") as server, pytest.raises(httpx.RemoteProtocolError):
+        server = servers(**fault_options("close"))
+        with pytest.raises(httpx.RemoteProtocolError):
             client.post(server.url + "/v1/completions", json=completion(4, stream=False))
 
     @pytest.mark.parametrize("kind", ["reset", "disconnect"])
-    def test_fault_breaks_connection_mid_body(self, kind: str, client: httpx.Client) -> None:
+    def test_fault_breaks_connection_mid_body(
+        self, kind: str, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """reset and disconnect: half a body, then the connection is gone."""
-        with (
-            fault_server(kind) as server,
-            pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)),
-        ):
+        server = servers(**fault_options(kind))
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
             client.post(server.url + "/v1/chat/completions", json=chat(4, stream=False))
 
-    def test_fault_malformed_json_body(self, client: httpx.Client) -> None:
+    def test_fault_malformed_json_body(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """malformed-json: 200 with a body that is not JSON."""
-        with fault_server("malformed-json") as server:
-            response = client.post(
-                server.url + "/v1/embeddings", json={"model": "e", "input": "hi"}
-            )
+        server = servers(**fault_options("malformed-json"))
+        response = client.post(server.url + "/v1/embeddings", json={"model": "e", "input": "hi"})
         assert 200 == response.status_code
         with pytest.raises(json.JSONDecodeError):
             json.loads(response.content)
 
-    def test_fault_stall_first_times_out(self, client: httpx.Client) -> None:
+    def test_fault_stall_first_times_out(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """stall-first: the client's read timeout fires."""
-        with (
-            fault_server("stall-first", stall_seconds=30) as server,
-            pytest.raises(httpx.ReadTimeout),
-        ):
+        server = servers(**fault_options("stall-first", stall_seconds=30))
+        with pytest.raises(httpx.ReadTimeout):
             client.post(
                 server.url + "/v1/completions",
                 json=completion(4, stream=False),
@@ -638,15 +692,17 @@ class TestSchedule:
         assert max(late) <= self.LATE_MS, late
         assert sorted(late)[len(late) // 2] <= self.MEDIAN_LATE_MS, late
 
-    def test_ttft_and_gaps_follow_the_schedule(self, client: httpx.Client) -> None:
+    def test_ttft_and_gaps_follow_the_schedule(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """ttft 50 ms, itl 10 ms, 20 tokens: chunk k at 50 + 10k ms, and the client agrees."""
-        with MockServer(ttft_ms=50, itl_ms=10) as server:
-            seen = []
-            for _ in range(3):
-                start = time.perf_counter()
-                stream = read_stream(client, server.url + "/v1/chat/completions", chat(20))
-                seen.append((stream.arrivals[-1] - start) * 1e3)
-            stats = server.stats(raw=True)
+        server = servers(ttft_ms=50, itl_ms=10)
+        seen = []
+        for _ in range(3):
+            start = time.perf_counter()
+            stream = read_stream(client, server.url + "/v1/chat/completions", chat(20))
+            seen.append((stream.arrivals[-1] - start) * 1e3)
+        stats = server.stats(raw=True)
         records = stats["raw"]["requests"]
         assert [20, 20, 20] == [r["chunks"] for r in records]
         late = []
@@ -657,25 +713,31 @@ class TestSchedule:
         self.check(late)
         assert 10.0 == pytest.approx(stats["chunk_gap_ms"]["p50"], abs=1.0)
 
-    def test_delays_do_not_accumulate_over_a_long_stream(self, client: httpx.Client) -> None:
+    def test_delays_do_not_accumulate_over_a_long_stream(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """1000 tokens 0.5 ms apart: the last leaves at ~500 ms, not 1000 wake-ups later."""
-        with MockServer(ttft_ms=0, itl_ms=0.5) as server:
-            seen = read_stream(client, server.url + "/v1/completions", completion(1000))
-            record = server.stats(raw=True)["raw"]["requests"][0]
+        server = servers(ttft_ms=0, itl_ms=0.5)
+        seen = read_stream(client, server.url + "/v1/completions", completion(1000))
+        record = server.stats(raw=True)["raw"]["requests"][0]
         assert (1000, 1000) == (len(seen.contents()), record["chunks"])
         self.check(self.lateness(record, 0, 0.5))
 
-    def test_tokens_per_chunk_stretches_the_gap(self, client: httpx.Client) -> None:
+    def test_tokens_per_chunk_stretches_the_gap(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """With 4 tokens per chunk, chunks are 4 x itl apart."""
-        with MockServer(ttft_ms=5, itl_ms=5, tokens_per_chunk=4) as server:
-            read_stream(client, server.url + "/v1/chat/completions", chat(16))
-            record = server.stats(raw=True)["raw"]["requests"][0]
+        server = servers(ttft_ms=5, itl_ms=5, tokens_per_chunk=4)
+        read_stream(client, server.url + "/v1/chat/completions", chat(16))
+        record = server.stats(raw=True)["raw"]["requests"][0]
         assert 4 == record["chunks"]
         self.check(self.lateness(record, 5, 20))
 
-    def test_non_stream_body_leaves_when_last_token_is_due(self, client: httpx.Client) -> None:
+    def test_non_stream_body_leaves_when_last_token_is_due(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
         """A non-streamed answer is written at ttft + (n-1) x itl."""
-        with MockServer(ttft_ms=20, itl_ms=5) as server:
-            client.post(server.url + "/v1/chat/completions", json=chat(5, stream=False))
-            latency = server.stats()["request_latency_ms"]["max"]
+        server = servers(ttft_ms=20, itl_ms=5)
+        client.post(server.url + "/v1/chat/completions", json=chat(5, stream=False))
+        latency = server.stats()["request_latency_ms"]["max"]
         assert 40 - 0.001 <= latency <= 40 + self.LATE_MS

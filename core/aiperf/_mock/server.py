@@ -193,6 +193,11 @@ class Connection(asyncio.Protocol):
         self.buf += data
         if self.job is None:
             self._process()
+        elif len(self.buf) > _MAX_HEAD + _MAX_BODY:
+            # A client that keeps sending while its answer is still streaming.
+            self.job.abandon()
+            self.job = None
+            self.reset()
 
     # -- parsing -------------------------------------------------------------------------------
 
