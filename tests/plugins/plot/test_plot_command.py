@@ -13,7 +13,9 @@ import attrs
 import pytest
 from aiperf_plot import command
 from aiperf_plot.config import MISSING_EXTRA
+from aiperf_plot.draw import Drawn, Report
 from aiperf_plot.figures import COMPARISON, DPI, HEIGHT_IN, WIDTH_IN
+from aiperf_plot.rundir import load_run
 from matplotlib.image import imread
 
 SINGLE_NO_GPU = [
@@ -46,7 +48,7 @@ def _pngs(directory: Path) -> list[str]:
 
 
 @attrs.frozen
-class Drawn:
+class SweepDrawn:
     runs: list[Path]
     args: argparse.Namespace
     code: int
@@ -55,7 +57,7 @@ class Drawn:
 
 
 @pytest.fixture(scope="module")
-def drawn_sweep(tmp_path_factory) -> Drawn:
+def drawn_sweep(tmp_path_factory) -> SweepDrawn:
     """``aiperf plot PARENT`` over a sweep of three runs, drawn once for the tests that read it."""
     from plot_rundirs import write_run
 
@@ -69,7 +71,7 @@ def drawn_sweep(tmp_path_factory) -> Drawn:
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
         mp.setattr(aiperf, "announce_artifacts", lambda d, p, o: calls.append((d, list(p), o)))
         code = command.run(args)
-    return Drawn(runs, args, code, out.getvalue(), calls)
+    return SweepDrawn(runs, args, code, out.getvalue(), calls)
 
 
 class TestOutputs:
@@ -94,15 +96,17 @@ class TestOutputs:
         sweep = drawn_sweep.runs
         parent = sweep[0].parent
         assert 0 == drawn_sweep.code
+        assert f"comparison of 3 runs: 3 figures in {parent / 'plots'}" in drawn_sweep.out
         for run_dir in sweep:
             assert SINGLE_NO_GPU == _pngs(run_dir / "plots")
         expected = sorted(f"{n}.png" for n in COMPARISON if n != "compare_goodput")
         assert expected == _pngs(parent / "plots")
 
-    def test_several_runs_with_output(self, sweep, tmp_path, announced):
+    def test_several_runs_with_output(self, make_run, tmp_path, announced):
+        runs = [make_run(f"m-concurrency{c}", concurrency=c, requests=8) for c in (1, 2)]
         out = tmp_path / "figs"
-        assert 0 == command.run(_args(*map(str, sweep), "--output", str(out)))
-        for run_dir in sweep:
+        assert 0 == command.run(_args(*map(str, runs), "--output", str(out)))
+        for run_dir in runs:
             assert SINGLE_NO_GPU == _pngs(out / run_dir.name)
             assert not (run_dir / "plots").exists()
         assert 3 == len(_pngs(out))
@@ -137,18 +141,26 @@ class TestAnnounce:
             options is not None and options["paths"] == args.paths for _, _, options in announced
         )
 
-    def test_a_failed_announcement_does_not_stop_the_others(self, sweep, monkeypatch, capsys):
+    def test_a_failed_announcement_does_not_stop_the_others(self, tmp_path, monkeypatch, capsys):
+        runs = [load_run(tmp_path / name) for name in ("a", "b", "c")]
+        report = Report(
+            runs=tuple(
+                (run, Drawn(out_dir=run.path, written=(run.path / "x.png",))) for run in runs
+            )
+        )
         uploaded = []
 
         def announce(run_dir, paths, options):
-            if run_dir == sweep[0]:
+            if run_dir == runs[0].path:
                 raise aiperf.UsageError("--mlflow-upload: no run")
             uploaded.append(run_dir)
 
         monkeypatch.setattr(aiperf, "announce_artifacts", announce)
-        assert 2 == command.run(_args(*map(str, sweep)))
-        assert sweep[1:] == uploaded
-        assert f"aiperf: error: {sweep[0]}: --mlflow-upload: no run" in capsys.readouterr().err
+        assert 2 == command.announce(report, {})
+        assert [runs[1].path, runs[2].path] == uploaded
+        assert (
+            f"aiperf: error: {tmp_path / 'a'}: --mlflow-upload: no run\n" == capsys.readouterr().err
+        )
 
     def test_nothing_drawn_nothing_announced(self, make_run, announced):
         run_dir = make_run()

@@ -150,13 +150,6 @@ class TestCli:
         assert "--paths PATH" in proc.stdout
         assert "MPL False False" == proc.stdout.strip().splitlines()[-1]
 
-    def test_plot_a_sweep(self, sweep, aiperf_cli):
-        parent = sweep[0].parent
-        proc = aiperf_cli("plot", "--paths", str(parent))
-        assert 0 == proc.returncode, proc.stderr
-        assert "comparison of 3 runs: 3 figures in artifacts/plots" in proc.stdout.splitlines()
-        assert "Traceback" not in proc.stderr
-
     def test_bad_path_is_one_line_exit_2(self, aiperf_cli, tmp_path):
         proc = aiperf_cli("plot", str(tmp_path / "missing"))
         assert 2 == proc.returncode

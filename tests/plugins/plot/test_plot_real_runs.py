@@ -81,6 +81,8 @@ def sweep(server: MockServer, tmp_path_factory: pytest.TempPathFactory) -> list[
     assert [f"mock-model-chat-concurrency{c}" for c in SWEEP] == [p.name for p in runs]
     proc = _aiperf("plot", "--paths", "artifacts", cwd=cwd)
     assert 0 == proc.returncode, proc.stderr
+    assert "comparison of 3 runs: 4 figures in artifacts/plots" in proc.stdout.splitlines()
+    assert "Traceback" not in proc.stderr
     return runs
 
 
