@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from aiperf.testing import free_port
 
@@ -43,12 +44,15 @@ class MlflowServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._log_path = self.root / "server.log"
 
-    def __enter__(self) -> MlflowServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -82,12 +86,20 @@ class MlflowServer:
         with self._log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "mlflow", "server",
-                    "--backend-store-uri", self.backend_uri,
-                    "--artifacts-destination", str(self.root / "artifacts"),
-                    "--host", "127.0.0.1",
-                    "--port", str(port),
-                    "--workers", "1",
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--backend-store-uri",
+                    self.backend_uri,
+                    "--artifacts-destination",
+                    str(self.root / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -1,0 +1,84 @@
+"""The client's environment: bounded waits by default, the user's MLFLOW_* values untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiperf_mlflow import environment
+from aiperf_mlflow.config import MlflowConfig, normalize_tracking_uri
+from structlog.testing import capture_logs
+
+
+def config(uri: str = "http://localhost:5000") -> MlflowConfig:
+    return MlflowConfig(tracking_uri=normalize_tracking_uri(uri))
+
+
+class TestClientEnvironment:
+    def test_defaults_bound_retries_and_timeout(self) -> None:
+        """With nothing set, retries and timeouts are small and MLflow prints no URLs."""
+        prepared = environment.client_environment(config(), {})
+        assert {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+        } == prepared.updates
+        assert 5.0 == prepared.probe_timeout_s
+
+    def test_user_values_win(self) -> None:
+        """A variable the user set is never overwritten; their timeout is the probe's budget."""
+        user = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9", "MLFLOW_HTTP_REQUEST_TIMEOUT": "12"}
+        prepared = environment.client_environment(config(), user)
+        assert not set(user) & set(prepared.updates)
+        assert 12.0 == prepared.probe_timeout_s
+
+    @pytest.mark.parametrize("raw", ["", "abc", "-1", "0"])
+    def test_unusable_timeout_falls_back_to_five_seconds(self, raw: str) -> None:
+        """A timeout that is not a positive number leaves the 5 s budget."""
+        assert 5.0 == environment.probe_timeout({"MLFLOW_HTTP_REQUEST_TIMEOUT": raw})
+
+    def test_file_store_is_allowed_when_asked_for(self, tmp_path: Path) -> None:
+        """file: needs MLFLOW_ALLOW_FILE_STORE=true with MLflow 3.7+; we set it for the client."""
+        prepared = environment.client_environment(config(f"file:{tmp_path}"), {})
+        assert "true" == prepared.updates["MLFLOW_ALLOW_FILE_STORE"]
+        assert "MLFLOW_ALLOW_FILE_STORE" not in environment.client_environment(config(), {}).updates
+
+    def test_apply_sets_variables_and_notes_sqlite_once(self, tmp_path: Path) -> None:
+        """apply() writes the variables and says once that MLflow recommends sqlite."""
+        env: dict[str, str] = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "7"}
+        with capture_logs() as logs:
+            prepared = environment.apply(config(f"file:{tmp_path}"), env)
+        assert "7" == env["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+        assert "true" == env["MLFLOW_ALLOW_FILE_STORE"]
+        assert 7.0 == prepared.probe_timeout_s
+        notes = [entry for entry in logs if "recommends" in entry["event"]]
+        assert 1 == len(notes)
+        assert "sqlite:///mlflow.db" in notes[0]["event"]
+
+    def test_apply_server_says_nothing(self) -> None:
+        """A tracking server needs no note."""
+        with capture_logs() as logs:
+            environment.apply(config(), {})
+        assert [] == logs
+
+
+class TestMessages:
+    def test_unresponsive_message_is_the_documented_line(self) -> None:
+        """The exact words of the docs, for the default budget."""
+        assert (
+            "MLflow tracking server at http://localhost:5000 did not respond within 5s."
+            == environment.unresponsive_message(config(), 5.0)
+        )
+
+    def test_unresponsive_message_hides_userinfo(self) -> None:
+        """The printed URL never carries user:password@."""
+        message = environment.unresponsive_message(config("http://u:pw@localhost:5000"), 2.5)
+        assert (
+            "MLflow tracking server at http://localhost:5000 did not respond within 2.5s."
+            == message
+        )
+
+    def test_probe_local_store_needs_no_server(self, tmp_path: Path) -> None:
+        """A local store is always 'reachable'."""
+        assert environment.probe(config(f"file:{tmp_path}"), 0.01)
