@@ -65,6 +65,19 @@ class TestRequests:
         assert [1.0, 2.5] == request.values("inter_chunk_latency")
         assert request.value("request_latency") is None
 
+    def test_non_finite_values_are_absent(self, tmp_path):
+        path = tmp_path / "profile_export.jsonl"
+        path.write_text(
+            '{"start_time_ns": 1, "metrics": {"request_latency": NaN, '
+            '"time_to_first_token": Infinity, "inter_chunk_latency": [1.0, NaN]}}\n'
+        )
+        (request,), _ = read_requests(path)
+        assert (None, None, [1.0]) == (
+            request.value("request_latency"),
+            request.value("time_to_first_token"),
+            request.values("inter_chunk_latency"),
+        )
+
     def test_failed_request_is_not_ok(self, make_run):
         run_dir = make_run(requests=6, errors=2, warmup=0)
         requests, _ = read_requests(run_dir / "profile_export.jsonl")

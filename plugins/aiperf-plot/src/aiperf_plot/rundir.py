@@ -8,6 +8,7 @@ it), never an exception.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,9 +40,7 @@ class Request:
         value = self.metrics.get(tag)
         if isinstance(value, Mapping):
             value = value.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return float(value)
+        return _float(value)
 
     def values(self, tag: str) -> list[float]:
         """A list-valued metric (``inter_chunk_latency``); empty when absent."""
@@ -50,7 +49,7 @@ class Request:
             value = value.get("value")
         if not isinstance(value, list):
             return []
-        return [float(v) for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+        return [f for v in value if (f := _float(v)) is not None]
 
 
 @attrs.frozen(kw_only=True)
@@ -85,10 +84,7 @@ class Summary:
     goodput_slos: Mapping[str, float] = attrs.field(factory=dict)
 
     def stat(self, tag: str, stat: str = "avg") -> float | None:
-        value = self.metrics.get(tag, {}).get(stat)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return float(value)
+        return _float(self.metrics.get(tag, {}).get(stat))
 
     @classmethod
     def from_export(cls, data: Mapping[str, Any]) -> Summary | None:
@@ -317,15 +313,16 @@ def _gpu_sample(row: Mapping[str, Any]) -> GpuSample | None:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
+    number = _float(value)
+    return int(number) if number is not None else None
 
 
 def _float(value: Any) -> float | None:
+    """A finite number, or ``None`` (JSON from Python may hold NaN and Infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _numbers(value: Any) -> dict[str, float]:
