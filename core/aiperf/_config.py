@@ -7,6 +7,7 @@ what was expected and what was seen (``--concurrency: must be > 0 (got -1)``).
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -27,12 +28,20 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _finite(attribute: attrs.Attribute[Any], value: Any) -> None:
+    # nan compares False with everything, so it would slip past the bounds checks below.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{_flag(attribute.name)}: must be a finite number (got {value})")
+
+
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _finite(attribute, value)
     if value is not None and value <= 0:
         raise UsageError(f"{_flag(attribute.name)}: must be > 0 (got {value})")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _finite(attribute, value)
     if value is not None and value < 0:
         raise UsageError(f"{_flag(attribute.name)}: must be >= 0 (got {value})")
 
@@ -43,15 +52,21 @@ def normalize_url(url: str) -> str:
     if "://" not in raw:
         raw = "http://" + raw
     parts = urlsplit(raw)
+    shown = _without_userinfo(url)
     if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--url: expected an http:// or https:// URL (got {url!r})")
+        raise UsageError(f"--url: expected an http:// or https:// URL (got {shown!r})")
     try:
         port = parts.port
     except ValueError:
-        raise UsageError(f"--url: the port is not a number between 0 and 65535 (got {url!r})") from None
+        raise UsageError(f"--url: the port is not a number between 0 and 65535 (got {shown!r})") from None
     if not parts.hostname or port == 0:
-        raise UsageError(f"--url: expected a URL such as http://localhost:8000 (got {url!r})")
+        raise UsageError(f"--url: expected a URL such as http://localhost:8000 (got {shown!r})")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+def _without_userinfo(url: str) -> str:
+    """For error messages: drop ``user:password@`` even from a URL too broken to parse."""
+    return re.sub(r"^([^/]*//)?[^/?#]*@", lambda m: m.group(1) or "", url.strip(), count=1)
 
 
 def strip_userinfo(url: str) -> str:
