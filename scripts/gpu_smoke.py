@@ -20,8 +20,15 @@ from pathlib import Path
 
 import attrs
 import trio
-
-from aiperf import HardwareSample, LiveEvent, MetricStats, ProfileConfig, RunContext, RunResult, RunStatus
+from aiperf import (
+    HardwareSample,
+    LiveEvent,
+    MetricStats,
+    ProfileConfig,
+    RunContext,
+    RunResult,
+    RunStatus,
+)
 from aiperf_gpu.config import GpuConfig
 from aiperf_gpu.sampler import JSONL_FILE, create_sampler
 
@@ -35,7 +42,8 @@ class PrintingContext:
         if isinstance(event, HardwareSample):
             self.samples.append(event)
             print(
-                f"{event.phase or '-':>8} gpu{event.gpu_index} {event.name} util={_pct(event.gpu_utilization)} "
+                f"{event.phase or '-':>8} gpu{event.gpu_index} {event.name} "
+                f"util={_pct(event.gpu_utilization)} "
                 f"mem={_gib(event.memory_used_bytes)}/{_gib(event.memory_total_bytes)} GiB "
                 f"power={event.power_watts} W energy={event.energy_joules} J "
                 f"temp={event.temperature_celsius} C sm={event.sm_clock_mhz} MHz",
@@ -52,7 +60,9 @@ def _gib(value: float | None) -> str:
 
 
 async def sample(ctx: PrintingContext, seconds: float, interval: float) -> None:
-    sampler = create_sampler(GpuConfig(nvml=True, nvml_requested=True, interval_s=interval), ctx.run)
+    sampler = create_sampler(
+        GpuConfig(nvml=True, nvml_requested=True, interval_s=interval), ctx.run
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sampler.run, ctx)
         ctx.run.profile_start_ns = time.perf_counter_ns()
@@ -66,16 +76,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--interval", type=float, default=0.5)
-    parser.add_argument("--out", type=Path, help="directory for the JSONL (default: a new temp dir)")
+    parser.add_argument(
+        "--out", type=Path, help="directory for the JSONL (default: a new temp dir)"
+    )
     args = parser.parse_args()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="gpu-smoke-"))
     out.mkdir(parents=True, exist_ok=True)
     now_wall, now_perf = time.time_ns(), time.perf_counter_ns()
     run = RunContext(
-        config=ProfileConfig(model="gpu-smoke"), run_dir=out, benchmark_id="gpu-smoke",
-        version="smoke", provider="_OTHER", operation_name="chat", server_address="localhost",
-        server_port=0, load_setting="smoke", anchor_wall_ns=now_wall, anchor_perf_ns=now_perf,
+        config=ProfileConfig(model="gpu-smoke"),
+        run_dir=out,
+        benchmark_id="gpu-smoke",
+        version="smoke",
+        provider="_OTHER",
+        operation_name="chat",
+        server_address="localhost",
+        server_port=0,
+        load_setting="smoke",
+        anchor_wall_ns=now_wall,
+        anchor_perf_ns=now_perf,
     )
     ctx = PrintingContext(run=run)
     trio.run(sample, ctx, args.seconds, args.interval)
@@ -84,9 +104,15 @@ def main() -> int:
     # As if the run had made 1000 output tokens in 10 requests, to show the derived figures.
     made_up = {"total_output_tokens": 1000.0, "request_count": 10.0}
     result = RunResult(
-        status=RunStatus.FINISHED, was_cancelled=False, metrics={},
-        run_metrics={k: MetricStats(tag=k, header=k, unit="", count=1, avg=v) for k, v in made_up.items()},
-        errors=(), start_wall_ns=None, end_wall_ns=None,
+        status=RunStatus.FINISHED,
+        was_cancelled=False,
+        metrics={},
+        run_metrics={
+            k: MetricStats(tag=k, header=k, unit="", count=1, avg=v) for k, v in made_up.items()
+        },
+        errors=(),
+        start_wall_ns=None,
+        end_wall_ns=None,
     )
     for section in sampler.sections(run, result):
         print(f"\n== {section.title} ==")

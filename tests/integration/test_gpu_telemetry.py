@@ -17,10 +17,9 @@ from pathlib import Path
 
 import attrs
 import pytest
+from aiperf.testing import MockServer
 from support.dcgm_server import DcgmServer, FakeGpu, constant_power
 from support.otlp_receiver import OtlpReceiver
-
-from aiperf.testing import MockServer
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +57,10 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
         patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
         done = subprocess.run(
             [
-                sys.executable, "-m", "aiperf", "profile", "--url", server.url, "--model", "gpu-model",
-                "--streaming", "--concurrency", "2", "--request-count", str(REQUESTS),
-                "--artifact-dir", "run", "--gpu-telemetry", dcgm.url, "--gpu-telemetry-interval", "0.05",
+                sys.executable, "-m", "aiperf", "profile", "--url", server.url,
+                "--model", "gpu-model", "--streaming", "--concurrency", "2",
+                "--request-count", str(REQUESTS), "--artifact-dir", "run",
+                "--gpu-telemetry", dcgm.url, "--gpu-telemetry-interval", "0.05",
                 "--otel-url", otel.url, "--otel-export-interval", "0.5",
                 "--mlflow-tracking-uri", store, "--mlflow-experiment", "gpu-e2e",
             ],
@@ -68,7 +68,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         assert 0 == done.returncode, done.stderr
-        yield Finished(run_dir=cwd / "run", store=store, otel=otel, output=done.stdout + done.stderr)
+        yield Finished(
+            run_dir=cwd / "run", store=store, otel=otel, output=done.stdout + done.stderr
+        )
 
 
 def summary(finished: Finished) -> dict:
@@ -76,11 +78,19 @@ def summary(finished: Finished) -> dict:
 
 
 def test_gpu_jsonl_holds_every_sample(finished: Finished) -> None:
-    lines = [json.loads(line) for line in (finished.run_dir / "gpu_telemetry_export.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (finished.run_dir / "gpu_telemetry_export.jsonl").read_text().splitlines()
+    ]
     assert UUIDS == {line["uuid"] for line in lines}
     assert {("dcgm", "node-a")} == {(line["source"], line["host"]) for line in lines}
     assert {(WATTS, 0.5, 60.0, 1980.0)} == {
-        (line["power_watts"], line["gpu_utilization"], line["temperature_celsius"], line["sm_clock_mhz"])
+        (
+            line["power_watts"],
+            line["gpu_utilization"],
+            line["temperature_celsius"],
+            line["sm_clock_mhz"],
+        )
         for line in lines
     }
     assert "profile" in {line["phase"] for line in lines}
@@ -88,10 +98,16 @@ def test_gpu_jsonl_holds_every_sample(finished: Finished) -> None:
 
 def test_gpu_summary_statistics(finished: Finished) -> None:
     gpus = summary(finished)["gpu_telemetry"]["gpus"]
-    assert [(0, "GPU-11111111-aaaa"), (1, "GPU-22222222-bbbb")] == [(g["gpu_index"], g["uuid"]) for g in gpus]
+    assert [(0, "GPU-11111111-aaaa"), (1, "GPU-22222222-bbbb")] == [
+        (g["gpu_index"], g["uuid"]) for g in gpus
+    ]
     for gpu in gpus:
         stats = gpu["metrics"]
-        assert (WATTS, WATTS, WATTS) == (stats["power_watts"]["avg"], stats["power_watts"]["min"], stats["power_watts"]["max"])
+        assert (WATTS, WATTS, WATTS) == (
+            stats["power_watts"]["avg"],
+            stats["power_watts"]["min"],
+            stats["power_watts"]["max"],
+        )
         assert 50.0 == pytest.approx(stats["gpu_utilization"]["p99"])
         assert 11_559 / 1024 == pytest.approx(stats["memory_used_bytes"]["p50"])
 
@@ -106,8 +122,12 @@ def test_gpu_tokens_per_joule(finished: Finished) -> None:
     assert 2 * WATTS * duration == pytest.approx(energy["energy"]["value"], rel=0.05)
     tokens = data["metrics"]["total_output_tokens"]["avg"]
     assert REQUESTS * TOKENS == tokens
-    assert tokens / (2 * WATTS * duration) == pytest.approx(energy["output_tokens_per_joule"]["value"], rel=0.05)
-    assert tokens / energy["energy"]["value"] == pytest.approx(energy["output_tokens_per_joule"]["value"], rel=1e-9)
+    assert tokens / (2 * WATTS * duration) == pytest.approx(
+        energy["output_tokens_per_joule"]["value"], rel=0.05
+    )
+    assert tokens / energy["energy"]["value"] == pytest.approx(
+        energy["output_tokens_per_joule"]["value"], rel=1e-9
+    )
 
 
 def test_gpu_gauges_reach_the_otel_collector(finished: Finished) -> None:

@@ -24,7 +24,11 @@ _FIELDS = (
     ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", "gauge"),
     ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "gauge"),
     ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "gauge"),
-    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).", "counter"),
+    (
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "Total energy consumption since boot (in mJ).",
+        "counter",
+    ),
     ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "gauge"),
     ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "gauge"),
     ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "gauge"),
@@ -74,7 +78,8 @@ def render(gpus: Iterable[FakeGpu]) -> str:
             if field in gpu.missing:
                 continue
             labels = (
-                f'gpu="{gpu.index}",UUID="{gpu.uuid}",pci_bus_id="00000000:{gpu.index + 0x18:02X}:00.0",'
+                f'gpu="{gpu.index}",UUID="{gpu.uuid}",'
+                f'pci_bus_id="00000000:{gpu.index + 0x18:02X}:00.0",'
                 f'device="nvidia{gpu.index}",modelName="{gpu.model}",Hostname="{gpu.host}",'
                 f'DCGM_FI_DRIVER_VERSION="550.54.15"'
             )
@@ -113,7 +118,10 @@ class DcgmServer:
         self._server.daemon_threads = True
         # A short poll keeps shutdown() quick when a test closes the server.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="dcgm-server", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="dcgm-server",
+            daemon=True,
         )
 
     @property
@@ -126,7 +134,10 @@ class DcgmServer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._server.shutdown()
         self._server.server_close()

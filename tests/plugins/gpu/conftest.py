@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gpu_helpers import RecordingContext, make_run
-
 from aiperf import RunContext
+from gpu_helpers import RecordingContext, make_run
 
 
 @pytest.fixture

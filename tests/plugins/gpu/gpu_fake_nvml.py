@@ -82,7 +82,9 @@ class FakeNvml:
     NVMLError_FunctionNotFound = NVMLError_FunctionNotFound
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
 
-    def __init__(self, devices: list[FakeDevice] | None = None, init_error: type[NVMLError] | None = None) -> None:
+    def __init__(
+        self, devices: list[FakeDevice] | None = None, init_error: type[NVMLError] | None = None
+    ) -> None:
         self.devices = devices if devices is not None else []
         self.init_error = init_error
         self.calls: Counter[str] = Counter()
@@ -130,7 +132,9 @@ class FakeNvml:
 
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:  # noqa: N802
         d = self._device("nvmlDeviceGetMemoryInfo", handle)
-        return _Memory(total=d.memory_total, free=d.memory_total - d.memory_used, used=d.memory_used)
+        return _Memory(
+            total=d.memory_total, free=d.memory_total - d.memory_used, used=d.memory_used
+        )
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802
         return self._device("nvmlDeviceGetPowerUsage", handle).power_mw

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import attrs
-
 from aiperf import LiveEvent, ProfileConfig, RunContext
 
 

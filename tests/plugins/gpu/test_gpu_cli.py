@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.dcgm_server import DcgmServer, FakeGpu, constant_power, unused_url
-
 from aiperf.testing import MockServer
+from support.dcgm_server import DcgmServer, FakeGpu, constant_power, unused_url
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +30,27 @@ def server() -> Iterator[MockServer]:
 def profile(server: MockServer, cwd: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
-            sys.executable, "-m", "aiperf", "profile", "--url", server.url, "--model", "test-model",
-            "--streaming", "--concurrency", "2", "--request-count", "8", "--artifact-dir", "run", *flags,
+            sys.executable,
+            "-m",
+            "aiperf",
+            "profile",
+            "--url",
+            server.url,
+            "--model",
+            "test-model",
+            "--streaming",
+            "--concurrency",
+            "2",
+            "--request-count",
+            "8",
+            "--artifact-dir",
+            "run",
+            *flags,
         ],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -55,7 +71,9 @@ def nvml_works() -> bool:
 
 
 class TestNoTelemetry:
-    def test_cli_without_gpu_says_so_once_and_the_run_is_unaffected(self, server: MockServer, tmp_path: Path) -> None:
+    def test_cli_without_gpu_says_so_once_and_the_run_is_unaffected(
+        self, server: MockServer, tmp_path: Path
+    ) -> None:
         """The default is NVML: on a machine without a driver, one info line and nothing else."""
         done = profile(server, tmp_path)
         assert 0 == done.returncode, done.stderr
@@ -66,7 +84,11 @@ class TestNoTelemetry:
             assert "gpu_telemetry" in summary
         else:
             (line,) = gpu_lines(done.stderr)
-            assert line.startswith("INFO") and "gpu_telemetry_unavailable" in line and "source=nvml" in line
+            assert (
+                line.startswith("INFO")
+                and "gpu_telemetry_unavailable" in line
+                and "source=nvml" in line
+            )
             assert not (tmp_path / "run" / "gpu_telemetry_export.jsonl").exists()
             assert "gpu_telemetry" not in summary and "gpu_energy" not in summary
 
@@ -76,12 +98,18 @@ class TestNoTelemetry:
         assert [] == gpu_lines(done.stderr)
         assert not (tmp_path / "run" / "gpu_telemetry_export.jsonl").exists()
 
-    def test_cli_dead_dcgm_endpoint_warns_once_naming_it(self, server: MockServer, tmp_path: Path) -> None:
+    def test_cli_dead_dcgm_endpoint_warns_once_naming_it(
+        self, server: MockServer, tmp_path: Path
+    ) -> None:
         url = unused_url()
         done = profile(server, tmp_path, "--gpu-telemetry", url, "--gpu-telemetry-interval", "0.05")
         assert 0 == done.returncode, done.stderr
         (line,) = gpu_lines(done.stderr)
-        assert line.startswith("WARNING") and "dcgm_endpoint_unreachable" in line and f"url={url}" in line
+        assert (
+            line.startswith("WARNING")
+            and "dcgm_endpoint_unreachable" in line
+            and f"url={url}" in line
+        )
         summary = json.loads((tmp_path / "run" / "profile_export_aiperf.json").read_text())
         assert 8 == summary["metrics"]["request_count"]["avg"]
         assert any(note.startswith("gpu: ") and url in note for note in summary["notes"])
@@ -89,11 +117,19 @@ class TestNoTelemetry:
     @pytest.mark.parametrize(
         ("flags", "message"),
         [
-            (["--gpu-telemetry", "nvlm"], "--gpu-telemetry: expected 'nvml' or a DCGM exporter URL"),
-            (["--no-gpu-telemetry", "--gpu-telemetry", "nvml"], "--no-gpu-telemetry: cannot be combined"),
+            (
+                ["--gpu-telemetry", "nvlm"],
+                "--gpu-telemetry: expected 'nvml' or a DCGM exporter URL",
+            ),
+            (
+                ["--no-gpu-telemetry", "--gpu-telemetry", "nvml"],
+                "--no-gpu-telemetry: cannot be combined",
+            ),
         ],
     )
-    def test_cli_bad_flag_is_one_line_and_exit_2(self, server: MockServer, tmp_path: Path, flags: list[str], message: str) -> None:
+    def test_cli_bad_flag_is_one_line_and_exit_2(
+        self, server: MockServer, tmp_path: Path, flags: list[str], message: str
+    ) -> None:
         done = profile(server, tmp_path, *flags)
         assert 2 == done.returncode
         (line,) = done.stderr.strip().splitlines()
@@ -104,19 +140,35 @@ class TestNoTelemetry:
 @pytest.fixture(scope="module")
 def exporters() -> Iterator[tuple[DcgmServer, DcgmServer]]:
     """Two hosts, each with its own exporter: node-a with two GPUs, node-b with one."""
-    node_a = [FakeGpu(index=0, uuid="GPU-a0", host="node-a"), FakeGpu(index=1, uuid="GPU-a1", host="node-a")]
+    node_a = [
+        FakeGpu(index=0, uuid="GPU-a0", host="node-a"),
+        FakeGpu(index=1, uuid="GPU-a1", host="node-a"),
+    ]
     node_b = [FakeGpu(index=0, uuid="GPU-b0", host="node-b", energy_mj=9_000_000.0)]
-    with DcgmServer(constant_power(node_a, WATTS)) as a, DcgmServer(constant_power(node_b, WATTS)) as b:
+    with (
+        DcgmServer(constant_power(node_a, WATTS)) as a,
+        DcgmServer(constant_power(node_b, WATTS)) as b,
+    ):
         yield a, b
 
 
 @pytest.fixture(scope="module")
-def run_dir(server: MockServer, exporters: tuple[DcgmServer, DcgmServer], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(
+    server: MockServer,
+    exporters: tuple[DcgmServer, DcgmServer],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     a, b = exporters
     cwd = tmp_path_factory.mktemp("dcgm")
     url_b = b.url.replace("http://", f"http://scraper:{SECRET}@")
     done = profile(
-        server, cwd, "--gpu-telemetry", a.url, url_b, "--gpu-telemetry-interval", "0.05",
+        server,
+        cwd,
+        "--gpu-telemetry",
+        a.url,
+        url_b,
+        "--gpu-telemetry-interval",
+        "0.05",
         "--gpu-telemetry-table",
     )
     assert 0 == done.returncode, done.stderr
@@ -126,30 +178,42 @@ def run_dir(server: MockServer, exporters: tuple[DcgmServer, DcgmServer], tmp_pa
 
 class TestDcgm:
     def test_cli_jsonl_has_every_sample_of_every_gpu(self, run_dir: Path) -> None:
-        lines = [json.loads(line) for line in (run_dir / "gpu_telemetry_export.jsonl").read_text().splitlines()]
+        lines = [
+            json.loads(line)
+            for line in (run_dir / "gpu_telemetry_export.jsonl").read_text().splitlines()
+        ]
         assert {("node-a", 0, "GPU-a0"), ("node-a", 1, "GPU-a1"), ("node-b", 0, "GPU-b0")} == {
-            (l["host"], l["gpu_index"], l["uuid"]) for l in lines
+            (line["host"], line["gpu_index"], line["uuid"]) for line in lines
         }
-        assert {"dcgm"} == {l["source"] for l in lines}
-        assert {WATTS} == {l["power_watts"] for l in lines}
-        assert "profile" in {l["phase"] for l in lines}
+        assert {"dcgm"} == {line["source"] for line in lines}
+        assert {WATTS} == {line["power_watts"] for line in lines}
+        assert "profile" in {line["phase"] for line in lines}
         # The sampler reads once more as the run stops: that sample is after the measured phase.
-        assert None in {l["phase"] for l in lines}
+        assert None in {line["phase"] for line in lines}
         for uuid in ("GPU-a0", "GPU-a1", "GPU-b0"):
-            times = [l["wall_ns"] for l in lines if l["uuid"] == uuid]
+            times = [line["wall_ns"] for line in lines if line["uuid"] == uuid]
             assert len(times) >= 5 and times == sorted(times)
 
     def test_cli_summary_has_per_gpu_statistics_of_the_measured_phase(self, run_dir: Path) -> None:
         summary = json.loads((run_dir / "profile_export_aiperf.json").read_text())
         telemetry = summary["gpu_telemetry"]
-        assert ["node-a gpu0", "node-a gpu1", "node-b gpu0"] == [f"{g['host']} gpu{g['gpu_index']}" for g in telemetry["gpus"]]
+        assert ["node-a gpu0", "node-a gpu1", "node-b gpu0"] == [
+            f"{g['host']} gpu{g['gpu_index']}" for g in telemetry["gpus"]
+        ]
         for gpu in telemetry["gpus"]:
             power = gpu["metrics"]["power_watts"]
-            assert (WATTS, WATTS, WATTS, WATTS) == (power["avg"], power["min"], power["p50"], power["p99"])
+            assert (WATTS, WATTS, WATTS, WATTS) == (
+                power["avg"],
+                power["min"],
+                power["p50"],
+                power["p99"],
+            )
             assert 50.0 == pytest.approx(gpu["metrics"]["gpu_utilization"]["avg"])
             assert gpu["samples"] == gpu["metrics"]["power_watts"]["count"] >= 3
         window = telemetry["window"]
-        assert summary["start_time_ns"] - 10**9 < window["start_time_ns"] <= summary["start_time_ns"]
+        assert (
+            summary["start_time_ns"] - 10**9 < window["start_time_ns"] <= summary["start_time_ns"]
+        )
         assert summary["end_time_ns"] <= window["end_time_ns"] < summary["end_time_ns"] + 10**9
 
     def test_cli_energy_and_tokens_per_joule(self, run_dir: Path) -> None:
@@ -173,13 +237,19 @@ class TestDcgm:
     def test_cli_csv_and_console_show_the_gpu_tables(self, run_dir: Path) -> None:
         rows = list(csv.reader((run_dir / "profile_export_aiperf.csv").open()))
         titles = [r[0] for r in rows if len(r) == 1]
-        assert ["GPU Telemetry (measured phase)", "GPU Energy (measured phase)"] == [t for t in titles if t.startswith("GPU")]
+        assert ["GPU Telemetry (measured phase)", "GPU Energy (measured phase)"] == [
+            t for t in titles if t.startswith("GPU")
+        ]
         start = rows.index(["GPU Telemetry (measured phase)"])
         assert ["GPU", "Metric", "Unit", "avg", "min", "max", "p50", "p99"] == rows[start + 1]
         console = (run_dir.parent / "stdout.txt").read_text()
         assert "GPU Energy (measured phase)" in console and "Output Tokens per Joule" in console
 
     def test_cli_exporter_credentials_reach_no_file_and_no_log(self, run_dir: Path) -> None:
-        leaks = [p.name for p in run_dir.rglob("*") if p.is_file() and SECRET in p.read_text(errors="replace")]
+        leaks = [
+            p.name
+            for p in run_dir.rglob("*")
+            if p.is_file() and SECRET in p.read_text(errors="replace")
+        ]
         assert [] == leaks
         assert SECRET not in (run_dir.parent / "stdout.txt").read_text()

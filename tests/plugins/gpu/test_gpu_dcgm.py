@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import attrs
+from aiperf_gpu.dcgm import DcgmSource, parse_exposition, readings_from_text
 from structlog.testing import capture_logs
 from support.dcgm_server import DcgmServer, FakeGpu, frames, render, unused_url
-
-from aiperf_gpu.dcgm import DcgmSource, parse_exposition, readings_from_text
 
 MIB = 1024**2
 
@@ -28,7 +27,11 @@ class TestParse:
         )
         samples = list(parse_exposition(text))
         assert [
-            ("DCGM_FI_DEV_GPU_TEMP", {"gpu": "0", "UUID": "GPU-x", "modelName": 'A "quoted" name, ok'}, 61.0),
+            (
+                "DCGM_FI_DEV_GPU_TEMP",
+                {"gpu": "0", "UUID": "GPU-x", "modelName": 'A "quoted" name, ok'},
+                61.0,
+            ),
             ("DCGM_FI_DEV_POWER_USAGE", {"gpu": "0", "UUID": "GPU-x"}, 150.0),
             ("no_labels_metric", {}, 3.0),
         ] == [(s.name, s.labels, s.value) for s in samples]
@@ -58,7 +61,9 @@ class TestParse:
 
     def test_readings_leave_out_missing_fields(self) -> None:
         """An exporter without the energy counter or free memory: those fields are absent."""
-        gpu = attrs.evolve(A0, missing=frozenset({"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_FB_FREE"}))
+        gpu = attrs.evolve(
+            A0, missing=frozenset({"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_FB_FREE"})
+        )
         (reading,) = readings_from_text(render([gpu]), default_host="x", perf_ns=0)
         assert "energy_joules" not in reading.values
         assert "memory_total_bytes" not in reading.values
@@ -72,13 +77,18 @@ class TestParse:
         )
         (parts,) = readings_from_text(used_free_reserved, default_host="x", perf_ns=0)
         (total,) = readings_from_text(
-            used_free_reserved + f"DCGM_FI_DEV_FB_TOTAL{{{base}}} 1000\n", default_host="x", perf_ns=0
+            used_free_reserved + f"DCGM_FI_DEV_FB_TOTAL{{{base}}} 1000\n",
+            default_host="x",
+            perf_ns=0,
         )
         assert 924 * MIB == parts.values["memory_total_bytes"]
         assert 1000 * MIB == total.values["memory_total_bytes"]
 
     def test_readings_without_hostname_label_use_the_url_host(self) -> None:
-        text = 'DCGM_FI_DEV_GPU_TEMP{gpu="3",UUID="GPU-q"} 40\nDCGM_FI_DEV_GPU_TEMP{gpu="4",UUID="GPU-r"} NaN\n'
+        text = (
+            'DCGM_FI_DEV_GPU_TEMP{gpu="3",UUID="GPU-q"} 40\n'
+            'DCGM_FI_DEV_GPU_TEMP{gpu="4",UUID="GPU-r"} NaN\n'
+        )
         readings = readings_from_text(text, default_host="10.0.0.7", perf_ns=0)
         assert [("10.0.0.7", 3, {"temperature_celsius": 40.0})] == [
             (r.host, r.gpu_index, r.values) for r in readings

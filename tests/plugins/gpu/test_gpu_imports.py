@@ -11,10 +11,10 @@ def test_plugin_module_imports_nothing_heavy() -> None:
         "import argparse, sys\n"
         "from aiperf_gpu import plugin\n"
         "plugin.aiperf_add_options('profile', argparse.ArgumentParser())\n"
-        "heavy = ['pynvml', 'numpy', 'aiperf_gpu.sampler', 'aiperf_gpu.nvml', 'aiperf_gpu.dcgm', 'aiperf_gpu.summary']\n"
+        "heavy = ['pynvml', 'numpy', 'aiperf_gpu.sampler', 'aiperf_gpu.nvml',\n"
+        "         'aiperf_gpu.dcgm', 'aiperf_gpu.summary']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert 0 == done.returncode, done.stderr
     assert "" == done.stdout.strip()
-

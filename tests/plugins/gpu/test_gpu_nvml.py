@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pynvml
 import pytest
-from gpu_fake_nvml import PUBLIC_NAMES, FakeDevice, FakeNvml, NVMLError_DriverNotLoaded, NVMLError_LibraryNotFound
-from structlog.testing import capture_logs
-
 from aiperf_gpu.nvml import NvmlSource
+from gpu_fake_nvml import (
+    PUBLIC_NAMES,
+    FakeDevice,
+    FakeNvml,
+    NVMLError_DriverNotLoaded,
+    NVMLError_LibraryNotFound,
+)
+from structlog.testing import capture_logs
 
 
 def source_for(fake: FakeNvml) -> NvmlSource:
@@ -26,13 +31,19 @@ class TestFake:
 class TestRead:
     async def test_nvml_read_converts_units(self) -> None:
         """Percent -> ratio, mW -> W, mJ -> J; bytes, Celsius and MHz pass through."""
-        fake = FakeNvml([FakeDevice(uuid="GPU-aaa", util_pct=87, power_mw=312_500, energy_mj=7_250_000)])
+        fake = FakeNvml(
+            [FakeDevice(uuid="GPU-aaa", util_pct=87, power_mw=312_500, energy_mj=7_250_000)]
+        )
         source = source_for(fake)
         assert await source.open()
         (reading,) = await source.read()
         await source.aclose()
         assert ("nvml", "bench-host", 0, "GPU-aaa", "NVIDIA H100 80GB HBM3") == (
-            reading.source, reading.host, reading.gpu_index, reading.uuid, reading.name,
+            reading.source,
+            reading.host,
+            reading.gpu_index,
+            reading.uuid,
+            reading.name,
         )
         assert {
             "gpu_utilization": 0.87,
@@ -46,7 +57,9 @@ class TestRead:
 
     async def test_nvml_reads_every_gpu_in_index_order(self) -> None:
         """One reading per device, indexed as NVML numbers them; byte names are decoded."""
-        fake = FakeNvml([FakeDevice(uuid="GPU-0"), FakeDevice(uuid="GPU-1", name=b"NVIDIA A100-SXM4-40GB")])
+        fake = FakeNvml(
+            [FakeDevice(uuid="GPU-0"), FakeDevice(uuid="GPU-1", name=b"NVIDIA A100-SXM4-40GB")]
+        )
         source = source_for(fake)
         await source.open()
         readings = await source.read()
@@ -56,7 +69,9 @@ class TestRead:
 
     async def test_nvml_unsupported_field_is_absent_and_not_asked_again(self) -> None:
         """A GPU without an energy counter: the field is missing, NVML is asked only once."""
-        fake = FakeNvml([FakeDevice(uuid="GPU-0", unsupported={"nvmlDeviceGetTotalEnergyConsumption"})])
+        fake = FakeNvml(
+            [FakeDevice(uuid="GPU-0", unsupported={"nvmlDeviceGetTotalEnergyConsumption"})]
+        )
         source = source_for(fake)
         await source.open()
         first = (await source.read())[0]
@@ -85,7 +100,11 @@ class TestRead:
         source = source_for(fake)
         await source.open()
         await source.aclose()
-        assert (1, 1, False) == (fake.calls["nvmlInit"], fake.calls["nvmlShutdown"], fake.initialized)
+        assert (1, 1, False) == (
+            fake.calls["nvmlInit"],
+            fake.calls["nvmlShutdown"],
+            fake.initialized,
+        )
 
 
 class TestUnavailable:
@@ -99,7 +118,9 @@ class TestUnavailable:
             await source.aclose()
         assert 1 == len(logs)
         assert ("info", "gpu_telemetry_unavailable", "nvml") == (
-            logs[0]["log_level"], logs[0]["event"], logs[0]["source"],
+            logs[0]["log_level"],
+            logs[0]["event"],
+            logs[0]["source"],
         )
         assert "no NVIDIA driver" in logs[0]["reason"]
 
@@ -119,7 +140,9 @@ class TestUnavailable:
 
         with capture_logs() as logs:
             assert not await NvmlSource(host="h", load_module=missing).open()
-        assert [("info", "nvidia-ml-py is not installed")] == [(e["log_level"], e["reason"]) for e in logs]
+        assert [("info", "nvidia-ml-py is not installed")] == [
+            (e["log_level"], e["reason"]) for e in logs
+        ]
 
     async def test_real_pynvml_on_this_machine_opens_or_says_why(self) -> None:
         """Through the real module: either GPUs are read, or exactly one info line says why."""

@@ -10,21 +10,38 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from gpu_fake_nvml import FakeDevice, FakeNvml
-from gpu_helpers import RecordingContext
-from structlog.testing import capture_logs
-
-from aiperf import HardwareSample, MetricStats, Phase, ProfileConfig, RunContext, RunResult, RunStatus
+from aiperf import (
+    HardwareSample,
+    MetricStats,
+    Phase,
+    RunContext,
+    RunResult,
+    RunStatus,
+)
 from aiperf_gpu.config import GpuConfig
 from aiperf_gpu.dcgm import DcgmSource
 from aiperf_gpu.nvml import NvmlSource
 from aiperf_gpu.readings import GpuReading
 from aiperf_gpu.sampler import JSONL_FILE, GpuSampler, create_sampler, phase_at
+from gpu_fake_nvml import FakeDevice, FakeNvml
+from gpu_helpers import RecordingContext
+from structlog.testing import capture_logs
 
 JSONL_KEYS = [
-    "wall_ns", "phase", "source", "host", "gpu_index", "uuid", "name", "gpu_utilization",
-    "memory_used_bytes", "memory_total_bytes", "power_watts", "energy_joules",
-    "temperature_celsius", "sm_clock_mhz",
+    "wall_ns",
+    "phase",
+    "source",
+    "host",
+    "gpu_index",
+    "uuid",
+    "name",
+    "gpu_utilization",
+    "memory_used_bytes",
+    "memory_total_bytes",
+    "power_watts",
+    "energy_joules",
+    "temperature_celsius",
+    "sm_clock_mhz",
 ]
 
 
@@ -58,9 +75,17 @@ class ScriptedSource:
             await trio.sleep(self.read_s)
         return [
             GpuReading(
-                source="fake", host="h", gpu_index=i, uuid=f"GPU-{i}", name="Fake GPU",
+                source="fake",
+                host="h",
+                gpu_index=i,
+                uuid=f"GPU-{i}",
+                name="Fake GPU",
                 perf_ns=time.perf_counter_ns(),
-                values={"gpu_utilization": 0.5, "power_watts": 100.0, "energy_joules": 10.0 * self.reads},
+                values={
+                    "gpu_utilization": 0.5,
+                    "power_watts": 100.0,
+                    "energy_joules": 10.0 * self.reads,
+                },
             )
             for i in range(self.gpus)
         ]
@@ -84,7 +109,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def sampler_for(run: RunContext, *sources: object, interval_s: float = 0.25) -> GpuSampler:
-    return GpuSampler(sources=list(sources), interval_s=interval_s, jsonl_path=run.run_dir / JSONL_FILE)
+    return GpuSampler(
+        sources=list(sources), interval_s=interval_s, jsonl_path=run.run_dir / JSONL_FILE
+    )
 
 
 class TestSchedule:
@@ -139,13 +166,17 @@ class TestSchedule:
         self, autojump_clock: trio.testing.MockClock, ctx: RecordingContext, tmp_path: Path
     ) -> None:
         sampler = GpuSampler(
-            sources=[ScriptedSource()], interval_s=0.25, jsonl_path=tmp_path / "missing" / JSONL_FILE
+            sources=[ScriptedSource()],
+            interval_s=0.25,
+            jsonl_path=tmp_path / "missing" / JSONL_FILE,
         )
         with capture_logs() as logs:
             await run_for(sampler, ctx, 0.6)
         assert ["gpu_telemetry_write_failed"] == [e["event"] for e in logs]
         assert 4 == sampler.store.count
-        assert f"gpu: could not write {JSONL_FILE}; samples after that are missing" == sampler.report()
+        assert (
+            f"gpu: could not write {JSONL_FILE}; samples after that are missing" == sampler.report()
+        )
 
 
 class TestSamples:
@@ -166,8 +197,15 @@ class TestSamples:
         first = read_jsonl(ctx.run.run_dir / JSONL_FILE)[0]
         assert JSONL_KEYS == list(first)
         assert ("profile", "fake", "h", 0, "GPU-0", "Fake GPU", 0.5, None, 10.0) == (
-            first["phase"], first["source"], first["host"], first["gpu_index"], first["uuid"],
-            first["name"], first["gpu_utilization"], first["memory_used_bytes"], first["energy_joules"],
+            first["phase"],
+            first["source"],
+            first["host"],
+            first["gpu_index"],
+            first["uuid"],
+            first["name"],
+            first["gpu_utilization"],
+            first["memory_used_bytes"],
+            first["energy_joules"],
         )
         sample = ctx.events[0]
         assert sample.wall_ns == first["wall_ns"]
@@ -183,7 +221,7 @@ class TestSamples:
         lines = read_jsonl(ctx.run.run_dir / JSONL_FILE)
         assert len(lines) >= 4
         assert {("nvml", "bench", 0, "GPU-n0", 250.0), ("nvml", "bench", 1, "GPU-n1", 99.0)} == {
-            (l["source"], l["host"], l["gpu_index"], l["uuid"], l["power_watts"]) for l in lines
+            (x["source"], x["host"], x["gpu_index"], x["uuid"], x["power_watts"]) for x in lines
         }
         assert ["nvml"] == sampler.active
         assert 1 == fake.calls["nvmlShutdown"]
@@ -191,12 +229,16 @@ class TestSamples:
 
 def empty_result(**run_metrics: float) -> RunResult:
     return RunResult(
-        status=RunStatus.FINISHED, was_cancelled=False, metrics={},
+        status=RunStatus.FINISHED,
+        was_cancelled=False,
+        metrics={},
         run_metrics={
             tag: MetricStats(tag=tag, header=tag, unit="", count=1, avg=value)
             for tag, value in run_metrics.items()
         },
-        errors=(), start_wall_ns=None, end_wall_ns=None,
+        errors=(),
+        start_wall_ns=None,
+        end_wall_ns=None,
     )
 
 
@@ -213,7 +255,9 @@ class TestSections:
         assert ["gpu_energy", "gpu_telemetry"] == sorted(sections)
         telemetry = sections["gpu_telemetry"].data
         assert ["scripted"] == telemetry["sources"]
-        assert [("GPU-0", "fake"), ("GPU-1", "fake")] == [(g["uuid"], g["source"]) for g in telemetry["gpus"]]
+        assert [("GPU-0", "fake"), ("GPU-1", "fake")] == [
+            (g["uuid"], g["source"]) for g in telemetry["gpus"]
+        ]
         assert run.to_wall_ns(run.profile_start_ns) == telemetry["window"]["start_time_ns"]
         assert not sections["gpu_telemetry"].console
 
@@ -224,8 +268,10 @@ class TestSections:
 class TestCreate:
     def test_create_sampler_builds_nvml_then_each_endpoint(self, run: RunContext) -> None:
         gpu = GpuConfig(
-            nvml=True, dcgm_urls=("http://a:9400/metrics", "http://u:pw@b:9400/metrics"),
-            interval_s=0.2, table=True,
+            nvml=True,
+            dcgm_urls=("http://a:9400/metrics", "http://u:pw@b:9400/metrics"),
+            interval_s=0.2,
+            table=True,
         )
         sampler = create_sampler(gpu, run)
         kinds = [(type(s).__name__, s.label) for s in sampler.sources]
@@ -234,7 +280,11 @@ class TestCreate:
             ("DcgmSource", "http://a:9400/metrics"),
             ("DcgmSource", "http://b:9400/metrics"),
         ] == kinds
-        assert (0.2, True, run.run_dir / JSONL_FILE) == (sampler.interval_s, sampler.console, sampler.jsonl_path)
+        assert (0.2, True, run.run_dir / JSONL_FILE) == (
+            sampler.interval_s,
+            sampler.console,
+            sampler.jsonl_path,
+        )
         assert all(s.timeout_s == 1.0 for s in sampler.sources if isinstance(s, DcgmSource))
 
     def test_create_sampler_without_nvml(self, run: RunContext) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from aiperf import HardwareSample, MetricStats, Phase, RunResult, RunStatus
 from aiperf_gpu.summary import (
     TelemetryStore,
@@ -17,14 +14,30 @@ from aiperf_gpu.summary import (
     phase_energy,
     power_integral,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 S = 1_000_000_000  # ns
 
 
-def sample(t_s: float, *, uuid: str = "GPU-0", host: str = "h", index: int = 0, source: str = "dcgm", **values: float | None) -> HardwareSample:
+def sample(
+    t_s: float,
+    *,
+    uuid: str = "GPU-0",
+    host: str = "h",
+    index: int = 0,
+    source: str = "dcgm",
+    **values: float | None,
+) -> HardwareSample:
     return HardwareSample(
-        source=source, host=host, gpu_index=index, uuid=uuid, name="GPU", wall_ns=int(t_s * S),
-        phase=Phase.PROFILE, **values,
+        source=source,
+        host=host,
+        gpu_index=index,
+        uuid=uuid,
+        name="GPU",
+        wall_ns=int(t_s * S),
+        phase=Phase.PROFILE,
+        **values,
     )
 
 
@@ -34,7 +47,9 @@ def run_result(**run_metrics: float) -> RunResult:
         was_cancelled=False,
         metrics={},
         run_metrics={
-            tag: MetricStats(tag=tag, header=tag, unit="", count=1, avg=value, min=value, max=value, std=0.0)
+            tag: MetricStats(
+                tag=tag, header=tag, unit="", count=1, avg=value, min=value, max=value, std=0.0
+            )
             for tag, value in run_metrics.items()
         },
         errors=(),
@@ -144,14 +159,21 @@ class TestStats:
         } == stats
 
     def test_field_stats_of_nothing_have_no_values(self) -> None:
-        assert {"avg": None, "min": None, "max": None, "p50": None, "p99": None, "count": 0} == field_stats(
-            arr(None), 1.0
-        )
+        assert {
+            "avg": None,
+            "min": None,
+            "max": None,
+            "p50": None,
+            "p99": None,
+            "count": 0,
+        } == field_stats(arr(None), 1.0)
 
 
 class TestDerived:
     def test_output_tokens_prefers_the_run_metric(self) -> None:
-        assert 640.0 == output_tokens(run_result(total_output_tokens=640, output_token_throughput=1, benchmark_duration=1))
+        assert 640.0 == output_tokens(
+            run_result(total_output_tokens=640, output_token_throughput=1, benchmark_duration=1)
+        )
 
     def test_output_tokens_falls_back_to_throughput_times_duration(self) -> None:
         assert 500.0 == output_tokens(run_result(output_token_throughput=100, benchmark_duration=5))
@@ -163,15 +185,39 @@ class TestSections:
         """Two GPUs over 0..10 s at 100 W and 300 W (energy counters), plus a warm-up sample."""
         store = TelemetryStore()
         for t in range(-2, 11):
-            store.add(sample(t, uuid="GPU-0", index=0, energy_joules=100.0 * t + 5000, power_watts=100.0,
-                             gpu_utilization=0.2 if t < 0 else 0.8, memory_used_bytes=2 * 1024**3))
-            store.add(sample(t, uuid="GPU-1", index=1, energy_joules=300.0 * t + 9000, power_watts=300.0,
-                             gpu_utilization=0.4))
+            store.add(
+                sample(
+                    t,
+                    uuid="GPU-0",
+                    index=0,
+                    energy_joules=100.0 * t + 5000,
+                    power_watts=100.0,
+                    gpu_utilization=0.2 if t < 0 else 0.8,
+                    memory_used_bytes=2 * 1024**3,
+                )
+            )
+            store.add(
+                sample(
+                    t,
+                    uuid="GPU-1",
+                    index=1,
+                    energy_joules=300.0 * t + 9000,
+                    power_watts=300.0,
+                    gpu_utilization=0.4,
+                )
+            )
         return store
 
     def sections(self, store: TelemetryStore, result: RunResult, console: bool = False) -> dict:
-        found = build_sections(store, start_ns=0, end_ns=10 * S, result=result, sources=["dcgm"],
-                               interval_s=1.0, console=console)
+        found = build_sections(
+            store,
+            start_ns=0,
+            end_ns=10 * S,
+            result=result,
+            sources=["dcgm"],
+            interval_s=1.0,
+            console=console,
+        )
         return {s.name: s for s in found}
 
     def test_sections_cover_only_the_measured_phase(self) -> None:
@@ -180,13 +226,26 @@ class TestSections:
         gpu0 = telemetry.data["gpus"][0]
         assert ("GPU-0", 11) == (gpu0["uuid"], gpu0["samples"])
         util = gpu0["metrics"]["gpu_utilization"]
-        assert ("%", 80.0, 80.0, 11) == (util["unit"], pytest.approx(util["min"]), pytest.approx(util["max"]), util["count"])
+        assert ("%", 80.0, 80.0, 11) == (
+            util["unit"],
+            pytest.approx(util["min"]),
+            pytest.approx(util["max"]),
+            util["count"],
+        )
         assert 2.0 == gpu0["metrics"]["memory_used_bytes"]["avg"]
-        assert {"unit": "J", "joules": 1000.0, "method": "counter", "coverage": 1.0, "counter_resets": 0} == gpu0["energy"]
+        assert {
+            "unit": "J",
+            "joules": 1000.0,
+            "method": "counter",
+            "coverage": 1.0,
+            "counter_resets": 0,
+        } == gpu0["energy"]
 
     def test_sections_derive_tokens_per_joule_and_energy_per_request(self) -> None:
         """4000 J on two GPUs; 8000 tokens in 40 requests: 2 tokens/J, 100 J/request."""
-        energy = self.sections(self.make_store(), run_result(total_output_tokens=8000, request_count=40))["gpu_energy"]
+        energy = self.sections(
+            self.make_store(), run_result(total_output_tokens=8000, request_count=40)
+        )["gpu_energy"]
         assert {
             "energy": {"unit": "J", "value": 4000.0},
             "output_tokens_per_joule": {"unit": "tokens/J", "value": 2.0},
@@ -206,35 +265,51 @@ class TestSections:
     def test_sections_count_a_gpu_seen_by_two_sources_once(self) -> None:
         """NVML and a DCGM exporter on the same machine report the same UUID."""
         store = TelemetryStore()
-        for t in range(0, 11):
+        for t in range(11):
             for source in ("nvml", "dcgm"):
                 store.add(sample(t, uuid="GPU-same", source=source, energy_joules=50.0 * t))
         energy = self.sections(store, run_result(total_output_tokens=1000))["gpu_energy"]
         assert 500.0 == energy.data["energy"]["value"]
         assert ["h gpu0 (dcgm)", "h gpu0 (nvml)"] == [
-            g["host"] + f" gpu{g['gpu_index']} ({g['source']})" for g in self.sections(store, run_result())["gpu_telemetry"].data["gpus"]
+            g["host"] + f" gpu{g['gpu_index']} ({g['source']})"
+            for g in self.sections(store, run_result())["gpu_telemetry"].data["gpus"]
         ]
 
     def test_sections_rows_are_one_per_gpu_and_metric_with_values(self) -> None:
         telemetry = self.sections(self.make_store(), run_result(), console=True)["gpu_telemetry"]
         assert telemetry.console
-        assert ["GPU", "Metric", "Unit", "avg", "min", "max", "p50", "p99"] == list(telemetry.rows[0])
-        assert [("h gpu0", "GPU Utilization"), ("h gpu0", "Memory Used"), ("h gpu0", "Power"),
-                ("h gpu1", "GPU Utilization"), ("h gpu1", "Power")] == [
-            (r["GPU"], r["Metric"]) for r in telemetry.rows
-        ]
+        assert ["GPU", "Metric", "Unit", "avg", "min", "max", "p50", "p99"] == list(
+            telemetry.rows[0]
+        )
+        assert [
+            ("h gpu0", "GPU Utilization"),
+            ("h gpu0", "Memory Used"),
+            ("h gpu0", "Power"),
+            ("h gpu1", "GPU Utilization"),
+            ("h gpu1", "Power"),
+        ] == [(r["GPU"], r["Metric"]) for r in telemetry.rows]
 
     def test_sections_without_energy_leave_derived_figures_empty(self) -> None:
         store = TelemetryStore()
-        for t in range(0, 11):
+        for t in range(11):
             store.add(sample(t, gpu_utilization=0.5))
-        energy = self.sections(store, run_result(total_output_tokens=100, request_count=4))["gpu_energy"]
+        energy = self.sections(store, run_result(total_output_tokens=100, request_count=4))[
+            "gpu_energy"
+        ]
         assert (None, None, None) == (
-            energy.data["energy"]["value"], energy.data["output_tokens_per_joule"]["value"],
+            energy.data["energy"]["value"],
+            energy.data["output_tokens_per_joule"]["value"],
             energy.data["energy_per_request"]["value"],
         )
         assert "" == energy.rows[-1]["Value"]
 
     def test_sections_of_an_empty_store_are_none(self) -> None:
-        assert [] == build_sections(TelemetryStore(), start_ns=0, end_ns=S, result=run_result(),
-                                    sources=[], interval_s=1.0, console=False)
+        assert [] == build_sections(
+            TelemetryStore(),
+            start_ns=0,
+            end_ns=S,
+            result=run_result(),
+            sources=[],
+            interval_s=1.0,
+            console=False,
+        )

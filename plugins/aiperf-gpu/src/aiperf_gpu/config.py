@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
-
 from aiperf import UsageError, strip_userinfo
 
 #: dest names of the flags this plugin adds to ``aiperf profile``.

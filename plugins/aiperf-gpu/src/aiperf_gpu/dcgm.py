@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import attrs
 import structlog
-
 from aiperf import strip_userinfo
+
 from aiperf_gpu.config import hide_userinfo
 from aiperf_gpu.readings import GpuReading
 
@@ -94,7 +94,9 @@ def readings_from_text(text: str, *, default_host: str, perf_ns: int) -> list[Gp
         if not index and not uuid:
             continue
         key = (host, uuid or index)
-        gpus.setdefault(key, {"host": host, "index": index, "uuid": uuid, "name": labels.get("modelName", "")})
+        gpus.setdefault(
+            key, {"host": host, "index": index, "uuid": uuid, "name": labels.get("modelName", "")}
+        )
         # Several series for one GPU (per-pod labels on Kubernetes): the first one counts.
         raw.setdefault(key, {}).setdefault(sample.name, sample.value)
     readings = []

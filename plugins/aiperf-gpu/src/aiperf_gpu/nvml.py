@@ -127,7 +127,10 @@ class NvmlSource:
         if energy is not None:
             values["energy_joules"] = energy / MJ_PER_J
         temperature = self._call(
-            device, "temperature_celsius", nvml.nvmlDeviceGetTemperature, handle,
+            device,
+            "temperature_celsius",
+            nvml.nvmlDeviceGetTemperature,
+            handle,
             nvml.NVML_TEMPERATURE_GPU,
         )
         if temperature is not None:

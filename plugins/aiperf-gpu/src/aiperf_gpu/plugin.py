@@ -57,6 +57,7 @@ def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
 @hookimpl
 def aiperf_configure(config: ProfileConfig) -> None:
     from aiperf import UsageError
+
     from aiperf_gpu.config import MISSING_PACKAGE, from_options
 
     gpu = from_options(config.plugin_options)

@@ -14,13 +14,14 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import structlog
 import trio
-
 from aiperf import HardwareSample, Phase
+
 from aiperf_gpu.readings import FIELD_NAMES, GpuReading, Source
 from aiperf_gpu.summary import TelemetryStore, build_sections
 
 if TYPE_CHECKING:
     from aiperf import ReportSection, RunContext, RunResult, SamplerContext
+
     from aiperf_gpu.config import GpuConfig
 
 log = structlog.get_logger()
@@ -145,7 +146,9 @@ class GpuSampler:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._writer.finish, rest)
 
-    async def _write_batches(self, receive: trio.MemoryReceiveChannel[list[HardwareSample]]) -> None:
+    async def _write_batches(
+        self, receive: trio.MemoryReceiveChannel[list[HardwareSample]]
+    ) -> None:
         async for batch in receive:
             await trio.to_thread.run_sync(self._writer.write, batch)
 
@@ -158,7 +161,9 @@ class GpuSampler:
             self.active.append(source.label)
             await self._loop(ctx, source)
         except Exception as exc:  # noqa: BLE001 - one broken source must not stop the others
-            log.warning("gpu_source_failed", source=source.label, error=f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "gpu_source_failed", source=source.label, error=f"{type(exc).__name__}: {exc}"
+            )
         finally:
             # The core stops samplers right after the measured phase ends: one more reading
             # brackets the phase's end, so its energy is measured rather than extrapolated.
@@ -173,11 +178,9 @@ class GpuSampler:
         while True:
             await self.sample_once(ctx, source)
             next_at += self.interval_s
-            now = trio.current_time()
-            if next_at < now:
-                # A read took longer than the interval: skip the missed ticks instead of
-                # bursting to catch up (the samples would all carry nearly the same values).
-                next_at = now
+            # A read that took longer than the interval: skip the missed ticks instead of
+            # bursting to catch up (the samples would all carry nearly the same values).
+            next_at = max(next_at, trio.current_time())
             await trio.sleep_until(next_at)
 
     async def sample_once(self, ctx: SamplerContext, source: Source) -> list[HardwareSample]:
@@ -212,7 +215,9 @@ class GpuSampler:
     def report(self) -> str | None:
         lines = [line for source in self.sources if (line := source.report())]
         if self._writer.failed:
-            lines.append(f"gpu: could not write {self.jsonl_path.name}; samples after that are missing")
+            lines.append(
+                f"gpu: could not write {self.jsonl_path.name}; samples after that are missing"
+            )
         return "; ".join(lines) or None
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-
 from aiperf import HardwareSample, ReportSection
+
 from aiperf_gpu.readings import ENERGY, FIELD_NAMES, STAT_FIELDS
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def field_stats(values: np.ndarray, scale: float) -> dict[str, float | int | Non
         "avg": float(values.mean()),
         "min": float(values.min()),
         "max": float(values.max()),
-        **{f"p{p}": float(v) for p, v in zip(PERCENTILES, pct)},
+        **{f"p{p}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
         "count": int(values.size),
     }
 
@@ -242,7 +242,7 @@ def build_sections(
     labels = _labels([s.series for s in summaries])
     gpus = []
     rows: list[dict[str, Any]] = []
-    for summary, label in zip(summaries, labels):
+    for summary, label in zip(summaries, labels, strict=True):
         series = summary.series
         metrics = {}
         for field in STAT_FIELDS:
@@ -298,7 +298,7 @@ def _energy_section(
     requests = result.value("request_count")
     per_token = tokens / total if tokens is not None and total else None
     per_request = total / requests if total is not None and requests else None
-    label_of = {id(s): label for s, label in zip(summaries, labels)}
+    label_of = {id(s): label for s, label in zip(summaries, labels, strict=True)}
     rows: list[dict[str, Any]] = [
         {"Metric": f"Energy {label_of[id(s)]}", "Unit": "J", "Value": _round(s.energy.joules)}
         for s in counted
@@ -336,7 +336,7 @@ def _labels(series: Sequence[GpuSeries]) -> list[str]:
     plain = [s.label for s in series]
     return [
         f"{label} ({s.source})" if plain.count(label) > 1 else label
-        for s, label in zip(series, plain)
+        for s, label in zip(series, plain, strict=True)
     ]
 
 
