@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import attrs
+from matplotlib.figure import Figure
 
 from aiperf_plot.figures import (
     COMPARISON,
@@ -42,20 +43,15 @@ def assign_colors(runs: Sequence[RunData]) -> list[Plotted]:
 
 
 def draw_single(plotted: Plotted, out_dir: Path) -> Drawn:
-    return _draw(
-        out_dir,
-        {
-            name: (lambda b=build: b(plotted.run, plotted.color))
-            for name, build in SINGLE_RUN.items()
-        },
-    )
+    builders = {name: partial(b, plotted.run, plotted.color) for name, b in SINGLE_RUN.items()}
+    return _draw(out_dir, builders)
 
 
 def draw_comparison(runs: Sequence[Plotted], out_dir: Path) -> Drawn:
-    return _draw(out_dir, {name: (lambda b=build: b(runs)) for name, build in COMPARISON.items()})
+    return _draw(out_dir, {name: partial(build, runs) for name, build in COMPARISON.items()})
 
 
-def _draw(out_dir: Path, builders: Mapping[str, Any]) -> Drawn:
+def _draw(out_dir: Path, builders: Mapping[str, Callable[[], Figure]]) -> Drawn:
     written: list[Path] = []
     not_drawn: list[tuple[str, str]] = []
     not_applicable: list[tuple[str, str]] = []

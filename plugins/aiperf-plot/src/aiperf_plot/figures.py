@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import aiperf
 import attrs
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -161,9 +163,7 @@ def throughput_over_time(run: RunData, color: str) -> Figure:
     edges = series.bin_edges(series.run_span_s(requests, t0))
     fig, (tokens_ax, flight_ax) = _figure(nrows=2, sharex=True, height=HEIGHT_IN * 1.2)
     _draw_tokens_per_s(tokens_ax, requests, t0, edges, color)
-    flight = series.requests_in_flight(requests, t0, edges)
-    flight_ax.stairs(flight.values, flight.edges, color=color, lw=2, label="mean in flight")
-    flight_ax.stairs(flight.values, flight.edges, color=color, alpha=0.25, fill=True)
+    _stairs(flight_ax, series.requests_in_flight(requests, t0, edges), color, "mean in flight")
     kind, value = load_sort_key(run.load_setting)
     if kind == "concurrency":
         flight_ax.axhline(value, color=MARK, ls="--", lw=1.2, label=f"--concurrency {value:g}")
@@ -219,8 +219,7 @@ def _draw_tokens_per_s(
     ax: Axes, requests: Sequence[Request], t0: int, edges: np.ndarray, color: str
 ) -> None:
     tokens = series.output_tokens_per_s(requests, t0, edges)
-    ax.stairs(tokens.values, tokens.edges, color=color, lw=2, label="output tokens/s")
-    ax.stairs(tokens.values, tokens.edges, color=color, alpha=0.25, fill=True)
+    _stairs(ax, tokens, color, "output tokens/s")
     if not tokens.values.any():
         ax.text(0.5, 0.5, "no output tokens reported", transform=ax.transAxes, ha="center")
     ax.set_ylabel("Output tokens/s")
@@ -228,10 +227,13 @@ def _draw_tokens_per_s(
     ax.legend(loc="lower right", fontsize="small")
 
 
+def _stairs(ax: Axes, binned: series.Binned, color: str, label: str) -> None:
+    ax.stairs(binned.values, binned.edges, color=color, lw=2, label=label)
+    ax.stairs(binned.values, binned.edges, color=color, alpha=0.25, fill=True)
+
+
 def _shade(color: str, n: int, of: int) -> str:
     """The run's colour, darker or lighter per GPU, so GPUs differ but the run stays visible."""
-    from matplotlib.colors import to_hex, to_rgb
-
     if of <= 1:
         return color
     mix = -0.45 + 0.9 * n / (of - 1)
@@ -400,9 +402,7 @@ def _slos(shown: Sequence[tuple[Plotted, float, float]]) -> str:
 
 
 def _slo(tag: str, value: float) -> str:
-    from aiperf import METRICS
-
-    spec = METRICS.get(tag)
+    spec = aiperf.METRICS.get(tag)
     if spec is None:
         return f"{tag} {value:g}"
     relation = "≤" if spec.lower_is_better else "≥"

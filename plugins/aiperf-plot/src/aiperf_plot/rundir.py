@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -333,7 +334,5 @@ def _numbers(value: Any) -> dict[str, float]:
 
 def common_parent(paths: Sequence[Path]) -> Path:
     """The directory that holds all of ``paths`` (where comparison figures go)."""
-    import os
-
     resolved = [p.resolve().parent for p in paths]
     return Path(os.path.commonpath(resolved))
