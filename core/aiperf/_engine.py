@@ -220,6 +220,13 @@ class Engine:
                 shown["inter_chunk_latency"] = [
                     round(gap / 1e6, 6) for gap in metrics.inter_chunk_latency_ns
                 ]
+        if not record.ok and record.chunk_ns and record.start_ns:
+            # A failed request keeps the timing it had before it failed; the statistics
+            # never include it.
+            shown.setdefault("time_to_first_token", round((record.chunk_ns[0] - record.start_ns) / 1e6, 6))
+            gaps = [b - a for a, b in zip(record.chunk_ns, record.chunk_ns[1:])]
+            if gaps:
+                shown.setdefault("inter_chunk_latency", [round(gap / 1e6, 6) for gap in gaps])
         end = record.chunk_ns[-1] if record.chunk_ns else record.end_ns
         line = {
             "request_index": record.index,
@@ -274,12 +281,14 @@ class Engine:
                     self.bus.end_streams()
                     # Sinks drain what is queued; one stuck in a blocking call is abandoned.
                     sinks.cancel_scope.deadline = trio.current_time() + CLOSE_BUDGET_S
+                if self.run.cancelled:
+                    status = RunStatus.KILLED
+                elif self.aggregator.ok == 0 and self.aggregator.failed > 0:
+                    status = RunStatus.FAILED
+                # Closing sinks can take long (a final flush to a slow collector): the signal
+                # watcher stays up meanwhile, so a second Ctrl-C still exits at once.
+                await self.bus.close_all(status)
                 outer.cancel_scope.cancel()
-            if self.run.cancelled:
-                status = RunStatus.KILLED
-            elif self.aggregator.ok == 0 and self.aggregator.failed > 0:
-                status = RunStatus.FAILED
-            await self.bus.close_all(status)
         self._clear_progress()
         return self._result(status)
 
@@ -338,6 +347,9 @@ class Engine:
                     sys.stderr.write("\naiperf: interrupted again, exiting without exports\n")
                     import os
 
+                    # os._exit skips every buffer: keep the lines of requests already finished.
+                    if self.jsonl is not None:
+                        self.jsonl.flush()
                     os._exit(128 + signum)
                 self.run.cancelled = True
                 self.run.state["signal"] = signum
