@@ -28,6 +28,25 @@ class _StreamError(Exception):
         self.info = info
 
 
+def network_error_message(exc: BaseException) -> str:
+    """What the operating system said, not only the wrapper's name: a reset reads
+    ``ReadError`` / ``BrokenResourceError`` up the chain and ``Connection reset by peer`` at
+    its root."""
+    message = str(exc) or type(exc).__name__
+    cause: BaseException | None = exc
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            if cause.strerror not in message:
+                weak = message in (type(exc).__name__, "BrokenResourceError", "ClosedResourceError")
+                message = cause.strerror if weak else f"{message}: {cause.strerror}"
+            break
+        group = cause.exceptions if isinstance(cause, BaseExceptionGroup) else ()
+        cause = group[0] if group else (cause.__cause__ or cause.__context__)
+    return message
+
+
 def request_url(config: ProfileConfig, endpoint: EndpointType) -> str:
     """Where requests go: ``--url`` plus ``--endpoint`` (or the type's default path)."""
     base = config.url.rstrip("/")
@@ -104,12 +123,9 @@ class Sender:
         except _StreamError as exc:
             record.end_ns = record.end_ns or _now()
             record.error = exc.info
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
             record.end_ns = _now()
-            record.error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
-        except (OSError, trio.BrokenResourceError) as exc:
-            record.end_ns = _now()
-            record.error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
+            record.error = ErrorInfo(type=type(exc).__name__, message=network_error_message(exc))
         finally:
             current_stamps.reset(token)
             if stamps.first_write_ns:
