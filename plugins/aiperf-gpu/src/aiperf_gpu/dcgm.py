@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -44,8 +44,9 @@ FB_PARTS = ("DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_RESERV
 _WANTED = frozenset(FIELD_MAP) | {FB_TOTAL, *FB_PARTS}
 
 _LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?\s*$")
-_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_UNESCAPE_RE = re.compile(r'\\[\\"n]')
 
 
 @attrs.frozen
@@ -55,8 +56,14 @@ class PromSample:
     value: float
 
 
-def parse_exposition(text: str) -> Iterator[PromSample]:
-    """Parse Prometheus text exposition; comments and lines that do not parse are skipped."""
+def parse_exposition(text: str, names: Collection[str] | None = None) -> Iterator[PromSample]:
+    """Parse Prometheus text exposition; comments and lines that do not parse are skipped.
+
+    With ``names``, other metrics are skipped before their labels are read: the parse runs on
+    the event loop, and an exporter's answer is mostly fields aiperf does not use.
+    """
+    # Every field of one GPU carries the same labels: read each distinct set once.
+    seen: dict[str, dict[str, str]] = {}
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -65,27 +72,36 @@ def parse_exposition(text: str) -> Iterator[PromSample]:
         if match is None:
             continue
         name, label_text, value_text = match.groups()
+        if names is not None and name not in names:
+            continue
         try:
             value = float(value_text)
         except ValueError:
             continue
-        yield PromSample(name=name, labels=_labels(label_text or ""), value=value)
+        label_text = label_text or ""
+        labels = seen.get(label_text)
+        if labels is None:
+            labels = seen[label_text] = _labels(label_text)
+        yield PromSample(name=name, labels=labels, value=value)
 
 
 def _labels(text: str) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for match in _LABEL.finditer(text):
-        key, value = match.groups()
-        labels[key] = re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group(0)], value)
-    return labels
+    return {
+        key: _UNESCAPE_RE.sub(_unescape, value) if "\\" in value else value
+        for key, value in _LABEL.findall(text)
+    }
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return _UNESCAPE[match.group(0)]
 
 
 def readings_from_text(text: str, *, default_host: str, perf_ns: int) -> list[GpuReading]:
     """One reading per GPU found in an exporter's answer (fields it lacks are left out)."""
     gpus: dict[tuple[str, str], dict[str, object]] = {}
     raw: dict[tuple[str, str], dict[str, float]] = {}
-    for sample in parse_exposition(text):
-        if sample.name not in _WANTED or not math.isfinite(sample.value):
+    for sample in parse_exposition(text, _WANTED):
+        if not math.isfinite(sample.value):
             continue
         labels = sample.labels
         host = labels.get("Hostname") or default_host
