@@ -162,11 +162,15 @@ class DcgmServer:
                     self.send_error(answer)
                     return
                 body = answer.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # aiperf cancels a scrape in flight when the run stops: not an error.
+                    pass
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 return

@@ -197,6 +197,8 @@ class DcgmSource:
         except httpx.HTTPError as exc:
             self._failed(_describe(exc))
             return []
+        # Parsed here rather than in a worker thread: the parse holds the GIL either way, and
+        # from a thread it could keep the event loop waiting for up to the switch interval.
         readings = readings_from_text(text, default_host=self._host, perf_ns=perf_ns)
         if not readings:
             self._failed("no DCGM GPU metrics in the answer")
