@@ -190,7 +190,7 @@ class TestMessages:
             ),
             (
                 f"{name}: not drawn: gpu_over_time.png: no gpu_telemetry_export.jsonl "
-                "(profile with aiperf-gpu installed to record it)"
+                "(the run recorded no GPU telemetry: aiperf-gpu needs an NVIDIA GPU or --gpu-telemetry URL)"
             ),
         ] == err.splitlines()
 
