@@ -178,7 +178,8 @@ def throughput_over_time(run: RunData, color: str) -> Figure:
 def gpu_over_time(run: RunData, color: str) -> Figure:
     if not run.has_gpu_file:
         raise NotApplicable(
-            f"no {GPU_FILE} (the run recorded no GPU telemetry: aiperf-gpu needs an NVIDIA GPU or --gpu-telemetry URL)"
+            f"no {GPU_FILE} (the run recorded no GPU telemetry: "
+            "aiperf-gpu needs an NVIDIA GPU or --gpu-telemetry URL)"
         )
     if not run.gpu:
         raise CannotDraw(run.gpu_problem or f"{GPU_FILE} has no samples")
