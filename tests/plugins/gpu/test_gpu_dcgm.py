@@ -94,6 +94,19 @@ class TestParse:
             (r.host, r.gpu_index, r.values) for r in readings
         ]
 
+    def test_readings_treat_dcgm_blank_markers_as_missing(self) -> None:
+        """An exporter passes DCGM's 'no value' markers on as numbers: they are not readings."""
+        base = 'gpu="0", UUID="GPU-x", Hostname="n"'
+        text = (
+            f"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{base}}} 9223372036854775794\n"
+            f"DCGM_FI_DEV_POWER_USAGE{{{base}}} 140737488355328\n"
+            f"DCGM_FI_DEV_GPU_TEMP{{{base}}} 2147483634\n"
+            f"DCGM_FI_DEV_SM_CLOCK{{{base}}} 1410\n"
+        )
+        (reading,) = readings_from_text(text, default_host="x", perf_ns=0)
+        assert {"sm_clock_mhz": 1410.0} == reading.values
+        assert ("n", "GPU-x") == (reading.host, reading.uuid)
+
     def test_readings_ignore_other_metrics(self) -> None:
         text = 'go_goroutines 12\nDCGM_FI_DEV_XID_ERRORS{gpu="0",UUID="GPU-a"} 0\n'
         assert [] == readings_from_text(text, default_host="x", perf_ns=0)

@@ -43,6 +43,24 @@ FB_TOTAL = "DCGM_FI_DEV_FB_TOTAL"
 FB_PARTS = ("DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_RESERVED")
 _WANTED = frozenset(FIELD_MAP) | {FB_TOTAL, *FB_PARTS}
 
+#: DCGM's "no value" markers (blank, not found, not supported, not permitted), which an exporter
+#: passes on as numbers: int32 and float64 ones sit just above these bases, int64 ones near 2**63.
+_INT32_BLANK = 0x7FFFFFF0
+_FP64_BLANK = 140737488355328.0
+_INT64_BLANK_FLOAT = float(0x7FFFFFFFFFFFFFF0)
+_BLANK_SPAN = 16
+
+
+def is_blank(value: float) -> bool:
+    """Whether an exported value is one of DCGM's markers for a field it could not read."""
+    return (
+        not math.isfinite(value)
+        or value >= _INT64_BLANK_FLOAT
+        or _FP64_BLANK <= value < _FP64_BLANK + _BLANK_SPAN
+        or _INT32_BLANK <= value < _INT32_BLANK + _BLANK_SPAN
+    )
+
+
 _LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?\s*$")
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
@@ -101,7 +119,7 @@ def readings_from_text(text: str, *, default_host: str, perf_ns: int) -> list[Gp
     gpus: dict[tuple[str, str], dict[str, object]] = {}
     raw: dict[tuple[str, str], dict[str, float]] = {}
     for sample in parse_exposition(text, _WANTED):
-        if not math.isfinite(sample.value):
+        if is_blank(sample.value):
             continue
         labels = sample.labels
         host = labels.get("Hostname") or default_host
