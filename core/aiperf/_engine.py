@@ -44,6 +44,8 @@ from aiperf._types import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aiperf._config import ProfileConfig
     from aiperf._types import LiveSink
 
@@ -422,8 +424,12 @@ class Engine:
         )
 
 
-async def check_server(url: str, wait_s: float) -> None:
-    """Fail fast, with one line, when nothing listens at ``url``; or wait for it to come up."""
+async def check_server(url: str, wait_s: float, ca_bundle: Path | None = None) -> None:
+    """Fail fast, with one line, when nothing listens at ``url``; or wait for it to come up.
+
+    For ``https://`` the TLS handshake is made too, so an untrusted certificate is one line
+    before the run instead of every request failing the same way.
+    """
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -434,6 +440,8 @@ async def check_server(url: str, wait_s: float) -> None:
         try:
             with trio.fail_after(5):
                 stream = await trio.open_tcp_stream(host, port)
+            if parts.scheme == "https":
+                await _check_tls(stream, host, f"https://{host}:{port}", ca_bundle)
             await stream.aclose()
             return
         except (OSError, trio.TooSlowError) as exc:
@@ -447,3 +455,26 @@ async def check_server(url: str, wait_s: float) -> None:
                     f"cannot reach the server at {parts.scheme}://{host}:{port} ({reason}); {hint}"
                 ) from None
             await trio.sleep(0.5)
+
+
+async def _check_tls(stream: trio.SocketStream, host: str, shown: str, ca_bundle: Path | None) -> None:
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle is not None else None)
+    tls = trio.SSLStream(stream, context, server_hostname=host)
+    try:
+        with trio.fail_after(5):
+            await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            hint = (
+                "pass --ca-bundle FILE with the CA that signed it" if ca_bundle is None
+                else f"{ca_bundle} does not hold the CA that signed it"
+            )
+            raise RunFailure(
+                f"cannot verify the TLS certificate of {shown} ({cause.verify_message}); {hint}"
+            ) from None
+        raise RunFailure(f"the TLS handshake with {shown} failed ({cause or exc})") from None
+    finally:
+        await trio.aclose_forcefully(tls)
