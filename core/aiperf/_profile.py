@@ -89,7 +89,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     payloads = [endpoint.build_payload(p, config) for p in prompts]
     bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
 
-    trio.run(check_server, config.url, config.wait_for_model_timeout)
+    trio.run(check_server, config.url, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
