@@ -99,7 +99,8 @@ def main() -> int:
                 small.save(OUT / png.name, optimize=True)
     total = sum(p.stat().st_size for p in OUT.glob("*.png"))
     print(
-        f"{len(list(OUT.glob('*.png')))} figures, {total / 1024:.0f} KiB, in {OUT.relative_to(REPO)}"
+        f"{len(list(OUT.glob('*.png')))} figures, {total / 1024:.0f} KiB, "
+        f"in {OUT.relative_to(REPO)}"
     )
     return 0
 

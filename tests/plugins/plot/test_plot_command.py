@@ -190,7 +190,8 @@ class TestMessages:
             ),
             (
                 f"{name}: not drawn: gpu_over_time.png: no gpu_telemetry_export.jsonl "
-                "(the run recorded no GPU telemetry: aiperf-gpu needs an NVIDIA GPU or --gpu-telemetry URL)"
+                "(the run recorded no GPU telemetry: "
+                "aiperf-gpu needs an NVIDIA GPU or --gpu-telemetry URL)"
             ),
         ] == err.splitlines()
 

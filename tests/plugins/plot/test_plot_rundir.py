@@ -111,8 +111,8 @@ class TestSummary:
         path.write_text(json.dumps({"records": {}}))
         _, problem = read_summary(path)
         assert (
-            'profile_export_aiperf.json is from an older or different tool: it has no "metrics" object'
-            == problem
+            "profile_export_aiperf.json is from an older or different tool: "
+            'it has no "metrics" object' == problem
         )
 
     def test_read_summary_goodput_slos(self, make_run):
