@@ -436,6 +436,7 @@ async def check_server(url: str, wait_s: float, ca_bundle: Path | None = None) -
     host = parts.hostname or "localhost"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     deadline = trio.current_time() + wait_s
+    waiting = False
     while True:
         try:
             with trio.fail_after(5):
@@ -454,6 +455,9 @@ async def check_server(url: str, wait_s: float, ca_bundle: Path | None = None) -
                 raise RunFailure(
                     f"cannot reach the server at {parts.scheme}://{host}:{port} ({reason}); {hint}"
                 ) from None
+            if not waiting:
+                waiting = True
+                log.info("waiting_for_server", url=f"{parts.scheme}://{host}:{port}", timeout_s=wait_s)
             await trio.sleep(0.5)
 
 
