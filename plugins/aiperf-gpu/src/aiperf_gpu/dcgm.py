@@ -116,41 +116,38 @@ def _unescape(match: re.Match[str]) -> str:
 
 def readings_from_text(text: str, *, default_host: str, perf_ns: int) -> list[GpuReading]:
     """One reading per GPU found in an exporter's answer (fields it lacks are left out)."""
-    gpus: dict[tuple[str, str], dict[str, object]] = {}
-    raw: dict[tuple[str, str], dict[str, float]] = {}
+    #: (host, UUID or index) -> the labels of the GPU's first series, and its fields.
+    found: dict[tuple[str, str], tuple[dict[str, str], dict[str, float]]] = {}
     for sample in parse_exposition(text, _WANTED):
         if is_blank(sample.value):
             continue
         labels = sample.labels
-        host = labels.get("Hostname") or default_host
         index = labels.get("gpu", "")
         uuid = labels.get("UUID") or labels.get("uuid") or ""
         if not index and not uuid:
             continue
-        key = (host, uuid or index)
-        gpus.setdefault(
-            key, {"host": host, "index": index, "uuid": uuid, "name": labels.get("modelName", "")}
-        )
+        host = labels.get("Hostname") or default_host
+        _, fields = found.setdefault((host, uuid or index), (labels, {}))
         # Several series for one GPU (per-pod labels on Kubernetes): the first one counts.
-        raw.setdefault(key, {}).setdefault(sample.name, sample.value)
+        fields.setdefault(sample.name, sample.value)
     readings = []
-    for key, info in gpus.items():
-        fields = raw[key]
-        values: dict[str, float] = {}
-        for dcgm_name, (field, factor) in FIELD_MAP.items():
-            if dcgm_name in fields:
-                values[field] = fields[dcgm_name] * factor
+    for (host, _), (labels, fields) in found.items():
+        values = {
+            field: fields[name] * factor
+            for name, (field, factor) in FIELD_MAP.items()
+            if name in fields
+        }
         total = _memory_total_mib(fields)
         if total is not None:
             values["memory_total_bytes"] = total * MIB
-        index_text = str(info["index"])
+        index = labels.get("gpu", "")
         readings.append(
             GpuReading(
                 source=SOURCE,
-                host=str(info["host"]),
-                gpu_index=int(index_text) if index_text.isdigit() else -1,
-                uuid=str(info["uuid"]),
-                name=str(info["name"]),
+                host=host,
+                gpu_index=int(index) if index.isdigit() else -1,
+                uuid=labels.get("UUID") or labels.get("uuid") or "",
+                name=labels.get("modelName", ""),
                 perf_ns=perf_ns,
                 values=values,
             )

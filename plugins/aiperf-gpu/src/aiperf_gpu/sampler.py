@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -80,35 +79,32 @@ def jsonl_line(sample: HardwareSample) -> str:
 
 @attrs.define
 class JsonlWriter:
-    """Appends samples to the JSONL file; called from worker threads, one at a time."""
+    """Appends samples to the JSONL file, from a worker thread. The sampler's one writer task
+    makes the calls one after another, ``finish`` last."""
 
     path: Path
     _file: IO[str] | None = None
-    _lock: threading.Lock = attrs.field(factory=threading.Lock)
     failed: bool = False
 
     def write(self, samples: Sequence[HardwareSample]) -> None:
-        with self._lock:
-            if self.failed:
-                return
-            try:
-                if self._file is None:
-                    self._file = self.path.open("w", encoding="utf-8")
-                self._file.write("".join(jsonl_line(s) for s in samples))
-                # A reader (or a crash) sees whole lines up to the last sample.
-                self._file.flush()
-            except OSError as exc:
-                self.failed = True
-                log.warning("gpu_telemetry_write_failed", path=str(self.path), error=str(exc))
+        if self.failed or not samples:
+            return
+        try:
+            if self._file is None:
+                self._file = self.path.open("w", encoding="utf-8")
+            self._file.write("".join(jsonl_line(s) for s in samples))
+            # A reader (or a crash) sees whole lines up to the last sample.
+            self._file.flush()
+        except OSError as exc:
+            self.failed = True
+            log.warning("gpu_telemetry_write_failed", path=str(self.path), error=str(exc))
 
     def finish(self, samples: Sequence[HardwareSample]) -> None:
         """Write the last samples and close the file."""
-        if samples:
-            self.write(samples)
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        self.write(samples)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 @attrs.define
@@ -191,11 +187,9 @@ class GpuSampler:
         for sample in samples:
             ctx.publish(sample)
             self.store.add(sample)
-        if self._pending is not None:
-            try:
-                self._pending.send_nowait(samples)
-            except trio.ClosedResourceError:
-                pass
+        assert self._pending is not None, "sampled outside run()"
+        # Unbounded: a reading is never dropped or delayed for the file's sake.
+        self._pending.send_nowait(samples)
         return samples
 
     def sections(self, run: RunContext, result: RunResult) -> Sequence[ReportSection]:

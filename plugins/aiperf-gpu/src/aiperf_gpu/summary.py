@@ -187,26 +187,29 @@ def output_tokens(result: RunResult) -> float | None:
 @attrs.frozen(kw_only=True)
 class GpuSummary:
     series: GpuSeries
+    #: ``host gpuN`` for the tables (with the source where two report the same index).
+    label: str
     stats: dict[str, dict[str, Any]]
     energy: Energy | None
     samples: int
 
 
 def summarize(store: TelemetryStore, start: float, end: float) -> list[GpuSummary]:
+    ordered = sorted(store.series.values(), key=lambda s: (s.host, s.gpu_index, s.source))
     out = []
-    for series in store.series.values():
+    for series, label in zip(ordered, _labels(ordered), strict=True):
         t = series.times()
         inside = (t >= start) & (t <= end)
         stats = {f.name: field_stats(series.column(f.name)[inside], f.scale) for f in STAT_FIELDS}
         out.append(
             GpuSummary(
                 series=series,
+                label=label,
                 stats=stats,
                 energy=phase_energy(series, start, end),
                 samples=int(np.count_nonzero(inside)),
             )
         )
-    out.sort(key=lambda s: (s.series.host, s.series.gpu_index, s.series.source))
     return out
 
 
@@ -239,10 +242,9 @@ def build_sections(
     summaries = summarize(store, float(start_ns), float(end_ns))
     if not summaries:
         return []
-    labels = _labels([s.series for s in summaries])
     gpus = []
     rows: list[dict[str, Any]] = []
-    for summary, label in zip(summaries, labels, strict=True):
+    for summary in summaries:
         series = summary.series
         metrics = {}
         for field in STAT_FIELDS:
@@ -251,7 +253,7 @@ def build_sections(
             if stats["count"]:
                 rows.append(
                     {
-                        "GPU": label,
+                        "GPU": summary.label,
                         "Metric": field.header,
                         "Unit": field.unit,
                         **{k: _round(stats[k]) for k in ("avg", "min", "max", "p50", "p99")},
@@ -286,11 +288,11 @@ def build_sections(
         rows=tuple(rows),
         console=console,
     )
-    return [telemetry, _energy_section(summaries, labels, result, console)]
+    return [telemetry, _energy_section(summaries, result, console)]
 
 
 def _energy_section(
-    summaries: Sequence[GpuSummary], labels: Sequence[str], result: RunResult, console: bool
+    summaries: Sequence[GpuSummary], result: RunResult, console: bool
 ) -> ReportSection:
     counted = counted_once(summaries)
     total = sum(s.energy.joules for s in counted if s.energy) if counted else None
@@ -298,9 +300,8 @@ def _energy_section(
     requests = result.value("request_count")
     per_token = tokens / total if tokens is not None and total else None
     per_request = total / requests if total is not None and requests else None
-    label_of = {id(s): label for s, label in zip(summaries, labels, strict=True)}
     rows: list[dict[str, Any]] = [
-        {"Metric": f"Energy {label_of[id(s)]}", "Unit": "J", "Value": _round(s.energy.joules)}
+        {"Metric": f"Energy {s.label}", "Unit": "J", "Value": _round(s.energy.joules)}
         for s in counted
         if s.energy
     ]
@@ -318,7 +319,7 @@ def _energy_section(
             "energy_per_request": {"unit": "J/request", "value": per_request},
             "output_tokens": tokens,
             "request_count": requests,
-            "gpus": [s.series.uuid or label_of[id(s)] for s in counted],
+            "gpus": [s.series.uuid or s.label for s in counted],
         },
         rows=tuple(rows),
         console=console,
