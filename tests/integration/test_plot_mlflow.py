@@ -4,14 +4,12 @@ with the run, and ``aiperf plot --mlflow-upload`` attaches them to the run after
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiperf.testing import MockServer
+from support.plot_cli import aiperf_in
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +19,6 @@ PNGS = {
     "plots/throughput_over_time.png",
     "plots/ttft_over_time.png",
 }
-
-
-def _aiperf(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aiperf", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +36,7 @@ def server() -> Iterator[MockServer]:
 def _profile(server: MockServer, tmp_path: Path, *extra: str) -> tuple[Path, str]:
     store = f"file:{tmp_path / 'mlruns'}"
     run_dir = tmp_path / "run"
-    proc = _aiperf(
-        "profile", "--url", server.url, "--model", "mock-model", "--endpoint-type", "chat",
+    proc = aiperf_in("profile", "--url", server.url, "--model", "mock-model", "--endpoint-type", "chat",
         "--streaming", "--output-tokens-mean", "8", "--synthetic-input-tokens-mean", "16",
         "--concurrency", "2", "--request-count", "8", "--artifact-dir", str(run_dir),
         "--mlflow-tracking-uri", store, "--mlflow-experiment", "plots", *extra, cwd=tmp_path,
@@ -77,6 +62,6 @@ def test_profile_plot_figures_reach_the_mlflow_run(server, tmp_path):
 def test_plot_mlflow_upload_attaches_figures_afterwards(server, tmp_path):
     run_dir, store = _profile(server, tmp_path)
     assert set() == _artifacts(store, run_dir)
-    proc = _aiperf("plot", "--paths", str(run_dir), "--mlflow-upload", cwd=tmp_path)
+    proc = aiperf_in("plot", "--paths", str(run_dir), "--mlflow-upload", cwd=tmp_path)
     assert 0 == proc.returncode, proc.stderr
     assert PNGS == _artifacts(store, run_dir)

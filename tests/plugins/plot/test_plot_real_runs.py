@@ -5,9 +5,7 @@ against what the core exported, not against numbers this plugin computed itself.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from aiperf_plot.draw import assign_colors
 from aiperf_plot.rundir import load_run
 from matplotlib.image import imread
 from matplotlib.patches import StepPatch
+from support.plot_cli import aiperf_in
 
 pytestmark = pytest.mark.integration
 
@@ -33,23 +32,10 @@ SWEEP = (1, 2, 4)
 REQUESTS = 12
 
 
-def _aiperf(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aiperf", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 def _profile(
     url: str, cwd: Path, concurrency: int, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    proc = _aiperf(
-        "profile", "--url", url, "--model", "mock-model", "--endpoint-type", "chat",
+    proc = aiperf_in("profile", "--url", url, "--model", "mock-model", "--endpoint-type", "chat",
         "--streaming", "--synthetic-input-tokens-mean", "32", "--output-tokens-mean", "16",
         "--concurrency", str(concurrency), "--request-count", str(REQUESTS), "--random-seed", "1",
         *extra, cwd=cwd,
@@ -79,7 +65,7 @@ def sweep(server: MockServer, tmp_path_factory: pytest.TempPathFactory) -> list[
         _profile(server.url, cwd, concurrency, "--goodput", "time_to_first_token:1000")
     runs = sorted((cwd / "artifacts").iterdir())
     assert [f"mock-model-chat-concurrency{c}" for c in SWEEP] == [p.name for p in runs]
-    proc = _aiperf("plot", "--paths", "artifacts", cwd=cwd)
+    proc = aiperf_in("plot", "--paths", "artifacts", cwd=cwd)
     assert 0 == proc.returncode, proc.stderr
     assert "comparison of 3 runs: 4 figures in artifacts/plots" in proc.stdout.splitlines()
     assert "Traceback" not in proc.stderr
