@@ -64,6 +64,7 @@ class MlflowServer:
         """Start and wait for ``GET /health``; a port taken in between gets another try."""
         if self.process is not None:
             raise MlflowServerError("the MLflow server is already running")
+        self.root.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, self.attempts + 1):
             self._spawn(free_port())
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,32 @@ class TestMessages:
     def test_probe_local_store_needs_no_server(self, tmp_path: Path) -> None:
         """A local store is always 'reachable'."""
         assert environment.probe(config(f"file:{tmp_path}"), 0.01)
+
+
+class TestRetryNoise:
+    def test_urllib3_retry_lines_for_mlflow_are_dropped(self) -> None:
+        """urllib3's retry warnings for MLflow's requests are dropped; everything else stays."""
+        environment.apply(config(), {})
+        logger = logging.getLogger("urllib3.connectionpool")
+
+        def kept(message: str, *args: object) -> bool:
+            record = logger.makeRecord(
+                logger.name, logging.WARNING, __file__, 1, message, args, None
+            )
+            return all(f.filter(record) for f in logger.filters)
+
+        assert not kept(
+            "Retrying (%r) after connection broken by '%r': %s",
+            "R",
+            "E",
+            "/api/2.0/mlflow/runs/log-batch",
+        )
+        assert kept("Retrying (%r) after connection broken by '%r': %s", "R", "E", "/v1/metrics")
+        assert kept("Connection pool is full, discarding connection: %s", "127.0.0.1")
+
+    def test_filter_installed_once(self) -> None:
+        """Applying the environment for every run adds the filter only once."""
+        environment.apply(config(), {})
+        environment.apply(config(), {})
+        logger = logging.getLogger("urllib3.connectionpool")
+        assert 1 == sum(type(f).__name__ == "_MlflowRetryFilter" for f in logger.filters)

@@ -260,3 +260,18 @@ def test_describe_error_one_line_without_credentials() -> None:
     exc = MlflowException("API request to http://u:pw@h:5000/x failed\nTo increase the timeout...")
     assert "MlflowException: API request to http://h:5000/x failed" == describe_error(exc)
     assert len(describe_error(MlflowException("x" * 1000))) < 330
+
+
+def test_describe_error_names_network_cause() -> None:
+    """A refused connection deep in MLflow's wrappers is named plainly."""
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError("HTTPConnectionPool(host=...): Max retries exceeded") from inner
+    except RuntimeError as middle:
+        exc = MlflowException(
+            f"API request to http://u:pw@h:5000/api failed with exception {middle}"
+        )
+        exc.__context__ = middle
+    assert "MlflowException: Connection refused" == describe_error(exc)

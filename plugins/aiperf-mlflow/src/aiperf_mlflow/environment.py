@@ -7,6 +7,7 @@ lower them, except where the user set them: their values win, the way MLflow use
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, MutableMapping
 
@@ -65,6 +66,7 @@ def apply(
     env = os.environ if environ is None else environ
     prepared = client_environment(config, env)
     env.update(prepared.updates)
+    _quiet_client_retries()
     if config.is_file_store:
         log.info(
             "MLflow recommends a database store for local tracking, e.g. "
@@ -72,6 +74,24 @@ def apply(
             uri=config.display_uri,
         )
     return prepared
+
+
+class _MlflowRetryFilter(logging.Filter):
+    """Drops urllib3's "Retrying ..." lines for MLflow's own requests: each failed call already
+    ends in one warning of ours, and the losses are counted in the run's report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record we cannot read is left alone
+            return True
+        return not (message.startswith("Retrying") and "/mlflow" in message)
+
+
+def _quiet_client_retries() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _MlflowRetryFilter) for f in logger.filters):
+        logger.addFilter(_MlflowRetryFilter())
 
 
 def unresponsive_message(config: MlflowConfig, timeout_s: float) -> str:

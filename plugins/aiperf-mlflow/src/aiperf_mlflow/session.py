@@ -41,11 +41,32 @@ _DOES_NOT_EXIST = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND")
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line about a failed call, without credentials and without MLflow's long advice."""
+    """One line about a failed call, without credentials and without MLflow's long advice.
+
+    A network failure is named by its cause (``Connection refused``), not by the chain of
+    wrappers MLflow and urllib3 put around it.
+    """
+    cause = _network_cause(exc)
+    if cause is not None:
+        return f"{type(exc).__name__}: {cause}"
     text = clean_text(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
-    if len(text) > 300:
-        text = text[:297] + "..."
+    if len(text) > 200:
+        text = text[:197] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _network_cause(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or type(current).__name__.endswith("Timeout"):
+            found = "timed out"
+        elif isinstance(current, OSError) and current.strerror:
+            found = current.strerror
+        current = current.__cause__ or current.__context__
+    return found
 
 
 def get_or_create_experiment(client: Any, name: str) -> str:
