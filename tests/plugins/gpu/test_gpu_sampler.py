@@ -219,7 +219,9 @@ class TestSamples:
         sampler = sampler_for(ctx.run, NvmlSource(host="bench", load_module=lambda: fake))
         await run_for(sampler, ctx, 1.0)
         lines = read_jsonl(ctx.run.run_dir / JSONL_FILE)
-        assert len(lines) >= 4
+        # NVML runs in worker threads, which the mock clock does not wait for: how many ticks
+        # fit in the second varies, but the reading taken at the stop is always there.
+        assert len(lines) >= 2
         assert {("nvml", "bench", 0, "GPU-n0", 250.0), ("nvml", "bench", 1, "GPU-n1", 99.0)} == {
             (x["source"], x["host"], x["gpu_index"], x["uuid"], x["power_watts"]) for x in lines
         }
