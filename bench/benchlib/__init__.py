@@ -1,0 +1,1 @@
+"""The pieces of aiperf's own benchmark suite (``bench/run.py``, ``nox -s bench``)."""

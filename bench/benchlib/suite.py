@@ -1,0 +1,703 @@
+"""The scenarios of aiperf's benchmark suite and the harness that runs them.
+
+Each scenario declares its figures (with their goals), then runs ``aiperf profile`` as a
+subprocess against the mock server, once per repeat, and adds one value per figure per repeat.
+Repeats of a scenario run back to back, and within a repeat the variants (concurrencies,
+rates, sinks off/on) run in turn, so that a burst of load from elsewhere on the machine
+touches one repeat of every variant rather than every repeat of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from benchlib import analysis
+from benchlib.figures import Figure, Figures, Goal
+from benchlib.proc import Measured, cpu_seconds, run_measured
+
+MODEL = "mock-model"
+INPUT_TOKENS = 128
+OUTPUT_TOKENS = 16
+TTFT_MS = 50.0
+ITL_MS = 10.0
+CONCURRENCIES = (1, 16, 64, 256)
+RATES = (100, 500, 1000)
+RATE_MODES = ("constant", "poisson")
+#: what the aggregator keeps per request (7 per-request metric floats, 15 chunk gaps); RSS
+#: growth beyond about twice this per request is growth that should not be there.
+KEPT_BYTES_PER_REQUEST = 8 * (7 + OUTPUT_TOKENS - 1)
+BENCH_DIR = Path(__file__).resolve().parent.parent
+#: environment variables that could send a benchmark's telemetry or traffic somewhere other
+#: than loopback; the suite sets what it needs itself.
+_SCRUBBED_PREFIXES = ("OTEL_", "MLFLOW_")
+_SCRUBBED = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"}
+
+
+class ScenarioError(RuntimeError):
+    """A scenario could not produce its figures (aiperf failed, the server disagreed)."""
+
+
+@attrs.frozen(kw_only=True)
+class Sizes:
+    """Request counts of one suite mode; concurrency and rate scenarios scale with them."""
+
+    capacity: Mapping[int, int]
+    accuracy: Mapping[int, int]
+    rate_seconds: float
+    memory_requests: int
+    postproc_records: int
+    sinks_capacity: int
+    sinks_accuracy: int
+    startup_repeats: int
+
+
+FULL = Sizes(
+    capacity={1: 500, 16: 1000, 64: 2000, 256: 4000},
+    accuracy={1: 40, 16: 320, 64: 1000, 256: 2000},
+    rate_seconds=3.0,
+    memory_requests=100_000,
+    postproc_records=1_000_000,
+    sinks_capacity=2000,
+    sinks_accuracy=1000,
+    startup_repeats=7,
+)
+QUICK = Sizes(
+    capacity={1: 100, 16: 200, 64: 400, 256: 800},
+    accuracy={1: 15, 16: 96, 64: 256, 256: 512},
+    rate_seconds=1.0,
+    memory_requests=20_000,
+    postproc_records=200_000,
+    sinks_capacity=400,
+    sinks_accuracy=256,
+    startup_repeats=5,
+)
+
+
+def clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in environ.items()
+        if name not in _SCRUBBED and not name.startswith(_SCRUBBED_PREFIXES)
+    }
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def aiperf_command(python: str = sys.executable) -> list[str]:
+    """The ``aiperf`` console script of this interpreter's environment, as a user runs it."""
+    script = Path(python).parent / "aiperf"
+    return [str(script)] if script.exists() else [python, "-m", "aiperf"]
+
+
+@attrs.frozen(kw_only=True)
+class ProfileRun:
+    measured: Measured
+    summary: dict[str, Any]
+    run_dir: Path
+
+    @property
+    def requests(self) -> int:
+        return int(analysis.metric(self.summary, "request_count"))
+
+    @property
+    def throughput(self) -> float:
+        return analysis.metric(self.summary, "request_throughput")
+
+
+@attrs.define(kw_only=True)
+class Bench:
+    """What every scenario shares: where to work, how often to repeat, the figures to fill."""
+
+    scratch: Path
+    sizes: Sizes
+    repeats: int
+    figures: Figures
+    workers: int | None = None
+    memory_repeats: int = 1
+    python: str = sys.executable
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+    env: dict[str, str] = attrs.field(factory=lambda: clean_environment(os.environ))
+    runs: int = 0
+
+    # -- figures ---------------------------------------------------------------------------------
+
+    def figure(
+        self,
+        figure_id: str,
+        group: str,
+        name: str,
+        unit: str,
+        goal: Goal | None = None,
+        digits: int = 2,
+    ) -> Figure:
+        return self.figures.declare(
+            Figure(id=figure_id, group=group, name=name, unit=unit, goal=goal, digits=digits)
+        )
+
+    # -- running aiperf --------------------------------------------------------------------------
+
+    def profile(
+        self,
+        url: str,
+        *,
+        count: int,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        mode: str | None = None,
+        seed: int = 1,
+        extra: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = 300.0,
+        monitor_interval_s: float = 0.1,
+    ) -> ProfileRun:
+        self.runs += 1
+        run_dir = self.scratch / f"run{self.runs:04d}"
+        argv = [
+            *aiperf_command(self.python), "profile",
+            "--url", url,
+            "--model", MODEL,
+            "--endpoint-type", "chat",
+            "--streaming",
+            "--synthetic-input-tokens-mean", str(INPUT_TOKENS),
+            "--output-tokens-mean", str(OUTPUT_TOKENS),
+            "--request-count", str(count),
+            "--random-seed", str(seed),
+            "--artifact-dir", str(run_dir),
+            "--no-progress",
+        ]  # fmt: skip
+        if concurrency is not None:
+            argv += ["--concurrency", str(concurrency)]
+        if rate is not None:
+            argv += ["--request-rate", f"{rate:g}", "--request-rate-mode", mode or "constant"]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
+        argv += list(extra)
+        measured = run_measured(
+            argv,
+            cwd=self.scratch,
+            env={**self.env, **(env or {})},
+            timeout_s=timeout_s,
+            monitor_interval_s=monitor_interval_s,
+        )
+        if not measured.ok:
+            tail = (measured.stderr.strip() or measured.stdout.strip())[-600:]
+            raise ScenarioError(f"aiperf profile exited {measured.returncode}: {tail}")
+        summary = analysis.read_summary(run_dir)
+        return ProfileRun(measured=measured, summary=summary, run_dir=run_dir)
+
+    def drop(self, run: ProfileRun) -> None:
+        """Remove a run directory that has been read (the 100k-request JSONL is large)."""
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def check_counts(run: ProfileRun, expected: int, server_ok: int | None = None) -> None:
+    """A run that lost requests cannot be compared with anything: stop the scenario."""
+    errors = int(analysis.metric(run.summary, "error_request_count"))
+    if run.requests != expected or errors:
+        raise ScenarioError(
+            f"aiperf reported {run.requests} good and {errors} failed requests of {expected}"
+        )
+    if server_ok is not None and server_ok != expected:
+        raise ScenarioError(f"the server completed {server_ok} requests, aiperf sent {expected}")
+
+
+@contextmanager
+def mock_server(**options: Any) -> Iterator[Any]:
+    from aiperf.testing import MockServer
+
+    with MockServer(**options) as server:
+        yield server
+
+
+# -- capacity ------------------------------------------------------------------------------------
+
+
+def capacity(bench: Bench) -> None:
+    """Requests per second against an instant server, and what they cost in CPU and memory."""
+    counts = bench.sizes.capacity
+    for c in CONCURRENCIES:
+        goal = Goal(op=">=", bound=1000, text="≥ 1000 req/s") if c == 64 else None
+        bench.figure(f"capacity_c{c}", "capacity", f"capacity, concurrency {c}, instant server", "req/s", goal, 0)
+        bench.figure(f"client_cpu_per_1k_c{c}", "capacity", f"aiperf CPU per 1000 requests under load, concurrency {c}", "CPU s", digits=3)
+    bench.figure("client_cpu_total_per_1k_c64", "capacity", "aiperf CPU per 1000 requests, whole run (start-up and exports too), concurrency 64", "CPU s", digits=3)
+    bench.figure("server_cpu_per_1k_c64", "capacity", "mock server CPU per 1000 requests, concurrency 64", "CPU s", digits=3)
+    for c in (64, 256):
+        bench.figure(f"peak_rss_c{c}", "capacity", f"peak RSS, all aiperf processes, concurrency {c}", "MiB", digits=0)
+    bench.figure("processes_c64", "capacity", "aiperf processes at concurrency 64", "", digits=0)
+    with mock_server() as server:
+        for rep in range(bench.repeats):
+            for c in CONCURRENCIES:
+                count = counts[c]
+                load = load1()
+                server.reset_stats()
+                server_cpu0 = cpu_seconds(server.pid)
+                run = bench.profile(server.url, count=count, concurrency=c, seed=rep + 1, monitor_interval_s=0.05)
+                server_cpu = cpu_seconds(server.pid) - server_cpu0
+                check_counts(run, count, server.stats()["requests"]["ok"])
+                per_1k = steady_cpu_per_1k(run)
+                bench.figures[f"capacity_c{c}"].add(run.throughput, load)
+                bench.figures[f"client_cpu_per_1k_c{c}"].add(per_1k, load)
+                if c == 64:
+                    bench.figures["client_cpu_total_per_1k_c64"].add(run.measured.cpu_s / count * 1000, load)
+                    bench.figures["server_cpu_per_1k_c64"].add(server_cpu / count * 1000, load)
+                    bench.figures["processes_c64"].add(run.measured.processes, load)
+                if c in (64, 256):
+                    bench.figures[f"peak_rss_c{c}"].add(run.measured.peak_rss_kib / 1024, load)
+                bench.say(
+                    f"  capacity c{c} run {rep + 1}/{bench.repeats}: {run.throughput:.0f} req/s, "
+                    f"{per_1k:.3f} CPU s/1000, {run.measured.peak_rss_kib / 1024:.0f} MiB, load {load:.1f}"
+                )
+                bench.drop(run)
+
+
+@attrs.frozen(kw_only=True)
+class LoadPhase:
+    """When a run's requests were in flight, in seconds since its process started."""
+
+    window: tuple[float, float]
+    #: every request's completion time.
+    ends: tuple[float, ...]
+
+    @classmethod
+    def of(cls, run: ProfileRun) -> LoadPhase:
+        t0 = run.measured.started_at
+        starts, ends = [], []
+        for record in analysis.iter_records(run.run_dir):
+            if record.get("phase", "profile") == "profile":
+                starts.append(record["start_time_ns"] / 1e9 - t0)
+                ends.append(record["end_time_ns"] / 1e9 - t0)
+        return cls(window=(min(starts), max(ends)), ends=tuple(ends))
+
+
+# -- accuracy ------------------------------------------------------------------------------------
+
+
+def accuracy(bench: Bench) -> None:
+    """Reported timing minus the server's own, with a 50 ms TTFT and 10 ms per token."""
+    for c in CONCURRENCIES:
+        gated = c in (16, 64)
+        bench.figure(
+            f"ttft_p50_err_c{c}", "accuracy", f"TTFT p50 error, concurrency {c}", "ms",
+            Goal(op="abs<=", bound=0.5, text="≤ 0.5 ms") if gated else None, 3,
+        )  # fmt: skip
+        bench.figure(
+            f"ttft_p99_err_c{c}", "accuracy", f"TTFT p99 error, concurrency {c}", "ms",
+            Goal(op="abs<=", bound=3.0, text="≤ 3 ms") if gated else None, 3,
+        )  # fmt: skip
+        bench.figure(
+            f"gap_p99_err_c{c}", "accuracy", f"per-chunk gap p99 error, concurrency {c}", "ms",
+            Goal(op="abs<=", bound=2.0, text="≤ 2 ms") if c == 64 else None, 3,
+        )  # fmt: skip
+        bench.figure(f"itl_p50_err_c{c}", "accuracy", f"ITL p50 error, concurrency {c}", "ms", digits=3)
+        bench.figure(f"true_ttft_p99_c{c}", "accuracy", f"server's own TTFT p99 (true 50), concurrency {c}", "ms", digits=2)
+    counts = bench.sizes.accuracy
+    with mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
+        for rep in range(bench.repeats):
+            for c in CONCURRENCIES:
+                errors, stats, load = measure_accuracy(bench, server, c, counts[c], seed=rep + 1)
+                record_accuracy(bench, c, errors, stats, load, suffix="")
+                bench.say(
+                    f"  accuracy c{c} run {rep + 1}/{bench.repeats}: TTFT err p50 {errors.ttft_p50:+.3f} "
+                    f"p99 {errors.ttft_p99:+.3f} ms, gap p99 {errors.chunk_gap_p99:+.3f} ms, load {load:.1f}"
+                )
+
+
+def measure_accuracy(
+    bench: Bench,
+    server: Any,
+    concurrency: int,
+    count: int,
+    *,
+    seed: int,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> tuple[analysis.AccuracyErrors, dict[str, Any], float]:
+    load = load1()
+    server.reset_stats()
+    run = bench.profile(
+        server.url, count=count, concurrency=concurrency, seed=seed, extra=extra, env=env
+    )
+    stats = server.stats(raw=True)
+    check_counts(run, count, stats["requests"]["ok"])
+    bench.drop(run)
+    return analysis.accuracy_errors(run.summary, stats), stats, load
+
+
+def record_accuracy(
+    bench: Bench,
+    c: int,
+    errors: analysis.AccuracyErrors,
+    stats: Mapping[str, Any],
+    load: float,
+    suffix: str,
+) -> None:
+    bench.figures[f"ttft_p50_err_c{c}{suffix}"].add(errors.ttft_p50, load)
+    bench.figures[f"ttft_p99_err_c{c}{suffix}"].add(errors.ttft_p99, load)
+    if not suffix:
+        bench.figures[f"gap_p99_err_c{c}"].add(errors.chunk_gap_p99, load)
+        bench.figures[f"itl_p50_err_c{c}"].add(errors.itl_p50, load)
+        bench.figures[f"true_ttft_p99_c{c}"].add(analysis.truth(stats, "ttft_ms", "p99"), load)
+
+
+# -- request rate --------------------------------------------------------------------------------
+
+
+def rate(bench: Bench) -> None:
+    """Open-loop rates: did requests leave when the schedule said, at the rate asked for?"""
+    within_1pct = Goal(op="abs<=", bound=1.0, text="within 1 %")
+    for mode in RATE_MODES:
+        for r in RATES:
+            key = f"{mode}_{r}"
+            label = f"{mode} {r} req/s"
+            bench.figure(
+                f"rate_sent_vs_requested_{key}", "rate", f"{label}: achieved send rate vs requested",
+                "%", within_1pct if mode == "constant" else None, 2,
+            )  # fmt: skip
+            bench.figure(
+                f"rate_sent_vs_schedule_{key}", "rate", f"{label}: achieved send rate vs its schedule",
+                "%", within_1pct, 2,
+            )  # fmt: skip
+            bench.figure(
+                f"rate_throughput_vs_requested_{key}", "rate",
+                f"{label}: request_count / benchmark_duration vs requested", "%", digits=2,
+            )  # fmt: skip
+            bench.figure(f"send_lag_p50_{key}", "rate", f"{label}: send lag p50", "ms", digits=3)
+            bench.figure(f"send_lag_p99_{key}", "rate", f"{label}: send lag p99", "ms", digits=3)
+    with mock_server() as server:
+        for rep in range(bench.repeats):
+            for mode in RATE_MODES:
+                for r in RATES:
+                    measure_rate(bench, server, mode, r, seed=rep + 1, rep=rep)
+
+
+def measure_rate(bench: Bench, server: Any, mode: str, r: int, *, seed: int, rep: int) -> None:
+    count = max(50, int(r * bench.sizes.rate_seconds))
+    key = f"{mode}_{r}"
+    load = load1()
+    server.reset_stats()
+    run = bench.profile(server.url, count=count, rate=r, mode=mode, seed=seed)
+    check_counts(run, count, server.stats()["requests"]["ok"])
+    rates = analysis.send_rates(analysis.iter_records(run.run_dir))
+    sent_vs_requested = analysis.relative_error_pct(rates.sent_rate, r)
+    bench.figures[f"rate_sent_vs_requested_{key}"].add(sent_vs_requested, load)
+    bench.figures[f"rate_sent_vs_schedule_{key}"].add(
+        analysis.relative_error_pct(rates.sent_rate, rates.intended_rate), load
+    )
+    bench.figures[f"rate_throughput_vs_requested_{key}"].add(
+        analysis.relative_error_pct(run.throughput, r), load
+    )
+    bench.figures[f"send_lag_p50_{key}"].add(analysis.send_lag(run.summary, "p50"), load)
+    bench.figures[f"send_lag_p99_{key}"].add(analysis.send_lag(run.summary, "p99"), load)
+    if mode == "poisson" and rep == 0:
+        sigma = analysis.poisson_rate_sigma_pct(count)
+        bench.figures[f"rate_sent_vs_requested_{key}"].notes.append(
+            f"a Poisson schedule of {count} requests is itself off its rate by ±{sigma:.1f} % (1 σ)"
+        )
+    bench.say(
+        f"  rate {mode} {r}/s run {rep + 1}/{bench.repeats}: sent {rates.sent_rate:.1f}/s "
+        f"(schedule {rates.intended_rate:.1f}/s), lag p99 {analysis.send_lag(run.summary, 'p99'):.2f} ms, "
+        f"load {load:.1f}"
+    )
+    bench.drop(run)
+
+
+# -- start-up ------------------------------------------------------------------------------------
+
+
+def startup(bench: Bench) -> None:
+    """``aiperf --help`` and a whole 1-request run, wall time, as a user waits for them."""
+    help_fig = bench.figure(
+        "help_wall", "startup", "`aiperf --help` wall time, every plugin installed", "s",
+        Goal(op="<=", bound=0.25, text="≤ 0.25 s"), 3,
+    )  # fmt: skip
+    python_fig = bench.figure("python_wall", "startup", "bare interpreter start (`python -c pass`), for scale", "s", digits=3)
+    one_fig = bench.figure(
+        "one_request_wall", "startup", "1-request `aiperf profile` wall time", "s",
+        Goal(op="<=", bound=1.0, text="≤ 1 s"), 3,
+    )  # fmt: skip
+    one_cpu = bench.figure("one_request_cpu", "startup", "1-request `aiperf profile` CPU time", "CPU s", digits=3)
+    repeats = max(bench.repeats, bench.sizes.startup_repeats)
+    aiperf = aiperf_command(bench.python)
+    timed = {"monitor_interval_s": None, "env": bench.env, "cwd": bench.scratch}
+    # One untimed run of each first: the first start after an install reads the files from
+    # disk and writes bytecode; a user's second start does neither.
+    run_measured([*aiperf, "--help"], **timed)  # type: ignore[arg-type]
+    for _ in range(repeats):
+        load = load1()
+        help_run = run_measured([*aiperf, "--help"], **timed)  # type: ignore[arg-type]
+        if not help_run.ok:
+            raise ScenarioError(f"aiperf --help exited {help_run.returncode}: {help_run.stderr[-400:]}")
+        help_fig.add(help_run.wall_s, load)
+        python_fig.add(run_measured([bench.python, "-c", "pass"], **timed).wall_s, load)  # type: ignore[arg-type]
+    with mock_server() as server:
+        bench.profile(server.url, count=1, concurrency=1)
+        for rep in range(repeats):
+            load = load1()
+            run = bench.profile(server.url, count=1, concurrency=1, seed=rep + 1, monitor_interval_s=1.0)
+            check_counts(run, 1)
+            one_fig.add(run.measured.wall_s, load)
+            one_cpu.add(run.measured.cpu_s, load)
+            bench.drop(run)
+    bench.say(
+        f"  startup: --help {help_fig.summary.median:.3f} s, 1-request run {one_fig.summary.median:.3f} s"
+    )
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def memory(bench: Bench) -> None:
+    """RSS of every aiperf process over a long run: the peak, and whether it keeps growing."""
+    count = bench.sizes.memory_requests
+    label = f"{count // 1000}k" if count % 1000 == 0 else str(count)
+    peak = bench.figure(
+        "memory_peak", "memory", f"peak RSS at {count:,} requests, all aiperf processes (c64)",
+        "MiB", Goal(op="<=", bound=150, text="≤ 150 MiB"), 0,
+    )  # fmt: skip
+    growth = bench.figure(
+        "memory_growth", "memory",
+        f"RSS growth after warm-up, {label} requests (aggregator keeps {KEPT_BYTES_PER_REQUEST} B/request)",
+        "B/request", Goal(op="<=", bound=2 * KEPT_BYTES_PER_REQUEST, text=f"≤ {2 * KEPT_BYTES_PER_REQUEST} B/request"), 0,
+    )  # fmt: skip
+    late = bench.figure("memory_load_end", "memory", f"RSS at the end of the load, {label} requests", "MiB", digits=0)
+    cpu = bench.figure("memory_cpu_per_1k", "memory", f"aiperf CPU per 1000 requests under load, {label} requests", "CPU s", digits=3)
+    trend_samples: list[dict[str, float]] = []
+    with mock_server() as server:
+        for rep in range(bench.memory_repeats):
+            load = load1()
+            run = bench.profile(
+                server.url, count=count, concurrency=64, seed=rep + 1, timeout_s=900, monitor_interval_s=0.25
+            )
+            check_counts(run, count, server.stats()["requests"]["ok"])
+            trend, series = load_phase_trend(run)
+            per_1k = steady_cpu_per_1k(run)
+            peak.add(run.measured.peak_rss_kib / 1024, load)
+            growth.add(trend.slope_mib_per_s * 2**20 / run.throughput, load)
+            late.add(trend.late_mib, load)
+            cpu.add(per_1k, load)
+            trend_samples = series
+            bench.say(
+                f"  memory {count} requests run {rep + 1}: peak {run.measured.peak_rss_kib / 1024:.0f} MiB, "
+                f"after warm-up {trend.early_mib:.0f} -> {trend.late_mib:.0f} MiB, load {load:.1f}"
+            )
+            bench.drop(run)
+    if trend_samples:
+        # Every 10th sample: enough to draw the curve, small enough to commit.
+        peak.data["rss_over_time"] = trend_samples[::10]
+
+
+def steady_cpu_per_1k(run: ProfileRun) -> float:
+    phase = LoadPhase.of(run)
+    samples = [(s.t, s.cpu_s) for s in run.measured.samples]
+    return analysis.steady_cpu_per_1k(samples, phase.ends, phase.window)
+
+
+def load_phase_trend(run: ProfileRun) -> tuple[analysis.MemoryTrend, list[dict[str, float]]]:
+    """RSS over the load phase (first send to last answer), warm-up being its first fifth."""
+    t_first, t_last = LoadPhase.of(run).window
+    inside = [
+        (s.t - t_first, s.rss_kib / 1024) for s in run.measured.samples if t_first <= s.t <= t_last
+    ]
+    trend = analysis.memory_trend(inside, warmup_s=(t_last - t_first) / 5)
+    series = [{"t_s": round(t, 2), "rss_mib": round(m, 1)} for t, m in inside]
+    return trend, series
+
+
+# -- post-processing -----------------------------------------------------------------------------
+
+
+def postproc(bench: Bench) -> None:
+    """Summary statistics over a million synthetic records, with aiperf's own aggregator."""
+    records = bench.sizes.postproc_records
+    # The goal is about a million records; a smaller (quick) run is for information only.
+    goal = Goal(op="<=", bound=5.0, text="≤ 5 s") if records >= 1_000_000 else None
+    summary = bench.figure(
+        "postproc_summary", "postproc", f"summary statistics of {records:,} records, wall", "s", goal, 3
+    )
+    summary_cpu = bench.figure("postproc_summary_cpu", "postproc", f"summary statistics of {records:,} records, CPU", "CPU s", digits=3)
+    ingest = bench.figure("postproc_ingest", "postproc", "aggregator ingest per record (during the run), CPU", "µs", digits=2)
+    script = BENCH_DIR / "benchlib" / "postproc.py"
+    for rep in range(bench.repeats):
+        load = load1()
+        result = subprocess.run(
+            [bench.python, str(script), "--records", str(records), "--seed", str(rep)],
+            capture_output=True,
+            text=True,
+            env=bench.env,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ScenarioError(f"postproc exited {result.returncode}: {result.stderr[-600:]}")
+        data = json.loads(result.stdout)
+        summary.add(data["summary_s"], load)
+        summary_cpu.add(data["summary_cpu_s"], load)
+        ingest.add(data["ingest_cpu_s"] / records * 1e6, load)
+        bench.say(
+            f"  postproc run {rep + 1}/{bench.repeats}: summary {data['summary_s']:.3f} s, "
+            f"ingest {data['ingest_cpu_s']:.2f} CPU s, load {load:.1f}"
+        )
+
+
+# -- sinks ---------------------------------------------------------------------------------------
+
+
+def sinks(bench: Bench) -> None:
+    """Capacity and TTFT accuracy at concurrency 64 with OTel and MLflow streaming live."""
+    ratio = bench.figure(
+        "sinks_capacity_ratio", "sinks", "capacity c64 with OTel + MLflow on / off", "×",
+        Goal(op=">=", bound=0.95, text="≥ 0.95 (within 5 %)"), 3,
+    )  # fmt: skip
+    on = bench.figure("sinks_capacity_c64_on", "sinks", "capacity c64, sinks on", "req/s", digits=0)
+    off = bench.figure("sinks_capacity_c64_off", "sinks", "capacity c64, sinks off (paired runs)", "req/s", digits=0)
+    cpu_ratio = bench.figure("sinks_cpu_ratio", "sinks", "aiperf CPU per request under load c64, sinks on / off", "×", digits=3)
+    run_cpu_ratio = bench.figure("sinks_run_cpu_ratio", "sinks", "aiperf CPU of the whole c64 run (start-up, upload), sinks on / off", "×", digits=3)
+    for name, bound in (("p50", 0.5), ("p99", 3.0)):
+        bench.figure(
+            f"ttft_{name}_err_c64_sinks", "sinks", f"TTFT {name} error c64, sinks on", "ms",
+            Goal(op="abs<=", bound=bound, text=f"≤ {bound:g} ms"), 3,
+        )  # fmt: skip
+        bench.figure(f"ttft_{name}_err_c64_nosinks", "sinks", f"TTFT {name} error c64, sinks off (paired runs)", "ms", digits=3)
+    exports = bench.figure("sinks_otlp_exports", "sinks", "OTLP exports received per sinks-on run", "", digits=0)
+    with otlp_sink(bench) as otlp, mock_server() as instant, mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as timed:
+        for rep in range(bench.repeats):
+            pair: dict[bool, ProfileRun] = {}
+            # Off and on alternate within a repeat, so that both see the same machine load.
+            for sinks_on in (False, True):
+                load = load1()
+                extra = sink_flags(bench, otlp.url) if sinks_on else ()
+                before = otlp.counts() if sinks_on else None
+                instant.reset_stats()
+                run = bench.profile(
+                    instant.url, count=bench.sizes.sinks_capacity, concurrency=64, seed=rep + 1,
+                    extra=extra, monitor_interval_s=0.05,
+                )  # fmt: skip
+                check_counts(run, bench.sizes.sinks_capacity, instant.stats()["requests"]["ok"])
+                if sinks_on:
+                    check_sinks(run, otlp, before)
+                    exports.add(otlp.exports_since(before), load)
+                pair[sinks_on] = run
+                (on if sinks_on else off).add(run.throughput, load)
+                errors, _, load = measure_accuracy(
+                    bench, timed, 64, bench.sizes.sinks_accuracy, seed=rep + 1,
+                    extra=sink_flags(bench, otlp.url) if sinks_on else (),
+                )  # fmt: skip
+                suffix = "_sinks" if sinks_on else "_nosinks"
+                bench.figures[f"ttft_p50_err_c64{suffix}"].add(errors.ttft_p50, load)
+                bench.figures[f"ttft_p99_err_c64{suffix}"].add(errors.ttft_p99, load)
+            ratio.add(pair[True].throughput / pair[False].throughput, load)
+            cpu_ratio.add(steady_cpu_per_1k(pair[True]) / steady_cpu_per_1k(pair[False]), load)
+            run_cpu_ratio.add(pair[True].measured.cpu_s / pair[False].measured.cpu_s, load)
+            bench.say(
+                f"  sinks run {rep + 1}/{bench.repeats}: {pair[False].throughput:.0f} -> "
+                f"{pair[True].throughput:.0f} req/s, load {load:.1f}"
+            )
+            for run in pair.values():
+                bench.drop(run)
+
+
+def sink_flags(bench: Bench, otlp_url: str) -> list[str]:
+    # One store for the scenario: each run adds an MLflow run to it, as a user's sweep would.
+    store = bench.scratch / "mlruns"
+    return [
+        "--otel-url", otlp_url,
+        "--mlflow-tracking-uri", f"file:{store}",
+        "--mlflow-experiment", "aiperf-bench",
+    ]  # fmt: skip
+
+
+def check_sinks(run: ProfileRun, otlp: OtlpSink, before: Mapping[str, Any] | None) -> None:
+    if otlp.exports_since(before) == 0:
+        raise ScenarioError("the OTLP receiver got no export from a sinks-on run")
+    if not (run.run_dir / "mlflow_export.json").exists():
+        raise ScenarioError("a sinks-on run wrote no mlflow_export.json")
+
+
+@attrs.define
+class OtlpSink:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def counts(self) -> dict[str, Any]:
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(self.url + "/counts", timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
+    def exports_since(self, before: Mapping[str, Any] | None) -> int:
+        now = sum(self.counts()["requests"].values())
+        return now - (sum(before["requests"].values()) if before else 0)
+
+
+@contextmanager
+def otlp_sink(bench: Bench) -> Iterator[OtlpSink]:
+    from benchlib.otlp_sink import LISTENING_PREFIX
+
+    process = subprocess.Popen(
+        [bench.python, str(BENCH_DIR / "benchlib" / "otlp_sink.py")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        env=bench.env,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if not line.startswith(LISTENING_PREFIX):
+            raise ScenarioError(f"the OTLP receiver did not start: {line!r}")
+        yield OtlpSink(url=line[len(LISTENING_PREFIX) :].strip(), process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+SCENARIOS: dict[str, Callable[[Bench], None]] = {
+    "startup": startup,
+    "postproc": postproc,
+    "capacity": capacity,
+    "accuracy": accuracy,
+    "rate": rate,
+    "sinks": sinks,
+    "memory": memory,
+}
+#: left out of --quick unless named with --scenario.
+SLOW = ("memory",)
+
+
+def run_scenario(bench: Bench, name: str) -> float:
+    """Run one scenario; a failure marks its figures as errors and does not stop the suite."""
+    before = set(bench.figures.by_id)
+    t0 = time.perf_counter()
+    bench.say(f"[{name}]")
+    try:
+        SCENARIOS[name](bench)
+    except (ScenarioError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+        reason = f"{name}: {exc}".splitlines()[0][:300]
+        bench.say(f"  FAILED {reason}")
+        new = set(bench.figures.by_id) - before
+        bench.figures.fail_scenario(new, reason)
+    return time.perf_counter() - t0
