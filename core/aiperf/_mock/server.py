@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import random
 import select
 import selectors
@@ -105,6 +106,36 @@ class _PreciseEpollSelector(selectors.EpollSelector):
         return super().select(timeout)
 
 
+# Linux (asm-generic) values; Python's socket module does not export them.
+_SO_TIMESTAMPNS = 35
+_SCM_TIMESTAMPNS = 35
+_ANCILLARY_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+def _kernel_stamped_reader(
+    transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, on_readable: Any
+) -> socket.socket | None:
+    """Take over reading from the transport to learn when each request really arrived.
+
+    The ground truth for TTFT starts when the request reached this machine. When many clients
+    send at the same instant, the loop reads them one after another, a millisecond or more
+    apart; the kernel stamped each packet on arrival (SO_TIMESTAMPNS), so reading with
+    recvmsg gives the time the client's bytes landed, whatever this loop was busy with. Writes
+    stay with the transport. Without the option (not Linux), reading stays with asyncio.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None or not sys.platform.startswith("linux") or not _ANCILLARY_SIZE:
+        return None
+    try:
+        rx = socket.socket(fileno=os.dup(sock.fileno()))
+        rx.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return None
+    transport.pause_reading()
+    loop.add_reader(rx.fileno(), on_readable)
+    return rx
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     if hasattr(selectors, "EpollSelector"):
         return asyncio.SelectorEventLoop(_PreciseEpollSelector())
@@ -172,6 +203,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.continue_sent = False
         self.processing = False
+        #: a second handle on the socket, read with recvmsg for kernel receive times.
+        self.rx: socket.socket | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -179,17 +212,46 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.state.connections.add(self)
+        self.rx = _kernel_stamped_reader(transport, self.loop, self._on_readable)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.state.connections.discard(self)
+        if self.rx is not None:
+            self.loop.remove_reader(self.rx.fileno())
+            self.rx.close()
+            self.rx = None
         if self.job is not None:
             self.job.abandon()
             self.job = None
 
+    def _on_readable(self) -> None:
+        """Read with the kernel's receive time (see _kernel_stamped_reader)."""
+        assert self.rx is not None and self.transport is not None
+        try:
+            data, ancillary, _flags, _addr = self.rx.recvmsg(262144, _ANCILLARY_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.transport.abort()
+            return
+        if not data:
+            self.transport.close()
+            return
+        arrived = self.loop.time()
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(payload) >= 16:
+                seconds, nanos = struct.unpack_from("@qq", payload)
+                # wall clock of the kernel -> the loop's monotonic clock, offset taken now
+                arrived -= time.time() - (seconds + nanos / 1e9)
+        self._received(data, arrived)
+
     def data_received(self, data: bytes) -> None:
+        self._received(data, self.loop.time())
+
+    def _received(self, data: bytes, arrived: float) -> None:
         if self.t0 is None:
-            self.t0 = self.loop.time()
+            self.t0 = arrived
         self.buf += data
         if self.job is None:
             self._process()
