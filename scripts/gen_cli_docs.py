@@ -29,7 +29,7 @@ def render() -> str:
                 continue
             out += [f"### {group.title}", "", "| flag | meaning |", "|---|---|"]
             for action in rows:
-                flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.dest}`"
+                flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.metavar or action.dest}`"
                 text = (action.help or "").replace("|", "\\|").replace("%%", "%")
                 out.append(f"| {flags} | {text} |")
             out.append("")
