@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from aiperf.testing import MockServer
 
 pytestmark = pytest.mark.integration
