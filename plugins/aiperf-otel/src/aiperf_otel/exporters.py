@@ -7,7 +7,7 @@ flush still returns ``True``. To tell the user what was lost, every export resul
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -61,10 +61,14 @@ class CountingMetricExporter(MetricExporter):
         self.inner = inner
         self.tally = ExportTally()
         self.fail_fast = _FailFast(self.tally)
+        #: adds aiperf's own points to each export (runs in the export thread).
+        self.augment: Callable[[MetricsData], MetricsData] | None = None
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        if self.augment is not None:
+            metrics_data = self.augment(metrics_data)
         if self.fail_fast.skip():
             result = MetricExportResult.FAILURE
         else:

@@ -20,11 +20,19 @@ import trio
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from aiperf import (
@@ -36,12 +44,14 @@ from aiperf import (
     RunStatus,
 )
 from aiperf_otel import semconv as sc
+from aiperf_otel.chunks import ChunkGapHistogram, with_metric
 from aiperf_otel.config import OtelConfig
 from aiperf_otel.exporters import CountingMetricExporter, CountingSpanExporter
 from aiperf_otel.probe import probe_collector
 
 log = structlog.get_logger()
 
+METER_NAME = "aiperf"
 UNREACHABLE = "OTel collector at {url} is not reachable. Metrics will not be exported."
 
 #: the start-up probe: one HTTP request, and a hard cap in case name resolution hangs.
@@ -52,12 +62,11 @@ PROBE_BUDGET_S = 1.5
 EXPORT_TIMEOUT_S = 5.0
 #: the final flush; under the core's close budget so that we, not the core, decide what is lost.
 FLUSH_BUDGET_S = 20.0
-#: chunk gaps recorded between two checkpoints: a long stream costs ~8 us per gap, and the
-#: trio thread also stamps chunk arrivals, so the work is cut into slices of ~0.25 ms.
-CHUNK_SLICE = 32
 #: spans waiting for export before the SDK drops the newest; a span is ~1-2 KB.
 SPAN_QUEUE = 16_384
-SPAN_BATCH = 512
+#: spans per export. Encoding is pure Python (~50-100 us a span) and holds the GIL, which the
+#: trio thread then waits for: small batches keep each such stretch to a few milliseconds.
+SPAN_BATCH = 128
 
 _TIMEOUT_VARS = {
     "metrics": ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"),
@@ -122,10 +131,11 @@ class _GenAiInstruments:
     duration: Histogram
     tokens: Histogram
     ttfc: Histogram
-    tpoc: Histogram
+    #: binned by aiperf, a request at a time (see chunks.py): the SDK costs too much per gap.
+    tpoc: ChunkGapHistogram
 
     @classmethod
-    def create(cls, meter: Meter) -> _GenAiInstruments:
+    def create(cls, meter: Meter, delta: bool) -> _GenAiInstruments:
         def histogram(name: str, unit: str, description: str, buckets: Iterable[float]) -> Histogram:
             return meter.create_histogram(
                 name, unit=unit, description=description,
@@ -143,9 +153,10 @@ class _GenAiInstruments:
                 sc.TIME_TO_FIRST_CHUNK, sc.SECONDS,
                 "Time from sending the request to the first content chunk", sc.CHUNK_BUCKETS,
             ),
-            tpoc=histogram(
-                sc.TIME_PER_OUTPUT_CHUNK, sc.SECONDS,
-                "Time between consecutive content chunks of a streamed response", sc.CHUNK_BUCKETS,
+            tpoc=ChunkGapHistogram(
+                name=sc.TIME_PER_OUTPUT_CHUNK, unit=sc.SECONDS,
+                description="Time between consecutive content chunks of a streamed response",
+                bounds=sc.CHUNK_BUCKETS, delta=delta,
             ),
         )
 
@@ -213,7 +224,7 @@ class OtelSink:
             if self._meter_provider is None:
                 continue  # nothing to export to: drain, so the bus never counts a drop
             if isinstance(event, RequestDone):
-                await self._on_request(event)
+                self._on_request(event)
             elif isinstance(event, Progress):
                 self._counts.sent = max(self._counts.sent, event.sent)
                 self._counts.in_flight = event.in_flight
@@ -278,9 +289,9 @@ class OtelSink:
         # shutdown_on_exit=False: we flush in close() within a budget; an atexit flush against
         # a dead collector would hold the process open after the results are written.
         self._meter_provider = MeterProvider(
-            resource=resource, metric_readers=[reader], shutdown_on_exit=False
+            resource=resource, metric_readers=[reader], views=_bucket_views(), shutdown_on_exit=False
         )
-        meter = self._meter_provider.get_meter("aiperf", run.version)
+        meter = self._meter_provider.get_meter(METER_NAME, run.version)
         self._base = {
             sc.OPERATION_NAME: run.operation_name,
             sc.PROVIDER_NAME: run.provider,
@@ -292,7 +303,11 @@ class OtelSink:
             sc.LOAD_SETTING: run.load_setting,
         }
         if config.stream.metrics:
-            self._genai = _GenAiInstruments.create(meter)
+            # What the exporter asked the reader for (the SDK's own default is cumulative).
+            preferred = self._metric_exporter._preferred_temporality or {}
+            delta = preferred.get(HistogramInstrument) is AggregationTemporality.DELTA
+            self._genai = _GenAiInstruments.create(meter, delta)
+            self._metric_exporter.augment = self._add_chunk_points(resource, run.version)
             self._create_gpu_instruments(meter)
         if config.stream.timing:
             self._create_progress_instruments(meter)
@@ -307,7 +322,17 @@ class OtelSink:
                         max_export_batch_size=SPAN_BATCH,
                     )
                 )
-                self._tracer = self._tracer_provider.get_tracer("aiperf", run.version)
+                self._tracer = self._tracer_provider.get_tracer(METER_NAME, run.version)
+
+    def _add_chunk_points(self, resource: Resource, version: str) -> Callable[[MetricsData], MetricsData]:
+        genai = self._genai
+        assert genai is not None
+        scope = InstrumentationScope(METER_NAME, version)
+
+        def augment(data: MetricsData) -> MetricsData:
+            return with_metric(data, genai.tpoc.collect(), resource, scope) or data
+
+        return augment
 
     def _create_progress_instruments(self, meter: Meter) -> None:
         counts, base = self._counts, self._base
@@ -386,13 +411,14 @@ class OtelSink:
 
     # -- per request -----------------------------------------------------------------------
 
-    async def _on_request(self, event: RequestDone) -> None:
+    def _on_request(self, event: RequestDone) -> None:
         m = event.metrics
         if m.ok:
             self._counts.completed += 1
         else:
             self._counts.failed += 1
-        attributes = self._attributes(m.phase.value, m.response_model)
+        phase, model = m.phase.value, m.response_model
+        attributes = self._attributes(phase, model)
         if self._tracer is not None:
             self._span(event, attributes)
         genai = self._genai
@@ -402,27 +428,19 @@ class OtelSink:
         latency = values.get("request_latency")
         if latency is not None:
             error = m.error.type if m.error is not None else None
-            genai.duration.record(latency / 1e9, self._attributes(m.phase.value, m.response_model, error))
+            genai.duration.record(latency / 1e9, self._attributes(phase, model, error))
         if not m.ok:
             return
-        tokens = self._attributes(m.phase.value, m.response_model, token=sc.TOKEN_TYPE_INPUT)
         isl = values.get("input_sequence_length")
         if isl is not None:
-            genai.tokens.record(isl, tokens)
+            genai.tokens.record(isl, self._attributes(phase, model, token=sc.TOKEN_TYPE_INPUT))
         osl = values.get("output_sequence_length")
         if osl is not None and self._run is not None and self._run.operation_name != "embeddings":
-            genai.tokens.record(
-                osl, self._attributes(m.phase.value, m.response_model, token=sc.TOKEN_TYPE_OUTPUT)
-            )
+            genai.tokens.record(osl, self._attributes(phase, model, token=sc.TOKEN_TYPE_OUTPUT))
         ttft = values.get("time_to_first_token")
         if ttft is not None:
             genai.ttfc.record(ttft / 1e9, attributes)
-        gaps = m.inter_chunk_latency_ns
-        for start in range(0, len(gaps), CHUNK_SLICE):
-            if start:
-                await trio.lowlevel.checkpoint()
-            for gap in gaps[start : start + CHUNK_SLICE]:
-                genai.tpoc.record(gap / 1e9, attributes)
+        genai.tpoc.add((phase, model), attributes, m.inter_chunk_latency_ns)
 
     def _attributes(
         self,
@@ -482,6 +500,20 @@ class OtelSink:
             span.set_status(Status(StatusCode.ERROR, f"{m.error.type}: {m.error.message[:200]}"))
         span.end(end_time=run.to_wall_ns(max(m.end_ns, m.start_ns)))
         self._spans_ended += 1
+
+
+def _bucket_views() -> list[View]:
+    # The instruments carry these boundaries as advice too, but some SDK releases (1.31) let
+    # the OTLP exporter's default histogram aggregation give every histogram the boundaries
+    # of the first one used. A view per instrument pins them whatever the release.
+    return [
+        View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(list(bounds)))
+        for name, bounds in (
+            (sc.OPERATION_DURATION, sc.DURATION_BUCKETS),
+            (sc.TOKEN_USAGE, sc.TOKEN_BUCKETS),
+            (sc.TIME_TO_FIRST_CHUNK, sc.CHUNK_BUCKETS),
+        )
+    ]
 
 
 def _hw_id(sample: HardwareSample) -> str:
