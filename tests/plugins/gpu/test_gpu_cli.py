@@ -18,12 +18,13 @@ pytestmark = pytest.mark.integration
 
 WATTS = 200.0
 SECRET = "hunter2secret"
+TOKENS = 40
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MockServer]:
-    """Requests of about 0.2 s, so a run of 8 lasts long enough for many samples."""
-    with MockServer(ttft_ms=20, itl_ms=10, output_tokens=20) as mock:
+    """Requests of about 0.4 s: a run of 8, two at a time, lasts about 1.7 s."""
+    with MockServer(ttft_ms=20, itl_ms=10, output_tokens=TOKENS) as mock:
         yield mock
 
 
@@ -223,14 +224,14 @@ class TestDcgm:
         duration = summary["gpu_telemetry"]["window"]["duration_s"]
         for gpu in summary["gpu_telemetry"]["gpus"]:
             # The exporter computes energy from its own clock at answer time, the sampler stamps
-            # the answer's arrival: a few ms apart on loopback, well within 5 % of a ~1 s phase.
+            # the answer's arrival: a few ms apart on loopback, well within 5 % of a ~1.7 s phase.
             assert WATTS * duration == pytest.approx(gpu["energy"]["joules"], rel=0.05)
             assert "counter" == gpu["energy"]["method"]
         energy = summary["gpu_energy"]
         total = energy["energy"]["value"]
         assert 3 * WATTS * duration == pytest.approx(total, rel=0.05)
         tokens = summary["metrics"]["total_output_tokens"]["avg"]
-        assert 8 * 20 == tokens == energy["output_tokens"]
+        assert 8 * TOKENS == tokens == energy["output_tokens"]
         assert tokens / total == pytest.approx(energy["output_tokens_per_joule"]["value"], rel=1e-9)
         assert total / 8 == pytest.approx(energy["energy_per_request"]["value"], rel=1e-9)
 
