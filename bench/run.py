@@ -30,7 +30,16 @@ if str(BENCH_DIR) not in sys.path:
 
 from benchlib import machine
 from benchlib.figures import Figures, markdown_document, results_document
-from benchlib.suite import FULL, QUICK, SCENARIOS, SLOW, Bench, run_scenario
+from benchlib.suite import (
+    FULL,
+    QUICK,
+    SCENARIOS,
+    SLOW,
+    Bench,
+    ScenarioError,
+    profiles,
+    run_scenario,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,6 +60,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="pass --workers N to every aiperf profile (default: aiperf's choice)")
     parser.add_argument("--output", type=Path, default=None, help="results JSON path; the Markdown table goes next to it (.md)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory with every run directory")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write pyinstrument profiles of a 1-request run and the c64 capacity run to bench/profiles/",
+    )
+    parser.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="only write the profiles (no figures, results files untouched)",
+    )
     args = parser.parse_args(argv)
     for flag, value in (("--repeats", args.repeats), ("--memory-repeats", args.memory_repeats)):
         if value < 1:
@@ -95,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     durations: dict[str, float] = {}
     try:
+        if args.profile or args.profile_only:
+            try:
+                profiles(bench, BENCH_DIR / "profiles")
+            except ScenarioError as exc:
+                print(f"bench: {exc}", file=sys.stderr)
+                return 1
+        if args.profile_only:
+            return 0
         for name in names:
             durations[name] = round(run_scenario(bench, name), 1)
     finally:

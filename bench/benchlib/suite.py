@@ -161,11 +161,14 @@ class Bench:
         env: Mapping[str, str] | None = None,
         timeout_s: float = 300.0,
         monitor_interval_s: float = 0.1,
+        command: Sequence[str] | None = None,
     ) -> ProfileRun:
+        """One ``aiperf profile`` run (``command`` replaces the ``aiperf`` executable)."""
         self.runs += 1
-        run_dir = self.scratch / f"run{self.runs:04d}"
+        name = f"run{self.runs:04d}"
+        run_dir = self.scratch / name
         argv = [
-            *aiperf_command(self.python), "profile",
+            *(command or aiperf_command(self.python)), "profile",
             "--url", url,
             "--model", MODEL,
             "--endpoint-type", "chat",
@@ -174,7 +177,8 @@ class Bench:
             "--output-tokens-mean", str(OUTPUT_TOKENS),
             "--request-count", str(count),
             "--random-seed", str(seed),
-            "--artifact-dir", str(run_dir),
+            # relative to the working directory, so no machine path shows up in a profile
+            "--artifact-dir", name,
             "--no-progress",
         ]  # fmt: skip
         if concurrency is not None:
@@ -240,8 +244,15 @@ def capacity(bench: Bench) -> None:
     for c in (64, 256):
         bench.figure(f"peak_rss_c{c}", "capacity", f"peak RSS, all aiperf processes, concurrency {c}", "MiB", digits=0)
     bench.figure("processes_c64", "capacity", "aiperf processes at concurrency 64", "", digits=0)
+    # With aiperf's own choice of workers above, the load split over two processes as well.
+    split = bench.workers is None
+    if split:
+        bench.figure("capacity_c64_workers2", "capacity", "capacity, concurrency 64, `--workers 2`", "req/s", digits=0)
+        bench.figure("peak_rss_c64_workers2", "capacity", "peak RSS, all aiperf processes, c64 `--workers 2`", "MiB", digits=0)
     with mock_server() as server:
         for rep in range(bench.repeats):
+            if split:
+                capacity_split(bench, server, rep)
             for c in CONCURRENCIES:
                 count = counts[c]
                 load = load1()
@@ -264,6 +275,21 @@ def capacity(bench: Bench) -> None:
                     f"{per_1k:.3f} CPU s/1000, {run.measured.peak_rss_kib / 1024:.0f} MiB, load {load:.1f}"
                 )
                 bench.drop(run)
+
+
+def capacity_split(bench: Bench, server: Any, rep: int) -> None:
+    count = bench.sizes.capacity[64]
+    load = load1()
+    server.reset_stats()
+    run = bench.profile(server.url, count=count, concurrency=64, seed=rep + 1, extra=["--workers", "2"])
+    check_counts(run, count, server.stats()["requests"]["ok"])
+    bench.figures["capacity_c64_workers2"].add(run.throughput, load)
+    bench.figures["peak_rss_c64_workers2"].add(run.measured.peak_rss_kib / 1024, load)
+    bench.say(
+        f"  capacity c64 --workers 2 run {rep + 1}/{bench.repeats}: {run.throughput:.0f} req/s, "
+        f"{run.measured.processes} processes, {run.measured.peak_rss_kib / 1024:.0f} MiB, load {load:.1f}"
+    )
+    bench.drop(run)
 
 
 @attrs.frozen(kw_only=True)
@@ -673,6 +699,46 @@ def otlp_sink(bench: Bench) -> Iterator[OtlpSink]:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+# -- profiles ------------------------------------------------------------------------------------
+
+
+def profiles(bench: Bench, out_dir: Path) -> list[Path]:
+    """Where the time goes: pyinstrument over a 1-request run and the capacity run at c64.
+
+    Written as text trees into ``out_dir``; pyinstrument samples wall time, so on a busy
+    machine waiting for a CPU shows up inside whatever was running.
+    """
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError as exc:
+        raise ScenarioError(
+            "--profile needs pyinstrument in the benchmark's environment: pip install pyinstrument"
+        ) from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    cases = (("one_request", 1, 1), ("capacity_c64", bench.sizes.capacity[64], 64))
+    with mock_server() as server:
+        for name, count, concurrency in cases:
+            raw = bench.scratch / f"{name}.txt"
+            command = [bench.python, "-m", "pyinstrument", "--interval", "0.001", "-o", str(raw), "-m", "aiperf"]
+            run = bench.profile(server.url, count=count, concurrency=concurrency, command=command)
+            check_counts(run, count)
+            target = out_dir / f"{name}.txt"
+            target.write_text(scrub(raw.read_text(), server.url, bench.scratch))
+            written.append(target)
+            bench.say(f"  profile of {name}: {target}")
+            bench.drop(run)
+    return written
+
+
+def scrub(text: str, url: str, scratch: Path) -> str:
+    """A profile as it may be published: no machine paths, no port of the moment."""
+    text = text.replace(url, "http://127.0.0.1:PORT")
+    for path in sorted({str(scratch), str(BENCH_DIR.parent), sys.prefix, sys.base_prefix}, key=len, reverse=True):
+        text = text.replace(path + os.sep, "").replace(path, ".")
+    return text
 
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
