@@ -22,8 +22,9 @@ class TestClientEnvironment:
         assert {
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            "MLFLOW_LOGGING_LEVEL": "WARNING",
         } == prepared.updates
         assert 5.0 == prepared.probe_timeout_s
 
@@ -45,23 +46,28 @@ class TestClientEnvironment:
         assert "true" == prepared.updates["MLFLOW_ALLOW_FILE_STORE"]
         assert "MLFLOW_ALLOW_FILE_STORE" not in environment.client_environment(config(), {}).updates
 
-    def test_apply_sets_variables_and_notes_sqlite_once(self, tmp_path: Path) -> None:
-        """apply() writes the variables and says once that MLflow recommends sqlite."""
+    def test_apply_sets_variables_and_is_idempotent(self, tmp_path: Path) -> None:
+        """apply() writes the variables; a second apply changes nothing (same probe budget)."""
         env: dict[str, str] = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "7"}
-        with capture_logs() as logs:
-            prepared = environment.apply(config(f"file:{tmp_path}"), env)
-        assert "7" == env["MLFLOW_HTTP_REQUEST_TIMEOUT"]
-        assert "true" == env["MLFLOW_ALLOW_FILE_STORE"]
-        assert 7.0 == prepared.probe_timeout_s
-        notes = [entry for entry in logs if "recommends" in entry["event"]]
-        assert 1 == len(notes)
-        assert "sqlite:///mlflow.db" in notes[0]["event"]
+        first = environment.apply(config(f"file:{tmp_path}"), env)
+        snapshot = dict(env)
+        second = environment.apply(config(f"file:{tmp_path}"), env)
+        assert ("7", "true") == (env["MLFLOW_HTTP_REQUEST_TIMEOUT"], env["MLFLOW_ALLOW_FILE_STORE"])
+        assert (7.0, 7.0, snapshot) == (first.probe_timeout_s, second.probe_timeout_s, env)
 
-    def test_apply_server_says_nothing(self) -> None:
-        """A tracking server needs no note."""
+    def test_default_probe_budget_survives_apply(self) -> None:
+        """Our own default timeout is the probe's 5 s, so applying first does not change it."""
+        env: dict[str, str] = {}
+        environment.apply(config(), env)
+        assert 5.0 == environment.client_environment(config(), env).probe_timeout_s
+
+    def test_note_store_recommends_sqlite_for_file_store(self, tmp_path: Path) -> None:
+        """The file store gets one note that MLflow recommends sqlite; a server gets none."""
         with capture_logs() as logs:
-            environment.apply(config(), {})
-        assert [] == logs
+            environment.note_store(config(f"file:{tmp_path}"))
+            environment.note_store(config())
+        assert 1 == len(logs)
+        assert "sqlite:///mlflow.db" in logs[0]["event"]
 
 
 class TestMessages:

@@ -67,6 +67,7 @@ class TestOptions:
         assert {} == parse("mock-server", [])
 
 
+@pytest.mark.usefixtures("clean_mlflow_env")
 class TestConfigure:
     def test_configure_without_mlflow_flags_does_nothing(self) -> None:
         """No MLflow flag: no check, no import."""

@@ -3,6 +3,8 @@
 MLflow reads its HTTP settings from the environment on every request. Its defaults (120 s
 timeout, 7 retries with exponential backoff) let a dead server hold a call for minutes, so we
 lower them, except where the user set them: their values win, the way MLflow users expect.
+One timeout governs both the health probe and every call, so ``MLFLOW_HTTP_REQUEST_TIMEOUT``
+is the one knob the warning points to, and applying the defaults twice changes nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     # Per socket operation, not per call: a slow but progressing upload does not hit it.
-    TIMEOUT_VAR: "10",
+    TIMEOUT_VAR: f"{PROBE_TIMEOUT_S:.0f}",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # MLflow's own INFO lines (database migrations, ...) are not aiperf's to print; read at
+    # ``import mlflow``, so this is applied before that import.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 FILE_STORE_VAR = "MLFLOW_ALLOW_FILE_STORE"
 
@@ -61,19 +66,23 @@ def probe_timeout(environ: Mapping[str, str]) -> float:
 def apply(
     config: MlflowConfig, environ: MutableMapping[str, str] | None = None
 ) -> ClientEnvironment:
-    """Set the client's variables in this process (once per run) and say what the user should
-    know about the store."""
+    """Set the client's variables in this process. Idempotent: call it wherever the client is
+    about to be used."""
     env = os.environ if environ is None else environ
     prepared = client_environment(config, env)
     env.update(prepared.updates)
     _quiet_client_retries()
+    return prepared
+
+
+def note_store(config: MlflowConfig) -> None:
+    """Once per run: what the user should know about the store they chose."""
     if config.is_file_store:
         log.info(
             "MLflow recommends a database store for local tracking, e.g. "
             "--mlflow-tracking-uri sqlite:///mlflow.db; using the file store as asked.",
             uri=config.display_uri,
         )
-    return prepared
 
 
 class _MlflowRetryFilter(logging.Filter):

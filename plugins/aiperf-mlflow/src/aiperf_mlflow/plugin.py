@@ -83,8 +83,14 @@ def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
 @hookimpl
 def aiperf_configure(config: ProfileConfig) -> None:
     mlflow_config = flags.from_options(config.plugin_options)
-    if mlflow_config is not None:
-        _require_mlflow(mlflow_config.tracking_uri)
+    if mlflow_config is None:
+        return
+    from aiperf_mlflow import environment
+
+    # Before the import: MLflow reads some of its settings only then.
+    environment.apply(mlflow_config)
+    _require_mlflow(mlflow_config.tracking_uri)
+    environment.note_store(mlflow_config)
 
 
 @hookimpl
