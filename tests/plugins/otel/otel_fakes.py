@@ -31,7 +31,7 @@ from aiperf import (
 )
 from aiperf_otel.config import OtelConfig, parse_otel_url
 from aiperf_otel.sink import Exporters, OtelSink
-from tests.support.otlp_receiver import OtlpReceiver
+from support.otlp_receiver import OtlpReceiver
 
 ANCHOR_WALL_NS = 1_764_290_000_000_000_000
 ANCHOR_PERF_NS = 5_000_000_000

@@ -18,7 +18,7 @@ import trustme
 from aiperf.testing import MockServer, free_port
 from aiperf_otel import semconv as sc
 from otel_runs import RUN_TIMEOUT_S, RunDir, describe, run_profile, start_profile, warnings_of
-from tests.support.otlp_receiver import OtlpReceiver
+from support.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from aiperf.testing import MockServer
 from aiperf_otel import semconv as sc
 from otel_runs import RunDir, describe, run_profile
 from rotel_collector import RotelCollector
-from tests.support.otlp_receiver import OtlpReceiver
+from support.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from otel_fakes import (
     otel_config,
     request_done,
 )
-from tests.support.otlp_receiver import OtlpReceiver
+from support.otlp_receiver import OtlpReceiver
 
 GENAI = {
     sc.OPERATION_DURATION: ("s", sc.DURATION_BUCKETS),

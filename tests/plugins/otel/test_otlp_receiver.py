@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.support.otlp_receiver import OtlpReceiver
+from support.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 
