@@ -35,7 +35,7 @@ FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
         'Install with: pip install "aiperf[mlflow]"',
     ),
     "gpu": (
-        ("--gpu-telemetry", "--gpu-telemetry-interval"),
+        ("--gpu-telemetry", "--gpu-telemetry-interval", "--gpu-telemetry-table"),
         "GPU telemetry requires the 'aiperf-gpu' plugin. Install with: pip install \"aiperf[gpu]\"",
     ),
     "plot": (
@@ -124,12 +124,15 @@ def _add_missing_extras(parser: argparse.ArgumentParser, plugins: Plugins, comma
         for flag in flags:
             if flag in taken:
                 continue
-            parser.add_argument(flag, dest=f"_missing_{name}", nargs="?", const=True, action="append", help=argparse.SUPPRESS)
+            parser.add_argument(flag, dest=f"_missing_{name}", nargs="*", action="append", help=argparse.SUPPRESS)
+    if not plugins.loaded("gpu") and "--no-gpu-telemetry" not in taken:
+        # Turning off what is not installed is not an error.
+        parser.add_argument("--no-gpu-telemetry", dest="_ignored", action="store_true", help=argparse.SUPPRESS)
 
 
 def _check_missing_extras(ns: argparse.Namespace) -> None:
     for name, (_flags, message) in FIRST_PARTY.items():
-        if getattr(ns, f"_missing_{name}", None):
+        if getattr(ns, f"_missing_{name}", None) is not None:
             raise MissingExtra(message)
 
 

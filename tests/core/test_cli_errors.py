@@ -72,3 +72,32 @@ class TestRunFailures:
         line = one_line(result.stderr)
         assert f"cannot reach the server at http://127.0.0.1:{port}" in line
         assert "--wait-for-model-timeout" in line
+
+
+class TestMissingExtras:
+    """A first-party plugin's flag without the plugin: the install command, one line."""
+
+    @pytest.mark.parametrize(
+        ("flags", "line"),
+        [
+            (["--otel-url", "http://localhost:4318", "--stream", "default"],
+             "OTel integration requires the 'opentelemetry' packages. Install with: pip install \"aiperf[otel]\""),
+            (["--mlflow-tracking-uri", "http://localhost:5000"],
+             "ImportError: MLflow integration requires the 'mlflow' package. Install with: pip install \"aiperf[mlflow]\""),
+            (["--gpu-telemetry", "nvml", "http://node:9400/metrics"],
+             "GPU telemetry requires the 'aiperf-gpu' plugin. Install with: pip install \"aiperf[gpu]\""),
+            (["--plot"], "Plotting requires the 'aiperf-plot' plugin. Install with: pip install \"aiperf[plot]\""),
+        ],
+    )
+    def test_flag_of_missing_plugin_names_the_install(self, aiperf_cli, flags: list[str], line: str) -> None:
+        """Exactly the documented line, non-zero exit."""
+        env = {"AIPERF_DISABLE_PLUGINS": "otel,mlflow,gpu,plot"}
+        result = aiperf_cli(*BASE, *flags, env=env)
+        assert 0 != result.returncode
+        assert line == one_line(result.stderr)
+
+    def test_turning_off_a_missing_plugin_is_fine(self, aiperf_cli) -> None:
+        """--no-gpu-telemetry without aiperf-gpu is accepted (the run then fails on the dead URL)."""
+        result = aiperf_cli(*BASE, "--no-gpu-telemetry", env={"AIPERF_DISABLE_PLUGINS": "gpu"})
+        assert 1 == result.returncode
+        assert "cannot reach the server" in one_line(result.stderr)
