@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import attrs
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -189,44 +189,55 @@ def _metric_points(request: metrics_service_pb2.ExportMetricsServiceRequest) -> 
     return out
 
 
-def _points_of(metric: metrics_pb2.Metric, resource: dict[str, Any], scope: str) -> list[MetricPoint]:
+def _points_of(
+    metric: metrics_pb2.Metric, resource: dict[str, Any], scope: str
+) -> list[MetricPoint]:
     kind = metric.WhichOneof("data")
     common = {
-        "name": metric.name, "unit": metric.unit, "description": metric.description,
-        "resource": resource, "scope": scope,
+        "name": metric.name,
+        "unit": metric.unit,
+        "description": metric.description,
+        "resource": resource,
+        "scope": scope,
     }
     points = []
     if kind == "histogram":
         for p in metric.histogram.data_points:
-            points.append(MetricPoint(
-                kind="histogram",
-                temporality=_TEMPORALITY.get(metric.histogram.aggregation_temporality),
-                monotonic=None,
-                attributes=_attributes(p.attributes),
-                start_time_unix_nano=p.start_time_unix_nano,
-                time_unix_nano=p.time_unix_nano,
-                count=p.count,
-                sum=p.sum,
-                min=p.min if p.HasField("min") else None,
-                max=p.max if p.HasField("max") else None,
-                bucket_counts=tuple(p.bucket_counts),
-                explicit_bounds=tuple(p.explicit_bounds),
-                **common,
-            ))
+            points.append(
+                MetricPoint(
+                    kind="histogram",
+                    temporality=_TEMPORALITY.get(metric.histogram.aggregation_temporality),
+                    monotonic=None,
+                    attributes=_attributes(p.attributes),
+                    start_time_unix_nano=p.start_time_unix_nano,
+                    time_unix_nano=p.time_unix_nano,
+                    count=p.count,
+                    sum=p.sum,
+                    min=p.min if p.HasField("min") else None,
+                    max=p.max if p.HasField("max") else None,
+                    bucket_counts=tuple(p.bucket_counts),
+                    explicit_bounds=tuple(p.explicit_bounds),
+                    **common,
+                )
+            )
     elif kind in ("sum", "gauge"):
         data = getattr(metric, kind)
         for p in data.data_points:
             number = p.WhichOneof("value")
-            points.append(MetricPoint(
-                kind=kind,
-                temporality=_TEMPORALITY.get(data.aggregation_temporality) if kind == "sum" else None,
-                monotonic=data.is_monotonic if kind == "sum" else None,
-                attributes=_attributes(p.attributes),
-                start_time_unix_nano=p.start_time_unix_nano,
-                time_unix_nano=p.time_unix_nano,
-                value=float(getattr(p, number)) if number else None,
-                **common,
-            ))
+            points.append(
+                MetricPoint(
+                    kind=kind,
+                    temporality=_TEMPORALITY.get(data.aggregation_temporality)
+                    if kind == "sum"
+                    else None,
+                    monotonic=data.is_monotonic if kind == "sum" else None,
+                    attributes=_attributes(p.attributes),
+                    start_time_unix_nano=p.start_time_unix_nano,
+                    time_unix_nano=p.time_unix_nano,
+                    value=float(getattr(p, number)) if number else None,
+                    **common,
+                )
+            )
     return points
 
 
@@ -236,25 +247,30 @@ def _spans(request: trace_service_pb2.ExportTraceServiceRequest) -> list[Receive
         resource = _attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
             for s in ss.spans:
-                out.append(ReceivedSpan(
-                    name=s.name,
-                    kind=_SPAN_KIND.get(s.kind, "unspecified"),
-                    trace_id=s.trace_id.hex(),
-                    span_id=s.span_id.hex(),
-                    parent_span_id=s.parent_span_id.hex(),
-                    start_time_unix_nano=s.start_time_unix_nano,
-                    end_time_unix_nano=s.end_time_unix_nano,
-                    attributes=_attributes(s.attributes),
-                    events=tuple(
-                        SpanEvent(name=e.name, time_unix_nano=e.time_unix_nano,
-                                  attributes=_attributes(e.attributes))
-                        for e in s.events
-                    ),
-                    status=_STATUS.get(s.status.code, "unset"),
-                    status_message=s.status.message,
-                    resource=resource,
-                    scope=ss.scope.name,
-                ))
+                out.append(
+                    ReceivedSpan(
+                        name=s.name,
+                        kind=_SPAN_KIND.get(s.kind, "unspecified"),
+                        trace_id=s.trace_id.hex(),
+                        span_id=s.span_id.hex(),
+                        parent_span_id=s.parent_span_id.hex(),
+                        start_time_unix_nano=s.start_time_unix_nano,
+                        end_time_unix_nano=s.end_time_unix_nano,
+                        attributes=_attributes(s.attributes),
+                        events=tuple(
+                            SpanEvent(
+                                name=e.name,
+                                time_unix_nano=e.time_unix_nano,
+                                attributes=_attributes(e.attributes),
+                            )
+                            for e in s.events
+                        ),
+                        status=_STATUS.get(s.status.code, "unset"),
+                        status_message=s.status.message,
+                        resource=resource,
+                        scope=ss.scope.name,
+                    )
+                )
     return out
 
 
@@ -274,14 +290,14 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.0: one request per connection, so that stop() really cuts clients off.
     protocol_version = "HTTP/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         self.server.receiver._record(self, 0, 200)
         self._answer(200, b"ok\n", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         receiver = self.server.receiver
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
@@ -331,7 +347,9 @@ class _Server(ThreadingHTTPServer):
 class OtlpReceiver:
     """An OTLP/HTTP collector stand-in on ``host`` (loopback by default), port chosen at start."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self._port = port
         self._tls = tls
@@ -347,12 +365,15 @@ class OtlpReceiver:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> OtlpReceiver:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -366,8 +387,10 @@ class OtlpReceiver:
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"otlp-receiver-{self._port}", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"otlp-receiver-{self._port}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -426,7 +449,9 @@ class OtlpReceiver:
 
     # -- what arrived ------------------------------------------------------------------------
 
-    def points(self, name: str | None = None, where: Mapping[str, Any] | None = None) -> list[MetricPoint]:
+    def points(
+        self, name: str | None = None, where: Mapping[str, Any] | None = None
+    ) -> list[MetricPoint]:
         """Every metric data point received (every export of it), oldest first."""
         with self._lock:
             found = list(self._points)
@@ -476,10 +501,14 @@ class OtlpReceiver:
             series=len({_frozen(p.attributes) for p in chosen}),
         )
 
-    def spans(self, name: str | None = None, where: Mapping[str, Any] | None = None) -> list[ReceivedSpan]:
+    def spans(
+        self, name: str | None = None, where: Mapping[str, Any] | None = None
+    ) -> list[ReceivedSpan]:
         with self._lock:
             found = list(self._spans)
-        return [s for s in found if (name is None or s.name == name) and _matches(s.attributes, where)]
+        return [
+            s for s in found if (name is None or s.name == name) and _matches(s.attributes, where)
+        ]
 
     def resources(self) -> list[dict[str, Any]]:
         """The resource attributes of every resource block received (metrics and traces)."""
@@ -507,7 +536,9 @@ class OtlpReceiver:
         if path == METRICS_PATH:
             metrics_request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
             points = _metric_points(metrics_request)
-            resources = [_attributes(rm.resource.attributes) for rm in metrics_request.resource_metrics]
+            resources = [
+                _attributes(rm.resource.attributes) for rm in metrics_request.resource_metrics
+            ]
             with self._lock:
                 self._points.extend(points)
                 self._resources.extend(resources)

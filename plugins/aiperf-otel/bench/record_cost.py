@@ -15,6 +15,7 @@ what any request task would suffer. Reported for no sink (baseline) and each ``-
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -22,12 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
 from aiperf import (
     LiveEvent,
     Phase,
@@ -40,10 +35,17 @@ from aiperf import (
 )
 from aiperf_otel.config import OtelConfig, Stream, parse_otel_url
 from aiperf_otel.sink import Exporters, OtelSink
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 
 class EncodeOnlyMetrics(MetricExporter):
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         encode_metrics(metrics_data).SerializeToString()
         return MetricExportResult.SUCCESS
 
@@ -86,16 +88,30 @@ def request(index: int, chunks: int) -> RequestDone:
     start = 1_000_000_000 + index * 1_000_000
     times = [start + 50_000_000 + i * 10_000_000 for i in range(chunks)]
     record = RequestRecord(
-        index=index, phase=Phase.PROFILE, start_ns=start, end_ns=times[-1], chunk_ns=times,
-        response_model="my-model", input_tokens=128, max_tokens=chunks,
+        index=index,
+        phase=Phase.PROFILE,
+        start_ns=start,
+        end_ns=times[-1],
+        chunk_ns=times,
+        response_model="my-model",
+        input_tokens=128,
+        max_tokens=chunks,
     )
     values = {
-        "request_latency": float(times[-1] - start), "time_to_first_token": 50e6,
-        "input_sequence_length": 128.0, "output_sequence_length": float(chunks),
+        "request_latency": float(times[-1] - start),
+        "time_to_first_token": 50e6,
+        "input_sequence_length": 128.0,
+        "output_sequence_length": float(chunks),
     }
     metrics = RequestMetrics(
-        index=index, phase=Phase.PROFILE, ok=True, error=None, start_ns=start, end_ns=times[-1],
-        values=values, inter_chunk_latency_ns=tuple(b - a for a, b in zip(times, times[1:])),
+        index=index,
+        phase=Phase.PROFILE,
+        ok=True,
+        error=None,
+        start_ns=start,
+        end_ns=times[-1],
+        values=values,
+        inter_chunk_latency_ns=tuple(b - a for a, b in itertools.pairwise(times)),
         response_model="my-model",
     )
     return RequestDone(metrics=metrics, record=record)
@@ -105,14 +121,24 @@ async def feed(
     stream: Stream | None, rate: float, seconds: float, chunks: int, timer: StepTimer
 ) -> dict[str, Any]:
     run = RunContext(
-        config=ProfileConfig(model="my-model", streaming=True), run_dir=Path("."),
-        benchmark_id="bench", version="0", provider="_OTHER", operation_name="chat",
-        server_address="127.0.0.1", server_port=8000, load_setting="concurrency4",
-        anchor_wall_ns=time.time_ns(), anchor_perf_ns=0, phase=Phase.PROFILE,
+        config=ProfileConfig(model="my-model", streaming=True),
+        run_dir=Path("."),
+        benchmark_id="bench",
+        version="0",
+        provider="_OTHER",
+        operation_name="chat",
+        server_address="127.0.0.1",
+        server_port=8000,
+        load_setting="concurrency4",
+        anchor_wall_ns=time.time_ns(),
+        anchor_perf_ns=0,
+        phase=Phase.PROFILE,
     )
     sink: OtelSink | None = None
     if stream is not None:
-        config = OtelConfig(endpoints=parse_otel_url("localhost"), stream=stream, export_interval_s=1.0)
+        config = OtelConfig(
+            endpoints=parse_otel_url("localhost"), stream=stream, export_interval_s=1.0
+        )
         sink = OtelSink(
             config=config,
             make_exporters=lambda c: Exporters(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from otel_fakes import Direct
 
 

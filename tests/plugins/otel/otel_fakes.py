@@ -3,21 +3,12 @@ what the SDK exports straight to an :class:`OtlpReceiver` (no network)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-)
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
 from aiperf import (
     ErrorInfo,
     LiveEvent,
@@ -31,6 +22,15 @@ from aiperf import (
 )
 from aiperf_otel.config import OtelConfig, parse_otel_url
 from aiperf_otel.sink import Exporters, OtelSink
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from support.otlp_receiver import OtlpReceiver
 
 ANCHOR_WALL_NS = 1_764_290_000_000_000_000
@@ -47,7 +47,9 @@ class ReceiverMetricExporter(MetricExporter):
         self.fail = False
         self.calls = 0
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         self.calls += 1
         if self.fail:
             return MetricExportResult.FAILURE
@@ -142,24 +144,45 @@ def request_done(
             chunks.append(t)
     end = chunks[-1] if chunks else start + int(ttft_ms * MS)
     record = RequestRecord(
-        index=index, phase=phase, start_ns=start, response_ns=start + MS, end_ns=end,
-        chunk_ns=chunks, error=error, response_model=response_model, input_tokens=isl,
-        max_tokens=max_tokens, status_code=200 if error is None else int(error.type) if error.type.isdigit() else None,
+        index=index,
+        phase=phase,
+        start_ns=start,
+        response_ns=start + MS,
+        end_ns=end,
+        chunk_ns=chunks,
+        error=error,
+        response_model=response_model,
+        input_tokens=isl,
+        max_tokens=max_tokens,
+        status_code=200 if error is None else int(error.type) if error.type.isdigit() else None,
     )
-    values: dict[str, float] = {"input_sequence_length": float(isl), "request_latency": float(end - start)}
+    values: dict[str, float] = {
+        "input_sequence_length": float(isl),
+        "request_latency": float(end - start),
+    }
     if error is None:
         values["output_sequence_length"] = float(osl if osl is not None else len(chunks))
         values["time_to_first_token"] = float(chunks[0] - start)
-    gaps = tuple(b - a for a, b in zip(chunks, chunks[1:]))
+    gaps = tuple(b - a for a, b in itertools.pairwise(chunks))
     metrics = RequestMetrics(
-        index=index, phase=phase, ok=error is None, error=error, start_ns=start, end_ns=end,
-        values=values, inter_chunk_latency_ns=gaps, response_model=response_model,
+        index=index,
+        phase=phase,
+        ok=error is None,
+        error=error,
+        start_ns=start,
+        end_ns=end,
+        values=values,
+        inter_chunk_latency_ns=gaps,
+        response_model=response_model,
     )
     return RequestDone(metrics=metrics, record=record)
 
 
 async def drive(
-    sink: OtelSink, run: RunContext, events: Iterable[LiveEvent], status: RunStatus = RunStatus.FINISHED
+    sink: OtelSink,
+    run: RunContext,
+    events: Iterable[LiveEvent],
+    status: RunStatus = RunStatus.FINISHED,
 ) -> None:
     """What the core does with a live sink: open, feed through a bounded channel, close."""
     await sink.open(run)

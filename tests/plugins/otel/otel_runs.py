@@ -42,11 +42,28 @@ def profile_argv(
     server_url: str, run_dir: Path, *extra: str, requests: int = 16, concurrency: int = 4
 ) -> list[str]:
     return [
-        sys.executable, "-m", "aiperf", "profile",
-        "--url", server_url, "--model", "my-model", "--endpoint-type", "chat", "--streaming",
-        "--synthetic-input-tokens-mean", "32", "--output-tokens-mean", "16",
-        "--concurrency", str(concurrency), "--request-count", str(requests),
-        "--artifact-dir", str(run_dir), "--no-progress",
+        sys.executable,
+        "-m",
+        "aiperf",
+        "profile",
+        "--url",
+        server_url,
+        "--model",
+        "my-model",
+        "--endpoint-type",
+        "chat",
+        "--streaming",
+        "--synthetic-input-tokens-mean",
+        "32",
+        "--output-tokens-mean",
+        "16",
+        "--concurrency",
+        str(concurrency),
+        "--request-count",
+        str(requests),
+        "--artifact-dir",
+        str(run_dir),
+        "--no-progress",
         *extra,
     ]
 
@@ -62,7 +79,11 @@ def run_profile(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         profile_argv(server_url, run_dir, *extra, **kwargs),
-        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=child_env(env),
+        check=False,
     )
 
 
@@ -71,7 +92,10 @@ def start_profile(
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         profile_argv(server_url, run_dir, *extra, **kwargs),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(env),
     )
 
 

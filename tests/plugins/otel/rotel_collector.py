@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from aiperf.testing import free_port
 
@@ -40,12 +41,15 @@ class RotelCollector:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> RotelCollector:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -53,17 +57,34 @@ class RotelCollector:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         argv = [
-            str(rotel_binary()), "start", "--daemon",
-            "--pid-file", str(self.pid_file), "--log-file", str(self.log_file),
-            "--otlp-http-endpoint", f"127.0.0.1:{self.port}",
+            str(rotel_binary()),
+            "start",
+            "--daemon",
+            "--pid-file",
+            str(self.pid_file),
+            "--log-file",
+            str(self.log_file),
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{self.port}",
             # Its gRPC receiver is on by default at 4317: keep it off shared ports too.
-            "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}",
-            "--exporter", "otlp", "--otlp-exporter-protocol", "http",
-            "--otlp-exporter-endpoint", self.forward_to,
-            "--batch-timeout", "100ms",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{free_port()}",
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-protocol",
+            "http",
+            "--otlp-exporter-endpoint",
+            self.forward_to,
+            "--batch-timeout",
+            "100ms",
         ]
         launcher = subprocess.run(
-            argv, start_new_session=True, capture_output=True, text=True, timeout=START_TIMEOUT_S
+            argv,
+            start_new_session=True,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
         )
         if launcher.returncode != 0:
             raise RuntimeError(f"rotel-agent did not start: {launcher.stderr.strip()}")
@@ -87,7 +108,9 @@ class RotelCollector:
                     pass
             time.sleep(0.05)
         log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
-        raise RuntimeError(f"rotel-agent did not listen on port {self.port} within {START_TIMEOUT_S} s\n{log}")
+        raise RuntimeError(
+            f"rotel-agent did not listen on port {self.port} within {START_TIMEOUT_S} s\n{log}"
+        )
 
     def stop(self) -> None:
         """SIGTERM the daemon by its pid (it flushes and exits), SIGKILL if it lingers."""

@@ -6,6 +6,9 @@ import random
 from pathlib import Path
 
 import pytest
+from aiperf_otel import semconv as sc
+from aiperf_otel.chunks import ChunkGapHistogram, with_metric
+from aiperf_otel.sink import OtelSink
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
@@ -13,10 +16,6 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-from aiperf_otel import semconv as sc
-from aiperf_otel.chunks import ChunkGapHistogram, with_metric
-from aiperf_otel.sink import OtelSink
 from otel_fakes import Direct, drive, make_run, otel_config, request_done
 
 ATTRIBUTES = {"gen_ai.operation.name": "chat", "aiperf.phase": "profile"}
@@ -38,7 +37,9 @@ def _sdk_point(gaps_ns: list[int], delta: bool = False) -> object:
 
 
 def _ours(requests: list[list[int]], delta: bool = False) -> ChunkGapHistogram:
-    histogram = ChunkGapHistogram(name="h", unit="s", description="", bounds=sc.CHUNK_BUCKETS, delta=delta)
+    histogram = ChunkGapHistogram(
+        name="h", unit="s", description="", bounds=sc.CHUNK_BUCKETS, delta=delta
+    )
     for gaps in requests:
         histogram.add(("profile", "m"), ATTRIBUTES, gaps)
     return histogram
@@ -46,8 +47,13 @@ def _ours(requests: list[list[int]], delta: bool = False) -> ChunkGapHistogram:
 
 def _summary(point: object) -> tuple[object, ...]:
     return (
-        point.count, point.sum, list(point.bucket_counts), list(point.explicit_bounds),  # type: ignore[attr-defined]
-        point.min, point.max, dict(point.attributes),  # type: ignore[attr-defined]
+        point.count,
+        point.sum,
+        list(point.bucket_counts),
+        list(point.explicit_bounds),  # type: ignore[attr-defined]
+        point.min,
+        point.max,
+        dict(point.attributes),  # type: ignore[attr-defined]
     )
 
 
@@ -63,7 +69,13 @@ class TestChunkGapHistogram:
         assert _summary(expected) == _summary(point)
 
     @settings(max_examples=50, deadline=None)
-    @given(st.lists(st.lists(st.integers(min_value=0, max_value=200_000_000_000), min_size=1, max_size=40), min_size=1, max_size=8))
+    @given(
+        st.lists(
+            st.lists(st.integers(min_value=0, max_value=200_000_000_000), min_size=1, max_size=40),
+            min_size=1,
+            max_size=8,
+        )
+    )
     def test_chunk_histogram_matches_sdk(self, requests: list[list[int]]) -> None:
         """Any gaps, any split into requests: the same point as recording each in the SDK."""
         metric = _ours(requests).collect()
@@ -71,7 +83,12 @@ class TestChunkGapHistogram:
         [point] = metric.data.data_points
         expected = _summary(_sdk_point([g for gaps in requests for g in gaps]))
         actual = _summary(point)
-        assert (expected[0], expected[2], expected[3], expected[6]) == (actual[0], actual[2], actual[3], actual[6])
+        assert (expected[0], expected[2], expected[3], expected[6]) == (
+            actual[0],
+            actual[2],
+            actual[3],
+            actual[6],
+        )
         assert expected[1] == pytest.approx(actual[1], rel=1e-12, abs=1e-12)
         assert (expected[4], expected[5]) == (actual[4], actual[5])
 
@@ -84,7 +101,10 @@ class TestChunkGapHistogram:
         assert first is not None and second is not None
         assert AggregationTemporality.CUMULATIVE == second.data.aggregation_temporality
         assert [1, 3] == [m.data.data_points[0].count for m in (first, second)]
-        assert first.data.data_points[0].start_time_unix_nano == second.data.data_points[0].start_time_unix_nano
+        assert (
+            first.data.data_points[0].start_time_unix_nano
+            == second.data.data_points[0].start_time_unix_nano
+        )
 
     def test_chunk_histogram_delta_reports_each_interval(self) -> None:
         """Delta: each collection reports what came since the last; quiet series are left out."""
@@ -96,7 +116,12 @@ class TestChunkGapHistogram:
         assert first is not None and third is not None
         assert AggregationTemporality.DELTA == third.data.aggregation_temporality
         point = third.data.data_points[0]
-        assert (2, pytest.approx(0.05), 0.02, 0.03) == (point.count, point.sum, point.min, point.max)
+        assert (2, pytest.approx(0.05), 0.02, 0.03) == (
+            point.count,
+            point.sum,
+            point.min,
+            point.max,
+        )
         assert first.data.data_points[0].time_unix_nano <= point.start_time_unix_nano
 
     def test_chunk_histogram_series_per_attribute_set(self) -> None:
@@ -120,7 +145,9 @@ class TestWithMetric:
         provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
         provider.get_meter("aiperf", "1").create_counter("c").add(1)
         data = reader.get_metrics_data()
-        merged = with_metric(data, _ours([[1_000_000]]).collect(), resource, InstrumentationScope("aiperf", "1"))
+        merged = with_metric(
+            data, _ours([[1_000_000]]).collect(), resource, InstrumentationScope("aiperf", "1")
+        )
         assert merged is not None
         [rm] = merged.resource_metrics
         [sm] = rm.scope_metrics
@@ -129,15 +156,21 @@ class TestWithMetric:
     def test_with_metric_builds_data_when_sdk_has_none(self) -> None:
         """Nothing from the SDK yet: the point goes out under our resource and scope."""
         resource = Resource.create({"service.name": "aiperf"})
-        merged = with_metric(None, _ours([[1_000_000]]).collect(), resource, InstrumentationScope("aiperf", "1"))
+        merged = with_metric(
+            None, _ours([[1_000_000]]).collect(), resource, InstrumentationScope("aiperf", "1")
+        )
         assert merged is not None
         [rm] = merged.resource_metrics
         assert (resource, "aiperf", ["h"]) == (
-            rm.resource, rm.scope_metrics[0].scope.name, [m.name for m in rm.scope_metrics[0].metrics]
+            rm.resource,
+            rm.scope_metrics[0].scope.name,
+            [m.name for m in rm.scope_metrics[0].metrics],
         )
 
 
-async def test_sink_delta_temporality_totals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sink_delta_temporality_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With delta temporality every export carries only what is new, and the totals still hold."""
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
@@ -145,7 +178,9 @@ async def test_sink_delta_temporality_totals(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
     # The receiver-backed fake exporter takes the OTLP exporter's temporality preference.
     direct.metrics._preferred_temporality = OTLPMetricExporter()._preferred_temporality
-    sink = OtelSink(config=otel_config(export_interval_s=0.05), make_exporters=direct, probe=lambda u, t: True)
+    sink = OtelSink(
+        config=otel_config(export_interval_s=0.05), make_exporters=direct, probe=lambda u, t: True
+    )
     rng = random.Random(3)
     events = [request_done(i, gaps_ms=[rng.uniform(1, 30) for _ in range(20)]) for i in range(30)]
     await drive(sink, make_run(tmp_path), events)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from aiperf import UsageError
 from aiperf_otel.config import (
     OtelConfig,
@@ -21,37 +20,87 @@ class TestOtelUrl:
     @pytest.mark.parametrize(
         ("given", "metrics", "traces", "shown"),
         [
-            ("localhost", "http://localhost:4318/v1/metrics", "http://localhost:4318/v1/traces",
-             "http://localhost:4318"),
-            ("localhost:4318", "http://localhost:4318/v1/metrics", "http://localhost:4318/v1/traces",
-             "http://localhost:4318"),
-            ("http://localhost:4318", "http://localhost:4318/v1/metrics",
-             "http://localhost:4318/v1/traces", "http://localhost:4318"),
-            ("http://localhost:4318/", "http://localhost:4318/v1/metrics",
-             "http://localhost:4318/v1/traces", "http://localhost:4318"),
-            ("collector:9999", "http://collector:9999/v1/metrics", "http://collector:9999/v1/traces",
-             "http://collector:9999"),
-            ("http://collector", "http://collector:4318/v1/metrics", "http://collector:4318/v1/traces",
-             "http://collector:4318"),
-            ("http://localhost:4318/v1/metrics", "http://localhost:4318/v1/metrics",
-             "http://localhost:4318/v1/traces", "http://localhost:4318"),
-            ("http://localhost:4318/v1/traces", "http://localhost:4318/v1/metrics",
-             "http://localhost:4318/v1/traces", "http://localhost:4318"),
-            ("https://otlp.example.com/otlp", "https://otlp.example.com/otlp/v1/metrics",
-             "https://otlp.example.com/otlp/v1/traces", "https://otlp.example.com/otlp"),
-            ("https://otlp.example.com:4318", "https://otlp.example.com:4318/v1/metrics",
-             "https://otlp.example.com:4318/v1/traces", "https://otlp.example.com:4318"),
-            ("[::1]:4318", "http://[::1]:4318/v1/metrics", "http://[::1]:4318/v1/traces",
-             "http://[::1]:4318"),
-            ("  127.0.0.1  ", "http://127.0.0.1:4318/v1/metrics", "http://127.0.0.1:4318/v1/traces",
-             "http://127.0.0.1:4318"),
+            (
+                "localhost",
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318",
+            ),
+            (
+                "localhost:4318",
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318",
+            ),
+            (
+                "http://localhost:4318",
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318",
+            ),
+            (
+                "http://localhost:4318/",
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318",
+            ),
+            (
+                "collector:9999",
+                "http://collector:9999/v1/metrics",
+                "http://collector:9999/v1/traces",
+                "http://collector:9999",
+            ),
+            (
+                "http://collector",
+                "http://collector:4318/v1/metrics",
+                "http://collector:4318/v1/traces",
+                "http://collector:4318",
+            ),
+            (
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318",
+            ),
+            (
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318/v1/metrics",
+                "http://localhost:4318/v1/traces",
+                "http://localhost:4318",
+            ),
+            (
+                "https://otlp.example.com/otlp",
+                "https://otlp.example.com/otlp/v1/metrics",
+                "https://otlp.example.com/otlp/v1/traces",
+                "https://otlp.example.com/otlp",
+            ),
+            (
+                "https://otlp.example.com:4318",
+                "https://otlp.example.com:4318/v1/metrics",
+                "https://otlp.example.com:4318/v1/traces",
+                "https://otlp.example.com:4318",
+            ),
+            (
+                "[::1]:4318",
+                "http://[::1]:4318/v1/metrics",
+                "http://[::1]:4318/v1/traces",
+                "http://[::1]:4318",
+            ),
+            (
+                "  127.0.0.1  ",
+                "http://127.0.0.1:4318/v1/metrics",
+                "http://127.0.0.1:4318/v1/traces",
+                "http://127.0.0.1:4318",
+            ),
         ],
     )
     def test_parse_otel_url_forms(self, given: str, metrics: str, traces: str, shown: str) -> None:
         """Scheme, port and signal paths are added as needed; a given path is respected."""
         endpoints = parse_otel_url(given)
         assert (metrics, traces, shown) == (
-            endpoints.metrics_url, endpoints.traces_url, endpoints.display_url
+            endpoints.metrics_url,
+            endpoints.traces_url,
+            endpoints.display_url,
         )
 
     def test_parse_otel_url_keeps_userinfo_for_export_only(self) -> None:
@@ -64,16 +113,30 @@ class TestOtelUrl:
     @pytest.mark.parametrize(
         ("given", "message"),
         [
-            ("", "--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got '')"),
-            ("ftp://collector", "--otel-url: expected an http:// or https:// URL (got 'ftp://collector')"),
-            ("localhost:99999",
-             "--otel-url: the port is not a number between 1 and 65535 (got 'localhost:99999')"),
-            ("localhost:abc",
-             "--otel-url: the port is not a number between 1 and 65535 (got 'localhost:abc')"),
-            ("http://:4318",
-             "--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got 'http://:4318')"),
-            ("http://localhost:4318?x=1",
-             "--otel-url: a collector URL takes no query or fragment (got 'http://localhost:4318?x=1')"),
+            (
+                "",
+                "--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got '')",
+            ),
+            (
+                "ftp://collector",
+                "--otel-url: expected an http:// or https:// URL (got 'ftp://collector')",
+            ),
+            (
+                "localhost:99999",
+                "--otel-url: the port is not a number between 1 and 65535 (got 'localhost:99999')",
+            ),
+            (
+                "localhost:abc",
+                "--otel-url: the port is not a number between 1 and 65535 (got 'localhost:abc')",
+            ),
+            (
+                "http://:4318",
+                "--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got 'http://:4318')",
+            ),
+            (
+                "http://localhost:4318?x=1",
+                "--otel-url: a collector URL takes no query or fragment (got 'http://localhost:4318?x=1')",
+            ),
         ],
     )
     def test_parse_otel_url_rejects_with_one_line(self, given: str, message: str) -> None:
@@ -95,7 +158,9 @@ class TestResourceAttributes:
 
     def test_parse_resource_attributes_pairs(self) -> None:
         """Pairs are split on commas, trimmed, %-decoded, and later keys win."""
-        parsed = parse_resource_attributes(["team=infra, deployment.environment=staging", "team=ml,note=a%2Cb"])
+        parsed = parse_resource_attributes(
+            ["team=infra, deployment.environment=staging", "team=ml,note=a%2Cb"]
+        )
         assert (("team", "ml"), ("deployment.environment", "staging"), ("note", "a,b")) == parsed
 
     def test_parse_resource_attributes_value_may_contain_equals(self) -> None:
@@ -107,7 +172,9 @@ class TestResourceAttributes:
         """An item without a key=value shape is one line naming the item."""
         with pytest.raises(UsageError) as caught:
             parse_resource_attributes(f"ok=1,{bad}")
-        assert f"--otel-resource-attributes: expected 'key=value,...' (got {bad!r})" == str(caught.value)
+        assert f"--otel-resource-attributes: expected 'key=value,...' (got {bad!r})" == str(
+            caught.value
+        )
 
 
 class TestOptions:
@@ -123,8 +190,10 @@ class TestOptions:
 
     @pytest.mark.parametrize(
         ("dest", "value", "flag"),
-        [("otel_resource_attributes", ["a=b"], "--otel-resource-attributes"),
-         ("otel_export_interval", "2", "--otel-export-interval")],
+        [
+            ("otel_resource_attributes", ["a=b"], "--otel-resource-attributes"),
+            ("otel_export_interval", "2", "--otel-export-interval"),
+        ],
     )
     def test_from_options_other_flags_need_url(self, dest: str, value: object, flag: str) -> None:
         """The --otel-* flags without --otel-url say what is missing."""
@@ -137,26 +206,36 @@ class TestOptions:
         config = from_options({"otel_url": "localhost"})
         assert isinstance(config, OtelConfig)
         assert (Stream.DEFAULT, 1.0, ()) == (
-            config.stream, config.export_interval_s, config.resource_attributes
+            config.stream,
+            config.export_interval_s,
+            config.resource_attributes,
         )
 
     def test_from_options_all_flags(self) -> None:
         """Values from a config file arrive unconverted and are parsed the same way."""
-        config = from_options({
-            "otel_url": "collector:4318", "otel_stream": "timing",
-            "otel_resource_attributes": "a=1", "otel_export_interval": 2,
-        })
+        config = from_options(
+            {
+                "otel_url": "collector:4318",
+                "otel_stream": "timing",
+                "otel_resource_attributes": "a=1",
+                "otel_export_interval": 2,
+            }
+        )
         assert config is not None
         assert (Stream.TIMING, 2.0, (("a", "1"),)) == (
-            config.stream, config.export_interval_s, config.resource_attributes
+            config.stream,
+            config.export_interval_s,
+            config.resource_attributes,
         )
 
     @pytest.mark.parametrize(
         ("value", "message"),
-        [("0", "--otel-export-interval: must be > 0 (got 0)"),
-         ("-1", "--otel-export-interval: must be > 0 (got -1)"),
-         ("nan", "--otel-export-interval: must be > 0 (got nan)"),
-         ("soon", "--otel-export-interval: expected seconds as a number (got 'soon')")],
+        [
+            ("0", "--otel-export-interval: must be > 0 (got 0)"),
+            ("-1", "--otel-export-interval: must be > 0 (got -1)"),
+            ("nan", "--otel-export-interval: must be > 0 (got nan)"),
+            ("soon", "--otel-export-interval: expected seconds as a number (got 'soon')"),
+        ],
     )
     def test_parse_export_interval_rejects(self, value: str, message: str) -> None:
         """The interval must be a positive number of seconds."""

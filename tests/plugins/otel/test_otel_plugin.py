@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from aiperf import ProfileConfig, UsageError
 from aiperf_otel import plugin
 from aiperf_otel.config import MISSING_PACKAGES
@@ -26,24 +25,41 @@ class TestOptions:
 
     def test_add_options_parses_seed_flags(self) -> None:
         """--otel-url and --stream default as the tutorial writes them."""
-        args = _profile_parser().parse_args(["--otel-url", "http://localhost:4318", "--stream", "default"])
+        args = _profile_parser().parse_args(
+            ["--otel-url", "http://localhost:4318", "--stream", "default"]
+        )
         assert ("http://localhost:4318", "default") == (args.otel_url, args.otel_stream)
 
     def test_add_options_all_flags(self) -> None:
         """Every flag has its own dest; resource attributes may repeat."""
-        args = _profile_parser().parse_args([
-            "--otel-url", "localhost", "--stream", "timing", "--otel-resource-attributes", "a=1",
-            "--otel-resource-attributes", "b=2", "--otel-export-interval", "0.5",
-        ])
+        args = _profile_parser().parse_args(
+            [
+                "--otel-url",
+                "localhost",
+                "--stream",
+                "timing",
+                "--otel-resource-attributes",
+                "a=1",
+                "--otel-resource-attributes",
+                "b=2",
+                "--otel-export-interval",
+                "0.5",
+            ]
+        )
         assert ("timing", ["a=1", "b=2"], "0.5") == (
-            args.otel_stream, args.otel_resource_attributes, args.otel_export_interval
+            args.otel_stream,
+            args.otel_resource_attributes,
+            args.otel_export_interval,
         )
 
     def test_add_options_defaults_are_none(self) -> None:
         """Without flags nothing is set, so the plugin stays off."""
         args = _profile_parser().parse_args([])
         assert [None] * 4 == [
-            args.otel_url, args.otel_stream, args.otel_resource_attributes, args.otel_export_interval
+            args.otel_url,
+            args.otel_stream,
+            args.otel_resource_attributes,
+            args.otel_export_interval,
         ]
 
     def test_add_options_only_for_profile(self) -> None:
@@ -65,7 +81,9 @@ class TestConfigure:
         config = ProfileConfig(model="m", plugin_options={"otel_url": "ftp://x"})
         with pytest.raises(UsageError) as caught:
             plugin.aiperf_configure(config=config)
-        assert "--otel-url: expected an http:// or https:// URL (got 'ftp://x')" == str(caught.value)
+        assert "--otel-url: expected an http:// or https:// URL (got 'ftp://x')" == str(
+            caught.value
+        )
 
     @pytest.mark.parametrize(
         "module",
@@ -80,9 +98,13 @@ class TestConfigure:
         with pytest.raises(UsageError) as caught:
             plugin.aiperf_configure(config=config)
         assert (
-            "OTel integration requires the 'opentelemetry' packages. "
-            'Install with: pip install "aiperf[otel]"'
-        ) == str(caught.value) == MISSING_PACKAGES
+            (
+                "OTel integration requires the 'opentelemetry' packages. "
+                'Install with: pip install "aiperf[otel]"'
+            )
+            == str(caught.value)
+            == MISSING_PACKAGES
+        )
 
 
 class TestSinks:
@@ -102,7 +124,9 @@ class TestSinks:
         assert sinks is not None and 1 == len(sinks)
         sink = sinks[0]
         assert ("otel", "http://collector:4318/v1/metrics", "metrics") == (
-            sink.name, sink.config.endpoints.metrics_url, sink.config.stream.value
+            sink.name,
+            sink.config.endpoints.metrics_url,
+            sink.config.stream.value,
         )
 
 
@@ -117,3 +141,19 @@ def test_plugin_module_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "[]" == out.stdout.strip()
+
+
+def test_cli_missing_sdk_is_one_line() -> None:
+    """Through the real CLI: the install line, alone, and a non-zero exit (no traceback)."""
+    code = (
+        "import sys; sys.modules['opentelemetry.sdk.metrics'] = None; "
+        "from aiperf.cli import main; "
+        "sys.exit(main(['profile', '--model', 'm', '--url', 'http://127.0.0.1:9', '--otel-url', 'localhost']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = out.stderr.strip().splitlines()
+    assert 0 != out.returncode
+    assert 1 == len(lines), out.stderr
+    assert lines[0].endswith(MISSING_PACKAGES)

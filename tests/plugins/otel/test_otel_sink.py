@@ -10,8 +10,7 @@ import pytest
 import structlog
 import trio
 import trio.testing
-
-from aiperf import ErrorInfo, HardwareSample, LiveEvent, Phase, Progress, RunStatus, infer_provider
+from aiperf import ErrorInfo, HardwareSample, LiveEvent, Phase, Progress, infer_provider
 from aiperf_otel import semconv as sc
 from aiperf_otel import sink as sink_module
 from aiperf_otel.config import Stream, parse_otel_url
@@ -49,17 +48,28 @@ def _sink(direct: Direct, **config: Any) -> OtelSink:
 def _mixed_run() -> list[LiveEvent]:
     """Five good streamed requests and one that failed with HTTP 500."""
     events: list[LiveEvent] = [
-        request_done(i, start_ms=i * 100, ttft_ms=40 + i, gaps_ms=(10.0,) * (i + 1), isl=100 + i, osl=10 * (i + 1))
+        request_done(
+            i,
+            start_ms=i * 100,
+            ttft_ms=40 + i,
+            gaps_ms=(10.0,) * (i + 1),
+            isl=100 + i,
+            osl=10 * (i + 1),
+        )
         for i in range(5)
     ]
-    events.append(request_done(5, start_ms=600, error=ErrorInfo(type="500", message="HTTP 500: overloaded")))
+    events.append(
+        request_done(5, start_ms=600, error=ErrorInfo(type="500", message="HTTP 500: overloaded"))
+    )
     return events
 
 
 class TestGenAiMetrics:
     """The four GenAI client histograms: names, units, buckets, counts, sums, attributes."""
 
-    async def test_sink_emits_genai_histograms_with_units_and_buckets(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_emits_genai_histograms_with_units_and_buckets(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """Each metric arrives as a histogram with its unit and the spec's bucket boundaries."""
         await drive(_sink(direct), make_run(tmp_path), _mixed_run())
         for name, (unit, buckets) in GENAI.items():
@@ -78,7 +88,9 @@ class TestGenAiMetrics:
         assert 6 == total.count
         assert expected == pytest.approx(total.sum, rel=1e-12)
 
-    async def test_sink_error_type_only_on_failed_duration(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_error_type_only_on_failed_duration(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """The failed request is its own duration series with error.type; no other metric has it."""
         await drive(_sink(direct), make_run(tmp_path), _mixed_run())
         failed = direct.receiver.histogram(sc.OPERATION_DURATION, where={sc.ERROR_TYPE: "500"})
@@ -141,7 +153,9 @@ class TestGenAiMetrics:
         """gen_ai.provider.name is the core's inference from the URL, or --gen-ai-provider."""
         run = make_run(tmp_path, provider=infer_provider(url, override))
         await drive(_sink(direct), run, [request_done(0)])
-        assert {provider} == {p.attributes[sc.PROVIDER_NAME] for p in direct.receiver.points(sc.OPERATION_DURATION)}
+        assert {provider} == {
+            p.attributes[sc.PROVIDER_NAME] for p in direct.receiver.points(sc.OPERATION_DURATION)
+        }
 
     async def test_sink_phase_separates_warmup(self, direct: Direct, tmp_path: Path) -> None:
         """Warm-up requests are their own series, so the profile count stays exact."""
@@ -151,11 +165,15 @@ class TestGenAiMetrics:
         assert 1 == receiver.histogram(sc.OPERATION_DURATION, where={sc.PHASE: "warmup"}).count
         assert 2 == receiver.histogram(sc.OPERATION_DURATION, where=PROFILE).count
 
-    async def test_sink_embeddings_have_no_output_tokens(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_embeddings_have_no_output_tokens(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """An embeddings run reports input tokens only."""
         run = make_run(tmp_path, operation_name="embeddings")
         await drive(_sink(direct), run, [request_done(0, gaps_ms=(), osl=0)])
-        assert {"input"} == {p.attributes[sc.TOKEN_TYPE] for p in direct.receiver.points(sc.TOKEN_USAGE)}
+        assert {"input"} == {
+            p.attributes[sc.TOKEN_TYPE] for p in direct.receiver.points(sc.TOKEN_USAGE)
+        }
 
 
 class TestSpans:
@@ -179,60 +197,98 @@ class TestSpans:
             (e.name, e.time_unix_nano) for e in first.events
         ]
         assert (100, 10, 128, True, "unset") == (
-            first.attributes[sc.USAGE_INPUT_TOKENS], first.attributes[sc.USAGE_OUTPUT_TOKENS],
-            first.attributes[sc.REQUEST_MAX_TOKENS], first.attributes[sc.REQUEST_STREAM], first.status,
+            first.attributes[sc.USAGE_INPUT_TOKENS],
+            first.attributes[sc.USAGE_OUTPUT_TOKENS],
+            first.attributes[sc.REQUEST_MAX_TOKENS],
+            first.attributes[sc.REQUEST_STREAM],
+            first.status,
         )
 
-    async def test_sink_failed_request_span_has_error_status(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_failed_request_span_has_error_status(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """A failed request's span is an error with error.type and the message."""
         await drive(_sink(direct), make_run(tmp_path), _mixed_run())
         failed = direct.receiver.spans(where={sc.REQUEST_INDEX: 5})[0]
         assert ("error", "500", "500: HTTP 500: overloaded") == (
-            failed.status, failed.attributes[sc.ERROR_TYPE], failed.status_message
+            failed.status,
+            failed.attributes[sc.ERROR_TYPE],
+            failed.status_message,
         )
         assert () == failed.events
 
-    async def test_sink_metrics_stream_sends_no_timing(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_metrics_stream_sends_no_timing(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """--stream metrics: GenAI metrics only: no spans, no progress counters."""
         await drive(_sink(direct, stream=Stream.METRICS), make_run(tmp_path), _mixed_run())
         assert [] == direct.receiver.spans()
         assert set(GENAI) == direct.receiver.metric_names()
 
-    async def test_sink_timing_stream_sends_no_genai_metrics(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_timing_stream_sends_no_genai_metrics(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """--stream timing: spans and progress counters, no GenAI histograms."""
-        events = [*_mixed_run(), Progress(phase=Phase.PROFILE, sent=6, completed=5, failed=1, in_flight=0, elapsed_s=1.0)]
+        events = [
+            *_mixed_run(),
+            Progress(
+                phase=Phase.PROFILE, sent=6, completed=5, failed=1, in_flight=0, elapsed_s=1.0
+            ),
+        ]
         await drive(_sink(direct, stream=Stream.TIMING), make_run(tmp_path), events)
         assert 6 == len(direct.receiver.spans())
-        assert {sc.REQUESTS_SENT, sc.REQUESTS_COMPLETED, sc.REQUESTS_FAILED, sc.REQUESTS_IN_FLIGHT} == (
-            direct.receiver.metric_names()
-        )
+        assert {
+            sc.REQUESTS_SENT,
+            sc.REQUESTS_COMPLETED,
+            sc.REQUESTS_FAILED,
+            sc.REQUESTS_IN_FLIGHT,
+        } == (direct.receiver.metric_names())
 
 
 class TestProgress:
     """The run's progress counters."""
 
-    async def test_sink_progress_counters_final_values(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_progress_counters_final_values(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """Completed and failed are counted exactly; in flight is 0 once the run is over."""
         events = [
-            Progress(phase=Phase.PROFILE, sent=3, completed=1, failed=0, in_flight=2, elapsed_s=1.0),
+            Progress(
+                phase=Phase.PROFILE, sent=3, completed=1, failed=0, in_flight=2, elapsed_s=1.0
+            ),
             *_mixed_run(),
         ]
         await drive(_sink(direct), make_run(tmp_path), events)
         final = {
             name: [p.value for p in direct.receiver.latest(name)]
-            for name in (sc.REQUESTS_SENT, sc.REQUESTS_COMPLETED, sc.REQUESTS_FAILED, sc.REQUESTS_IN_FLIGHT)
+            for name in (
+                sc.REQUESTS_SENT,
+                sc.REQUESTS_COMPLETED,
+                sc.REQUESTS_FAILED,
+                sc.REQUESTS_IN_FLIGHT,
+            )
         }
         assert {
-            sc.REQUESTS_SENT: [6.0], sc.REQUESTS_COMPLETED: [5.0],
-            sc.REQUESTS_FAILED: [1.0], sc.REQUESTS_IN_FLIGHT: [0.0],
+            sc.REQUESTS_SENT: [6.0],
+            sc.REQUESTS_COMPLETED: [5.0],
+            sc.REQUESTS_FAILED: [1.0],
+            sc.REQUESTS_IN_FLIGHT: [0.0],
         } == final
-        assert {"{request}"} == {p.unit for p in direct.receiver.points() if p.name.startswith("aiperf.client")}
+        assert {"{request}"} == {
+            p.unit for p in direct.receiver.points() if p.name.startswith("aiperf.client")
+        }
 
 
 def _gpu(index: int, uuid: str = "", **values: float | None) -> HardwareSample:
     return HardwareSample(
-        source="nvml", host="gpu-host-1", gpu_index=index, uuid=uuid, name="NVIDIA H100 80GB HBM3",
-        wall_ns=ANCHOR_WALL_NS, phase=Phase.PROFILE, **values,
+        source="nvml",
+        host="gpu-host-1",
+        gpu_index=index,
+        uuid=uuid,
+        name="NVIDIA H100 80GB HBM3",
+        wall_ns=ANCHOR_WALL_NS,
+        phase=Phase.PROFILE,
+        **values,
     )
 
 
@@ -242,8 +298,12 @@ class TestHardware:
     async def test_sink_gpu_samples_become_hw_metrics(self, direct: Direct, tmp_path: Path) -> None:
         """Names, units, latest values and attributes per GPU; absent readings are not sent."""
         full = {
-            "gpu_utilization": 0.5, "memory_used_bytes": 40e9, "memory_total_bytes": 80e9,
-            "power_watts": 300.0, "energy_joules": 1000.0, "temperature_celsius": 60.0,
+            "gpu_utilization": 0.5,
+            "memory_used_bytes": 40e9,
+            "memory_total_bytes": 80e9,
+            "power_watts": 300.0,
+            "energy_joules": 1000.0,
+            "temperature_celsius": 60.0,
         }
         events: list[LiveEvent] = [
             _gpu(0, "GPU-aaaa", **full),
@@ -253,45 +313,62 @@ class TestHardware:
         await drive(_sink(direct), make_run(tmp_path), events)
         receiver = direct.receiver
         expected = {
-            sc.HW_GPU_UTILIZATION: ("1", 0.75), sc.HW_GPU_MEMORY_USAGE: ("By", 40e9),
-            sc.HW_GPU_MEMORY_LIMIT: ("By", 80e9), sc.HW_POWER: ("W", 300.0),
-            sc.HW_ENERGY: ("J", 1300.0), sc.HW_TEMPERATURE: ("Cel", 60.0),
+            sc.HW_GPU_UTILIZATION: ("1", 0.75),
+            sc.HW_GPU_MEMORY_USAGE: ("By", 40e9),
+            sc.HW_GPU_MEMORY_LIMIT: ("By", 80e9),
+            sc.HW_POWER: ("W", 300.0),
+            sc.HW_ENERGY: ("J", 1300.0),
+            sc.HW_TEMPERATURE: ("Cel", 60.0),
         }
         for name, (unit, value) in expected.items():
             latest = receiver.latest(name, where={sc.HW_ID: "GPU-aaaa"})
             assert [(unit, value)] == [(p.unit, p.value) for p in latest], name
         attributes = receiver.latest(sc.HW_POWER, where={sc.HW_ID: "GPU-aaaa"})[0].attributes
         assert {
-            sc.HW_ID: "GPU-aaaa", sc.HW_NAME: "NVIDIA H100 80GB HBM3", sc.HW_TYPE: "gpu",
-            sc.HOST_NAME: "gpu-host-1", sc.GPU_INDEX: 0,
+            sc.HW_ID: "GPU-aaaa",
+            sc.HW_NAME: "NVIDIA H100 80GB HBM3",
+            sc.HW_TYPE: "gpu",
+            sc.HOST_NAME: "gpu-host-1",
+            sc.GPU_INDEX: 0,
         } == attributes
         # The second GPU has no uuid (hw.id falls back to its index) and only a power reading.
         assert [120.0] == [p.value for p in receiver.latest(sc.HW_POWER, where={sc.HW_ID: "1"})]
         assert [] == receiver.latest(sc.HW_TEMPERATURE, where={sc.HW_ID: "1"})
         assert ("sum", True) == (
-            receiver.latest(sc.HW_ENERGY)[0].kind, receiver.latest(sc.HW_ENERGY)[0].monotonic
+            receiver.latest(sc.HW_ENERGY)[0].kind,
+            receiver.latest(sc.HW_ENERGY)[0].monotonic,
         )
 
-    async def test_sink_timing_stream_has_no_gpu_metrics(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_timing_stream_has_no_gpu_metrics(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """GPU readings are metrics: --stream timing leaves them out."""
-        await drive(_sink(direct, stream=Stream.TIMING), make_run(tmp_path), [_gpu(0, power_watts=1.0)])
+        await drive(
+            _sink(direct, stream=Stream.TIMING), make_run(tmp_path), [_gpu(0, power_watts=1.0)]
+        )
         assert not any(name.startswith("hw.") for name in direct.receiver.metric_names())
 
 
 class TestResource:
     """Resource attributes: ours, then the standard variables, then the flag."""
 
-    async def test_sink_resource_defaults(self, direct: Direct, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test_sink_resource_defaults(
+        self, direct: Direct, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """service.name=aiperf, the version and the benchmark id."""
         monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
         monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
         await drive(_sink(direct), make_run(tmp_path), [request_done(0)])
         resource = direct.receiver.resources()[0]
         assert ("aiperf", "0.1.0", "bench-0001") == (
-            resource[sc.SERVICE_NAME], resource[sc.SERVICE_VERSION], resource[sc.BENCHMARK_ID]
+            resource[sc.SERVICE_NAME],
+            resource[sc.SERVICE_VERSION],
+            resource[sc.BENCHMARK_ID],
         )
 
-    async def test_sink_resource_precedence(self, direct: Direct, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test_sink_resource_precedence(
+        self, direct: Direct, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override ours; the flag overrides both."""
         monkeypatch.setenv("OTEL_SERVICE_NAME", "bench-svc")
         monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=infra,region=eu")
@@ -299,7 +376,10 @@ class TestResource:
         await drive(sink, make_run(tmp_path), [request_done(0)])
         for resource in direct.receiver.resources():
             assert ("bench-svc", "infra", "us", "a") == (
-                resource[sc.SERVICE_NAME], resource["team"], resource["region"], resource["cluster"]
+                resource[sc.SERVICE_NAME],
+                resource["team"],
+                resource["region"],
+                resource["cluster"],
             )
 
 
@@ -310,20 +390,25 @@ class TestLoss:
         """The seed's exact warning; events are drained (never dropped) and nothing is built."""
         sink = OtelSink(
             config=otel_config(endpoints=parse_otel_url("http://localhost:4318")),
-            make_exporters=direct, probe=lambda url, timeout: False,
+            make_exporters=direct,
+            probe=lambda url, timeout: False,
         )
         events = _mixed_run()
         with structlog.testing.capture_logs() as logs:
             await drive(sink, make_run(tmp_path), events)
         warnings = [entry["event"] for entry in logs if entry["log_level"] == "warning"]
-        assert ["OTel collector at http://localhost:4318 is not reachable. Metrics will not be exported."] == warnings
+        assert [
+            "OTel collector at http://localhost:4318 is not reachable. Metrics will not be exported."
+        ] == warnings
         assert (0, 0) == (direct.metrics.calls, direct.spans.calls)
         assert (
             "otel: the collector at http://localhost:4318 was not reachable; nothing was exported"
             == sink.report()
         )
 
-    async def test_sink_probe_is_bounded(self, direct: Direct, tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    async def test_sink_probe_is_bounded(
+        self, direct: Direct, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    ) -> None:
         """A probe that hangs is abandoned after the budget and counts as unreachable."""
         release = threading.Event()
 
@@ -342,7 +427,9 @@ class TestLoss:
         assert sink_module.PROBE_BUDGET_S == waited
         assert ["warning"] == [entry["log_level"] for entry in logs]
 
-    async def test_sink_report_none_when_all_delivered(self, direct: Direct, tmp_path: Path) -> None:
+    async def test_sink_report_none_when_all_delivered(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
         """Nothing lost, nothing to say."""
         sink = _sink(direct)
         await drive(sink, make_run(tmp_path), _mixed_run())
@@ -404,13 +491,16 @@ class TestCountingExporter:
         counting.export(None)  # type: ignore[arg-type]
         assert (1, 1) == (inner.calls, counting.tally.failed)
 
-    def test_counting_exporter_passes_temporality_through(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_counting_exporter_passes_temporality_through(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta reaches the reader."""
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics import Histogram
         from opentelemetry.sdk.metrics.export import AggregationTemporality
 
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
-        counting = CountingMetricExporter(OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics"))
+        counting = CountingMetricExporter(
+            OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics")
+        )
         assert AggregationTemporality.DELTA == counting._preferred_temporality[Histogram]
-

@@ -18,7 +18,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
-
 from support.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
@@ -31,7 +30,8 @@ def _metrics(delta: bool = False) -> tuple[MeterProvider, InMemoryMetricReader]:
     temporality = {Histogram: AggregationTemporality.DELTA} if delta else None
     reader = InMemoryMetricReader(preferred_temporality=temporality)
     provider = MeterProvider(
-        resource=Resource.create({"service.name": "receiver-test"}), metric_readers=[reader],
+        resource=Resource.create({"service.name": "receiver-test"}),
+        metric_readers=[reader],
         shutdown_on_exit=False,
     )
     return provider, reader
@@ -44,7 +44,9 @@ class TestReceiver:
         """Points carry name, unit, kind, attributes, buckets, counts, sums and the resource."""
         provider, reader = _metrics()
         meter = provider.get_meter("t")
-        histogram = meter.create_histogram("h", unit="s", explicit_bucket_boundaries_advisory=[1.0, 2.0])
+        histogram = meter.create_histogram(
+            "h", unit="s", explicit_bucket_boundaries_advisory=[1.0, 2.0]
+        )
         counter = meter.create_counter("c", unit="{x}")
         histogram.record(0.5, {"k": "a"})
         histogram.record(1.5, {"k": "a"})
@@ -57,7 +59,13 @@ class TestReceiver:
         points = {(p.name, p.attributes["k"]): p for p in receiver.points()}
         a = points[("h", "a")]
         assert ("histogram", "s", "cumulative", 2, 2.0, (1, 1, 0), (1.0, 2.0)) == (
-            a.kind, a.unit, a.temporality, a.count, a.sum, a.bucket_counts, a.explicit_bounds
+            a.kind,
+            a.unit,
+            a.temporality,
+            a.count,
+            a.sum,
+            a.bucket_counts,
+            a.explicit_bounds,
         )
         c = points[("c", "a")]
         assert ("sum", "{x}", True, 7.0) == (c.kind, c.unit, c.monotonic, c.value)
@@ -95,13 +103,24 @@ class TestReceiver:
             provider.shutdown()
         [received] = receiver.spans()
         assert ("chat m", "client", 1_000, 2_000, 1_000, {"n": 3}, "error", "boom") == (
-            received.name, received.kind, received.start_time_unix_nano, received.end_time_unix_nano,
-            received.duration_ns, received.attributes, received.status, received.status_message,
+            received.name,
+            received.kind,
+            received.start_time_unix_nano,
+            received.end_time_unix_nano,
+            received.duration_ns,
+            received.attributes,
+            received.status,
+            received.status_message,
         )
-        assert [("first", 1_500, {"x": 1.5})] == [(e.name, e.time_unix_nano, e.attributes) for e in received.events]
+        assert [("first", 1_500, {"x": 1.5})] == [
+            (e.name, e.time_unix_nano, e.attributes) for e in received.events
+        ]
         [request] = receiver.requests("/v1/traces")
         assert ("POST", "infra", "gzip", 200) == (
-            request.method, request.header("X-Team"), request.header("content-encoding"), request.status
+            request.method,
+            request.header("X-Team"),
+            request.header("content-encoding"),
+            request.status,
         )
 
     def test_receiver_refuses_when_told(self) -> None:
@@ -149,10 +168,11 @@ class TestReceiver:
             ca.cert_pem.write_to_path(ca_file.name)
             with OtlpReceiver(tls=context) as receiver:
                 assert receiver.url.startswith("https://127.0.0.1:")
-                exporter = OTLPSpanExporter(endpoint=receiver.traces_url, certificate_file=ca_file.name)
+                exporter = OTLPSpanExporter(
+                    endpoint=receiver.traces_url, certificate_file=ca_file.name
+                )
                 provider = TracerProvider(shutdown_on_exit=False)
                 provider.add_span_processor(SimpleSpanProcessor(exporter))
                 provider.get_tracer("t").start_span("s").end()
                 provider.shutdown()
         assert ["s"] == [s.name for s in receiver.spans()]
-

@@ -87,11 +87,19 @@ class ChunkGapHistogram:
         buckets = np.bincount(
             np.searchsorted(self._bounds, seconds, side="left"), minlength=len(self._bounds) + 1
         )
-        stats = (buckets, len(seconds), float(seconds.sum()), float(seconds.min()), float(seconds.max()))
+        stats = (
+            buckets,
+            len(seconds),
+            float(seconds.sum()),
+            float(seconds.min()),
+            float(seconds.max()),
+        )
         with self._lock:
             series = self._series.get(key)
             if series is None:
-                series = _Series(attributes=dict(attributes), total=self._empty(), recent=self._empty())
+                series = _Series(
+                    attributes=dict(attributes), total=self._empty(), recent=self._empty()
+                )
                 self._series[key] = series
             series.total.add(*stats)
             series.recent.add(*stats)
@@ -105,25 +113,31 @@ class ChunkGapHistogram:
                 tally = series.recent if self.delta else series.total
                 if tally.count == 0:
                     continue
-                points.append(HistogramDataPoint(
-                    attributes=dict(series.attributes),
-                    start_time_unix_nano=self._start_ns,
-                    time_unix_nano=now,
-                    count=tally.count,
-                    sum=tally.sum,
-                    bucket_counts=[int(c) for c in tally.buckets],
-                    explicit_bounds=[float(b) for b in self._bounds],
-                    min=tally.min,
-                    max=tally.max,
-                ))
+                points.append(
+                    HistogramDataPoint(
+                        attributes=dict(series.attributes),
+                        start_time_unix_nano=self._start_ns,
+                        time_unix_nano=now,
+                        count=tally.count,
+                        sum=tally.sum,
+                        bucket_counts=[int(c) for c in tally.buckets],
+                        explicit_bounds=[float(b) for b in self._bounds],
+                        min=tally.min,
+                        max=tally.max,
+                    )
+                )
                 series.recent = self._empty()
             if self.delta:
                 self._start_ns = now
         if not points:
             return None
-        temporality = AggregationTemporality.DELTA if self.delta else AggregationTemporality.CUMULATIVE
+        temporality = (
+            AggregationTemporality.DELTA if self.delta else AggregationTemporality.CUMULATIVE
+        )
         return Metric(
-            name=self.name, description=self.description, unit=self.unit,
+            name=self.name,
+            description=self.description,
+            unit=self.unit,
             data=Histogram(data_points=points, aggregation_temporality=temporality),
         )
 
@@ -141,15 +155,22 @@ def with_metric(
         scopes = list(rm.scope_metrics)
         for j, sm in enumerate(scopes):
             if sm.scope.name == scope.name:
-                scopes[j] = ScopeMetrics(scope=sm.scope, metrics=[*sm.metrics, metric], schema_url=sm.schema_url)
+                scopes[j] = ScopeMetrics(
+                    scope=sm.scope, metrics=[*sm.metrics, metric], schema_url=sm.schema_url
+                )
                 break
         else:
             scopes.append(ScopeMetrics(scope=scope, metrics=[metric], schema_url=""))
-        resource_metrics[i] = ResourceMetrics(resource=rm.resource, scope_metrics=scopes, schema_url=rm.schema_url)
+        resource_metrics[i] = ResourceMetrics(
+            resource=rm.resource, scope_metrics=scopes, schema_url=rm.schema_url
+        )
         break
     else:
-        resource_metrics.append(ResourceMetrics(
-            resource=resource, scope_metrics=[ScopeMetrics(scope=scope, metrics=[metric], schema_url="")],
-            schema_url="",
-        ))
+        resource_metrics.append(
+            ResourceMetrics(
+                resource=resource,
+                scope_metrics=[ScopeMetrics(scope=scope, metrics=[metric], schema_url="")],
+                schema_url="",
+            )
+        )
     return MetricsData(resource_metrics=resource_metrics)

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
-
 from aiperf import UsageError, strip_userinfo
 
 MISSING_PACKAGES = (
@@ -80,7 +79,9 @@ def parse_otel_url(text: str) -> OtlpEndpoints:
     """
     raw = text.strip()
     if not raw:
-        raise UsageError("--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got '')")
+        raise UsageError(
+            "--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got '')"
+        )
     if "://" not in raw:
         raw = "http://" + raw
     parts = urlsplit(raw)
@@ -124,7 +125,9 @@ def _without_userinfo(text: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
-def parse_resource_attributes(items: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def parse_resource_attributes(
+    items: str | list[str] | tuple[str, ...],
+) -> tuple[tuple[str, str], ...]:
     """``k=v,k2=v2`` (the ``OTEL_RESOURCE_ATTRIBUTES`` syntax; values may be %-encoded)."""
     texts = [items] if isinstance(items, str) else list(items)
     out: dict[str, str] = {}
@@ -148,7 +151,9 @@ def parse_export_interval(value: Any) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"--otel-export-interval: expected seconds as a number (got {value!r})") from None
+        raise UsageError(
+            f"--otel-export-interval: expected seconds as a number (got {value!r})"
+        ) from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise UsageError(f"--otel-export-interval: must be > 0 (got {value})")
     return seconds

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aiperf import hookimpl
+
 from aiperf_otel import config as otel_config
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ def aiperf_configure(config: ProfileConfig) -> None:
     if otel_config.from_options(config.plugin_options) is None:
         return
     try:
-        import opentelemetry.exporter.otlp.proto.http.metric_exporter  # noqa: F401
-        import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
-        import opentelemetry.sdk.metrics  # noqa: F401
+        import opentelemetry.exporter.otlp.proto.http.metric_exporter
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
+        import opentelemetry.sdk.metrics
         import opentelemetry.sdk.trace  # noqa: F401
     except ImportError:
         from aiperf import UsageError

@@ -21,14 +21,40 @@ TOKENS: Final = "{token}"
 
 #: the spec's explicit boundaries for operation.duration (seconds).
 DURATION_BUCKETS: Final = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
 )
 #: the duration boundaries with 1, 2.5 and 5 ms added below: chunk gaps of a fast server are
 #: mostly under 10 ms, where the spec's first bucket would lump them all together.
 CHUNK_BUCKETS: Final = (0.001, 0.0025, 0.005, *DURATION_BUCKETS)
 #: the spec's explicit boundaries for token.usage.
 TOKEN_BUCKETS: Final = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
 )
 
 # -- GenAI attributes --------------------------------------------------------------------------

@@ -17,24 +17,6 @@ import attrs
 import requests
 import structlog
 import trio
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
-from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    MetricExporter,
-    MetricsData,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-
 from aiperf import (
     HardwareSample,
     LiveEvent,
@@ -43,6 +25,24 @@ from aiperf import (
     RunContext,
     RunStatus,
 )
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
 from aiperf_otel import semconv as sc
 from aiperf_otel.chunks import ChunkGapHistogram, with_metric
 from aiperf_otel.config import OtelConfig
@@ -106,7 +106,9 @@ class _Session(requests.Session):
     ``OTEL_EXPORTER_OTLP_CERTIFICATE`` would be ignored wherever those are set. The CA file
     the exporter was given wins; without one, requests' usual rules apply."""
 
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if isinstance(self.verify, str) and verify is None:
             settings["verify"] = self.verify
@@ -136,9 +138,13 @@ class _GenAiInstruments:
 
     @classmethod
     def create(cls, meter: Meter, delta: bool) -> _GenAiInstruments:
-        def histogram(name: str, unit: str, description: str, buckets: Iterable[float]) -> Histogram:
+        def histogram(
+            name: str, unit: str, description: str, buckets: Iterable[float]
+        ) -> Histogram:
             return meter.create_histogram(
-                name, unit=unit, description=description,
+                name,
+                unit=unit,
+                description=description,
                 explicit_bucket_boundaries_advisory=list(buckets),
             )
 
@@ -147,16 +153,23 @@ class _GenAiInstruments:
                 sc.OPERATION_DURATION, sc.SECONDS, "GenAI operation duration", sc.DURATION_BUCKETS
             ),
             tokens=histogram(
-                sc.TOKEN_USAGE, sc.TOKENS, "Number of input and output tokens used", sc.TOKEN_BUCKETS
+                sc.TOKEN_USAGE,
+                sc.TOKENS,
+                "Number of input and output tokens used",
+                sc.TOKEN_BUCKETS,
             ),
             ttfc=histogram(
-                sc.TIME_TO_FIRST_CHUNK, sc.SECONDS,
-                "Time from sending the request to the first content chunk", sc.CHUNK_BUCKETS,
+                sc.TIME_TO_FIRST_CHUNK,
+                sc.SECONDS,
+                "Time from sending the request to the first content chunk",
+                sc.CHUNK_BUCKETS,
             ),
             tpoc=ChunkGapHistogram(
-                name=sc.TIME_PER_OUTPUT_CHUNK, unit=sc.SECONDS,
+                name=sc.TIME_PER_OUTPUT_CHUNK,
+                unit=sc.SECONDS,
                 description="Time between consecutive content chunks of a streamed response",
-                bounds=sc.CHUNK_BUCKETS, delta=delta,
+                bounds=sc.CHUNK_BUCKETS,
+                delta=delta,
             ),
         )
 
@@ -289,7 +302,10 @@ class OtelSink:
         # shutdown_on_exit=False: we flush in close() within a budget; an atexit flush against
         # a dead collector would hold the process open after the results are written.
         self._meter_provider = MeterProvider(
-            resource=resource, metric_readers=[reader], views=_bucket_views(), shutdown_on_exit=False
+            resource=resource,
+            metric_readers=[reader],
+            views=_bucket_views(),
+            shutdown_on_exit=False,
         )
         meter = self._meter_provider.get_meter(METER_NAME, run.version)
         self._base = {
@@ -324,7 +340,9 @@ class OtelSink:
                 )
                 self._tracer = self._tracer_provider.get_tracer(METER_NAME, run.version)
 
-    def _add_chunk_points(self, resource: Resource, version: str) -> Callable[[MetricsData], MetricsData]:
+    def _add_chunk_points(
+        self, resource: Resource, version: str
+    ) -> Callable[[MetricsData], MetricsData]:
         genai = self._genai
         assert genai is not None
         scope = InstrumentationScope(METER_NAME, version)
@@ -342,20 +360,28 @@ class OtelSink:
 
         meter.create_observable_counter(
             # Progress events come once a second; finished requests are counted exactly.
-            sc.REQUESTS_SENT, [observe(lambda: max(counts.sent, counts.completed + counts.failed))],
-            unit=sc.REQUESTS, description="Requests sent",
+            sc.REQUESTS_SENT,
+            [observe(lambda: max(counts.sent, counts.completed + counts.failed))],
+            unit=sc.REQUESTS,
+            description="Requests sent",
         )
         meter.create_observable_counter(
-            sc.REQUESTS_COMPLETED, [observe(lambda: counts.completed)],
-            unit=sc.REQUESTS, description="Requests that completed without error",
+            sc.REQUESTS_COMPLETED,
+            [observe(lambda: counts.completed)],
+            unit=sc.REQUESTS,
+            description="Requests that completed without error",
         )
         meter.create_observable_counter(
-            sc.REQUESTS_FAILED, [observe(lambda: counts.failed)],
-            unit=sc.REQUESTS, description="Requests that failed",
+            sc.REQUESTS_FAILED,
+            [observe(lambda: counts.failed)],
+            unit=sc.REQUESTS,
+            description="Requests that failed",
         )
         meter.create_observable_up_down_counter(
-            sc.REQUESTS_IN_FLIGHT, [observe(lambda: counts.in_flight)],
-            unit=sc.REQUESTS, description="Requests sent and not yet answered",
+            sc.REQUESTS_IN_FLIGHT,
+            [observe(lambda: counts.in_flight)],
+            unit=sc.REQUESTS,
+            description="Requests sent and not yet answered",
         )
 
     def _create_gpu_instruments(self, meter: Meter) -> None:
@@ -372,26 +398,39 @@ class OtelSink:
             return callback
 
         meter.create_observable_gauge(
-            sc.HW_GPU_UTILIZATION, [observe("gpu_utilization")], unit=sc.RATIO,
+            sc.HW_GPU_UTILIZATION,
+            [observe("gpu_utilization")],
+            unit=sc.RATIO,
             description="Fraction of time the GPU was busy (1 = 100 %)",
         )
         meter.create_observable_up_down_counter(
-            sc.HW_GPU_MEMORY_USAGE, [observe("memory_used_bytes")], unit=sc.BYTES,
+            sc.HW_GPU_MEMORY_USAGE,
+            [observe("memory_used_bytes")],
+            unit=sc.BYTES,
             description="GPU memory in use",
         )
         meter.create_observable_up_down_counter(
-            sc.HW_GPU_MEMORY_LIMIT, [observe("memory_total_bytes")], unit=sc.BYTES,
+            sc.HW_GPU_MEMORY_LIMIT,
+            [observe("memory_total_bytes")],
+            unit=sc.BYTES,
             description="GPU memory size",
         )
         meter.create_observable_gauge(
-            sc.HW_POWER, [observe("power_watts")], unit=sc.WATTS, description="GPU power draw",
+            sc.HW_POWER,
+            [observe("power_watts")],
+            unit=sc.WATTS,
+            description="GPU power draw",
         )
         meter.create_observable_counter(
-            sc.HW_ENERGY, [observe("energy_joules")], unit=sc.JOULES,
+            sc.HW_ENERGY,
+            [observe("energy_joules")],
+            unit=sc.JOULES,
             description="Energy the GPU consumed",
         )
         meter.create_observable_gauge(
-            sc.HW_TEMPERATURE, [observe("temperature_celsius")], unit=sc.CELSIUS,
+            sc.HW_TEMPERATURE,
+            [observe("temperature_celsius")],
+            unit=sc.CELSIUS,
             description="GPU temperature",
         )
 
@@ -488,7 +527,10 @@ class OtelSink:
             span_attributes[sc.ERROR_TYPE] = m.error.type
         name = f"{run.operation_name} {run.config.model}"
         span = tracer.start_span(
-            name, kind=SpanKind.CLIENT, attributes=span_attributes, start_time=run.to_wall_ns(m.start_ns)
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=span_attributes,
+            start_time=run.to_wall_ns(m.start_ns),
         )
         if ttft is not None and record.chunk_ns:
             span.add_event(
