@@ -1,0 +1,152 @@
+"""Secrets never leave the process: a canary searched for everywhere a run writes or sends.
+
+The canary rides in every place a credential can be given: ``--api-key`` (also abbreviated),
+an ``Authorization`` header, other credential-looking headers (attached ``-HName:value`` form
+too), ``user:password@`` in the URL, and the same through a TOML config file. Then every byte
+the run wrote (run directory, MLflow store and artifacts), everything it printed (at ``-v``,
+``-vv`` and as JSON logs) and everything the OTLP receiver decoded is searched for it. A
+harmless marker given the same way must be found, so the search is known to look in the
+right places.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiperf.testing import MockServer
+
+pytestmark = pytest.mark.integration
+
+CANARY = "cnry-7Qx2Vb9"
+#: not a secret: given next to the canary, it must show up where the config is recorded.
+VISIBLE = "visible-marker-5521"
+GUARD_S = 180
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MockServer]:
+    with MockServer(output_tokens=8) as mock:
+        yield mock
+
+
+def with_userinfo(url: str) -> str:
+    return url.replace("http://", f"http://bench-user:pw-{CANARY}@", 1)
+
+
+def secret_flags(server_url: str) -> list[str]:
+    return [
+        "--url", with_userinfo(server_url),
+        "--api=" + f"key-{CANARY}",  # argparse's abbreviation of --api-key
+        "-H", f"Authorization: Bearer auth-{CANARY}",
+        f"--header=X-Api-Key: hdr-{CANARY}",
+        f"-HCookie: session=cookie-{CANARY}",
+        "-H", f"X-Request-Source: {VISIBLE}",
+    ]  # fmt: skip
+
+
+def secret_config(server_url: str, path: Path) -> list[str]:
+    path.write_text(
+        f'url = "{with_userinfo(server_url)}"\n'
+        f'api_key = "key-{CANARY}"\n'
+        f'headers = ["Authorization: Bearer auth-{CANARY}", "X-Auth-Token: tok-{CANARY}", '
+        f'"X-Request-Source: {VISIBLE}"]\n'
+    )
+    return ["--config", str(path)]
+
+
+def run_profile(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLFLOW_"))}
+    env.update({"PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    return subprocess.run(
+        [
+            sys.executable, "-m", "aiperf", "profile", "-m", "mock-model", "--streaming",
+            "--synthetic-input-tokens-mean", "16", "--output-tokens-mean", "8",
+            "--request-count", "6", "--concurrency", "2", "--artifact-dir", "run",
+            "--no-progress", *args,
+        ],
+        cwd=cwd, capture_output=True, text=True, timeout=GUARD_S, env=env, check=False,
+    )  # fmt: skip
+
+
+def files_containing(root: Path, needle: str) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and needle.encode() in path.read_bytes():
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+class TestCanary:
+    @pytest.mark.parametrize(
+        ("source", "verbosity"),
+        [
+            ("flags", ["-v"]),
+            ("flags", ["-vv"]),
+            ("flags", ["-vv", "--log-format", "json"]),
+            ("config", ["-vv"]),
+        ],
+        ids=["flags-v", "flags-vv", "flags-vv-json", "config-vv"],
+    )
+    def test_canary_never_written_logged_or_sent(
+        self, server: MockServer, tmp_path: Path, source: str, verbosity: list[str]
+    ) -> None:
+        """Nothing the run writes, prints or exports carries the canary."""
+        pytest.importorskip("aiperf_otel")
+        pytest.importorskip("aiperf_mlflow")
+        from support.otlp_receiver import OtlpReceiver
+
+        given = secret_flags(server.url) if source == "flags" else secret_config(server.url, tmp_path / "run.toml")
+        with OtlpReceiver() as collector:
+            result = run_profile(
+                tmp_path, *given, *verbosity,
+                "--otel-url", collector.url, "--otel-export-interval", "0.2",
+                "--mlflow-tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "--mlflow-experiment", "secrets", "--mlflow-tag", f"source={VISIBLE}",
+            )  # fmt: skip
+            received = repr(
+                (
+                    collector.points(),
+                    collector.spans(),
+                    collector.resources(),
+                    [r.headers for r in collector.requests()],
+                )
+            )
+        assert 0 == result.returncode, result.stdout + result.stderr
+        if source == "config":
+            (tmp_path / "run.toml").unlink()  # the one file that holds the canary on purpose
+
+        # the run really happened, with every sink, and the search sees what it recorded
+        assert 6 == json.loads((tmp_path / "run" / "profile_export_aiperf.json").read_text())["metrics"]["request_count"]["avg"]
+        assert collector.requests("/v1/metrics")
+        assert (tmp_path / "mlflow.db").is_file()
+        assert "metadata.json" in " ".join(files_containing(tmp_path / "run", VISIBLE))
+        assert VISIBLE.encode() in (tmp_path / "mlflow.db").read_bytes()
+        assert "bench-user" not in (tmp_path / "run" / "metadata.json").read_text()
+
+        assert [] == files_containing(tmp_path, CANARY)
+        assert CANARY not in result.stdout
+        assert CANARY not in result.stderr
+        assert CANARY not in received
+        # the MLflow artifacts (the uploaded exports) were searched too: they are under tmp_path
+        uploads = [p for p in tmp_path.rglob("profile_export_aiperf.json") if tmp_path / "run" not in p.parents]
+        assert uploads
+
+    def test_canary_not_echoed_in_errors(self, tmp_path: Path) -> None:
+        """Bad input that holds a credential is reported without it."""
+        bad = [
+            ["--url", f"http://u:pw-{CANARY}@127.0.0.1:notaport"],
+            ["--url", f"ftp://u:pw-{CANARY}@127.0.0.1"],
+            ["--url", "http://127.0.0.1:9", "-H", f"Authorization Bearer-{CANARY}"],
+            ["--url", "http://127.0.0.1:9", "-H", f"X-Api-Key {CANARY}"],
+        ]
+        for args in bad:
+            result = run_profile(tmp_path, *args)
+            assert 2 == result.returncode, result.stderr
+            assert CANARY not in result.stdout + result.stderr, args
+            assert "Traceback" not in result.stderr
