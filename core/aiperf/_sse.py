@@ -29,6 +29,9 @@ class SSEParser:
     _pending_cr: bool = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            # Nothing new; above all, do not forget a "\r" that may pair with the next "\n".
+            return []
         if self._pending_cr and chunk.startswith(b"\n"):
             # the previous read ended in "\r" and this one starts with "\n": one line end.
             chunk = chunk[1:]
