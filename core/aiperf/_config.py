@@ -142,8 +142,8 @@ def parse_goodput(text: str) -> dict[str, float]:
             value = float(raw)
         except ValueError:
             raise UsageError(f"--goodput: {tag} needs a number (got {raw!r})") from None
-        if value <= 0:
-            raise UsageError(f"--goodput: {tag} must be > 0 (got {raw})")
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(f"--goodput: {tag} must be a finite number > 0 (got {raw})")
         out[tag] = value
     if not out:
         raise UsageError("--goodput: expected 'metric:value ...' (got nothing)")
