@@ -176,3 +176,19 @@ class TestReceiver:
                 provider.get_tracer("t").start_span("s").end()
                 provider.shutdown()
         assert ["s"] == [s.name for s in receiver.spans()]
+
+
+class TestProbe:
+    """The start-up probe: anything answering HTTP is reachable; a closed port is not."""
+
+    def test_probe_collector_reachable_and_not(self) -> None:
+        """True against a listening receiver, False once it has stopped."""
+        from aiperf_otel.probe import probe_collector
+
+        receiver = OtlpReceiver()
+        receiver.start()
+        try:
+            assert probe_collector(receiver.url, 2.0)
+        finally:
+            receiver.stop()
+        assert not probe_collector(receiver.url, 2.0)
