@@ -101,3 +101,104 @@ class TestMissingExtras:
         result = aiperf_cli(*BASE, "--no-gpu-telemetry", env={"AIPERF_DISABLE_PLUGINS": "gpu"})
         assert 1 == result.returncode
         assert "cannot reach the server" in one_line(result.stderr)
+
+
+class TestMoreBadInput:
+    """The rest of the bad-input list, run in-process (each line is what ``main`` prints)."""
+
+    @pytest.fixture
+    def main_in(self, tmp_path, monkeypatch, capsys):
+        """``main_in(*args)`` -> (exit code, the one stderr line), run from ``tmp_path``."""
+        import structlog
+
+        from aiperf import _redact, cli
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(_redact, "_known", set())
+        saved = structlog.get_config()
+
+        def run(*args: str) -> tuple[int, str]:
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+            return code, one_line(capsys.readouterr().err)
+
+        yield run
+        structlog.configure(**saved)
+
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["--request-rate", "-1"], "--request-rate: must be > 0 (got -1.0)"),
+            (["--request-rate", "nan"], "--request-rate: must be a finite number (got nan)"),
+            (["--request-count", "0"], "--request-count: must be > 0 (got 0)"),
+            (["--benchmark-duration", "0"], "--benchmark-duration: must be > 0"),
+            (["--benchmark-duration", "inf"], "--benchmark-duration: must be a finite number"),
+            (["--benchmark-grace-period", "-1"], "--benchmark-grace-period: must be >= 0"),
+            (["--warmup-request-count", "-1"], "--warmup-request-count: must be >= 0"),
+            (["--request-timeout-seconds", "0"], "--request-timeout-seconds: must be > 0"),
+            (["--goodput", "time_to_first_token:nan"], "--goodput: time_to_first_token must be a finite number > 0"),
+            (["--extra-inputs", "[1, 2]"], "--extra-inputs: expected 'key:value' or a JSON object"),
+            (["--header", ":value"], "--header: expected 'Name:Value'"),
+            (["--mlflow-tracking-uri", "sqlite:///x.db", "--mlflow-tag", "novalue"], "--mlflow-tag: expected key=value"),
+            (["--mlflow-tracking-uri", "sqlite:///x.db", "--mlflow-tag", "=v"], "--mlflow-tag: expected key=value"),
+            (["--otel-url", "http://127.0.0.1:9", "--otel-resource-attributes", "a=1,b"], "--otel-resource-attributes: expected 'key=value,...' (got 'b')"),
+            (["--otel-url", "http://127.0.0.1:9", "--otel-resource-attributes", "=1"], "--otel-resource-attributes: expected 'key=value,...'"),
+            (["--endpoint", "v1/chat"], "--endpoint: expected a path starting with '/'"),
+            (["--ca-bundle", "missing.pem"], "--ca-bundle: no such file: missing.pem"),
+        ],
+    )
+    def test_cli_more_usage_errors(self, main_in, args: list[str], needle: str) -> None:
+        """Each mistake: exit 2, one line that names the flag."""
+        code, line = main_in(*BASE, *args)
+        assert 2 == code, line
+        assert needle in line
+
+    def test_cli_url_error_hides_the_password(self, main_in) -> None:
+        """A URL that cannot be used is shown without its user:password@."""
+        code, line = main_in("profile", "-m", "m", "--url", "http://user:pw-hidden-9@host:port")
+        assert 2 == code
+        assert "--url: the port is not a number" in line
+        assert "pw-hidden-9" not in line and "user" not in line
+
+    @pytest.mark.parametrize(
+        ("content", "needle"),
+        [
+            ("", "--input-file: prompts.jsonl has no prompts"),
+            ("\n   \n", "--input-file: prompts.jsonl has no prompts"),
+            ('{"text": "hi"}\nnot json\n', "--input-file: line 2: not valid JSON"),
+            ('{"text": "hi"}\n{"text": "ok"}\n{"text": 5}\n', '--input-file: line 3: "text" must be a string, got a number'),
+            ('{"messages": "hello"}\n', '--input-file: line 1: "messages" must be a non-empty array'),
+            ("[1, 2]\n", "--input-file: line 1: expected a JSON object, got an array"),
+        ],
+    )
+    def test_cli_bad_input_file(self, main_in, tmp_path, content: str, needle: str) -> None:
+        """Empty, not JSONL (with the line number), prompts of the wrong type: exit 2, one line."""
+        (tmp_path / "prompts.jsonl").write_text(content)
+        code, line = main_in(*BASE, "--input-file", "prompts.jsonl")
+        assert 2 == code, line
+        assert needle in line
+
+    def test_cli_input_file_is_a_directory(self, main_in, tmp_path) -> None:
+        (tmp_path / "prompts").mkdir()
+        code, line = main_in(*BASE, "--input-file", "prompts")
+        assert 2 == code
+        assert "--input-file: prompts is a directory" in line
+
+    @pytest.mark.parametrize(
+        ("toml", "needle"),
+        [
+            ('model = "m"\n[load]\nconcurency = 4\n', "--config: unknown key 'load.concurency' in run.toml"),
+            ('model = "m"\nconcurrency = [\n', "--config: run.toml is not valid TOML"),
+            ('model = "m"\nconcurrency = "four"\n', "--concurrency: invalid value for type, expected int"),
+            ('model = "m"\nconcurrency = -4\n', "--concurrency: must be > 0 (got -4)"),
+            ('model = "m"\nrequest_rate = nan\n', "--request-rate: must be a finite number (got nan)"),
+        ],
+    )
+    def test_cli_bad_config_file(self, main_in, tmp_path, toml: str, needle: str) -> None:
+        """A config file's mistakes name the key (with its table) and the file."""
+        (tmp_path / "run.toml").write_text(toml)
+        code, line = main_in("profile", "--url", "http://127.0.0.1:9", "--config", "run.toml")
+        assert 2 == code, line
+        assert needle in line
