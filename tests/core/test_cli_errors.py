@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from aiperf.testing import free_port
 
 
@@ -110,7 +109,6 @@ class TestMoreBadInput:
     def main_in(self, tmp_path, monkeypatch, capsys):
         """``main_in(*args)`` -> (exit code, the one stderr line), run from ``tmp_path``."""
         import structlog
-
         from aiperf import _redact, cli
 
         monkeypatch.chdir(tmp_path)
