@@ -181,6 +181,20 @@ class TestHttpErrors:
             assert status == record["status_code"]
             assert str(status) == record["error"]["type"]
 
+    def test_http_errors_carry_error_type_on_otel(self, tmp_path: Path) -> None:
+        """Failed requests reach OTel as operation.duration with error.type = the status."""
+        pytest.importorskip("aiperf_otel")
+        from support.otlp_receiver import OtlpReceiver
+
+        with MockServer(error_rate=0.3, error_status=503, seed=11) as server, OtlpReceiver() as collector:
+            run = profile(server.url, tmp_path / "run", "--otel-url", collector.url)
+            injected = server.stats()["requests"]["errors"]["503"]
+            failed = collector.histogram("gen_ai.client.operation.duration", where={"error.type": "503"})
+            succeeded = collector.histogram("gen_ai.client.operation.duration", where={"error.type": None})
+        assert 0 == run.code, run.output
+        assert injected == failed.count
+        assert COUNT - injected == succeeded.count
+
     def test_every_request_failing_exits_1_with_exports(self, tmp_path: Path) -> None:
         """Every request errors: exit 1, one line saying so, and every export still written."""
         with MockServer(error_rate=1.0, error_status=503) as server:
