@@ -214,6 +214,15 @@ class TestUploadAnnounced:
         assert str(info.value).startswith("--mlflow-upload: ")
         assert "--mlflow-tracking-uri" in str(info.value)
 
+    def test_upload_announced_run_that_never_reached_mlflow(self, tmp_path: Path) -> None:
+        """The profile's server was down throughout: the error says so, not 'profile first'."""
+        (tmp_path / EXPORT_FILE).write_text(
+            json.dumps({"tracking_uri": "http://h:1", "run_id": None})
+        )
+        with pytest.raises(UsageError) as info:
+            upload_announced(tmp_path, [], environ={})
+        assert "never reached MLflow" in str(info.value)
+
     def test_upload_announced_unreachable_server(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -228,3 +237,29 @@ class TestUploadAnnounced:
             "MLflow tracking server at http://localhost:5000 did not respond within 5s. "
             "The plots were not uploaded." == str(info.value)
         )
+
+
+def test_export_file_upload_failure_is_not_listed(file_store: str, tmp_path: Path) -> None:
+    """When mlflow_export.json itself cannot be sent, the local copy does not claim it was."""
+    run = run_with_files(tmp_path)
+
+    class LastUploadFails(MlflowSession):
+        def upload(self, paths: object) -> list[str]:
+            names = [p.name for p in paths]  # type: ignore[attr-defined]
+            if EXPORT_FILE in names:
+                raise ConnectionError("connection reset by peer")
+            return super().upload(paths)  # type: ignore[arg-type]
+
+    session = LastUploadFails(
+        config=MlflowConfig(tracking_uri=file_store),
+        run_dir=run.run_dir,
+        probe_timeout_s=5.0,
+        benchmark_id=run.benchmark_id,
+    )
+    session.start_run(run, live=True)
+    with capture_logs():
+        MlflowExporter(session=session).export(run, make_result())
+    exported = json.loads((run.run_dir / EXPORT_FILE).read_text())
+    assert (False, "FINISHED") == (exported["uploaded"], exported["run_status"])
+    assert EXPORT_FILE not in exported["artifacts"]
+    assert "profile_export_aiperf.json" in exported["artifacts"]

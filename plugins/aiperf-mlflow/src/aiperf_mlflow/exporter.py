@@ -93,7 +93,7 @@ class MlflowExporter:
             log.warning("mlflow_upload_failed", uri=session.config.display_uri, error=error)
             session.errors.append(error)
             extra["uploaded"] = False
-            if EXPORT_FILE in session.artifacts and step != f"upload {EXPORT_FILE}":
+            if EXPORT_FILE in session.artifacts:
                 session.artifacts.remove(EXPORT_FILE)
             return [session.write_export_file(**extra)]
         log.info(
@@ -132,10 +132,15 @@ def upload_announced(
     """Upload files another plugin wrote into ``run_dir`` to the run named in its
     ``mlflow_export.json``; keep that file's list of artifacts current."""
     data = read_export_file(run_dir)
-    if not data or not data.get("run_id"):
+    if not data:
         raise UsageError(
-            f"--mlflow-upload: {run_dir / EXPORT_FILE} names no MLflow run; profile with "
-            "--mlflow-tracking-uri first"
+            f"--mlflow-upload: no {EXPORT_FILE} in {run_dir}; profile with "
+            "--mlflow-tracking-uri to log the run to MLflow first"
+        )
+    if not data.get("run_id"):
+        raise UsageError(
+            f"--mlflow-upload: the profile in {run_dir} never reached MLflow, so there is no run "
+            f"to add the plots to (see 'errors' in {EXPORT_FILE})"
         )
     uri = tracking_uri or data.get("tracking_uri")
     if not uri:
