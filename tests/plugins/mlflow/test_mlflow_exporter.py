@@ -58,7 +58,7 @@ class TestExport:
         """Same run; artifacts = the run directory; statistics logged; FINISHED."""
         run = run_with_files(tmp_path)
         session = session_for(run, file_store)
-        live_id = session.start_run(run, live=True)
+        live_id = session.start_run(run)
 
         written = MlflowExporter(session=session).export(run, make_result())
 
@@ -111,7 +111,7 @@ class TestExport:
         """FAILED on error, KILLED on Ctrl-C: the MLflow run says what happened."""
         run = run_with_files(tmp_path)
         session = session_for(run, file_store)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         MlflowExporter(session=session).export(run, make_result(status))
         assert str(status) == MlflowClient(file_store).get_run(run_id).info.status
 
@@ -151,7 +151,7 @@ class TestExport:
             probe_timeout_s=5.0,
             benchmark_id=run.benchmark_id,
         )
-        session.start_run(run, live=True)
+        session.start_run(run)
         with capture_logs() as logs:
             MlflowExporter(session=session).export(run, make_result())
         assert ["mlflow_upload_failed"] == [e["event"] for e in logs if e["log_level"] == "warning"]
@@ -177,7 +177,7 @@ class TestFinishRun:
         """If the exporter did not run, the run is still ended with the benchmark's status."""
         run = run_with_files(tmp_path)
         session = session_for(run, file_store)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         finish_run(session, RunStatus.KILLED)
         assert "KILLED" == MlflowClient(file_store).get_run(run_id).info.status
 
@@ -185,7 +185,7 @@ class TestFinishRun:
         """After the exporter, the backstop does nothing (no second status)."""
         run = run_with_files(tmp_path)
         session = session_for(run, file_store)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         session.exported = True
         finish_run(session, RunStatus.FAILED)
         assert "RUNNING" == MlflowClient(file_store).get_run(run_id).info.status
@@ -196,7 +196,7 @@ class TestUploadAnnounced:
         """aiperf plot --mlflow-upload: the PNGs join the run named in mlflow_export.json."""
         run = run_with_files(tmp_path)
         session = session_for(run, file_store)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         png = run.run_dir / "plots" / "itl.png"
         png.write_bytes(b"\x89PNG")
 
@@ -256,7 +256,7 @@ def test_export_file_upload_failure_is_not_listed(file_store: str, tmp_path: Pat
         probe_timeout_s=5.0,
         benchmark_id=run.benchmark_id,
     )
-    session.start_run(run, live=True)
+    session.start_run(run)
     with capture_logs():
         MlflowExporter(session=session).export(run, make_result())
     exported = json.loads((run.run_dir / EXPORT_FILE).read_text())

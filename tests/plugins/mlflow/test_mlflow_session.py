@@ -41,7 +41,7 @@ class TestStartRun:
         session = new_session(
             file_store, run.run_dir, experiment_name="exp", run_name="c4", tags=(("team", "ml"),)
         )
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
 
         stored = MlflowClient(file_store).get_run(run_id)
         experiment = MlflowClient(file_store).get_experiment(stored.info.experiment_id)
@@ -72,7 +72,7 @@ class TestStartRun:
         """A second call (the exporter after an abandoned start) returns the same run."""
         run = make_run(tmp_path / "run")
         session = new_session(file_store, run.run_dir)
-        assert session.start_run(run, live=True) == session.start_run(run, live=False)
+        assert session.start_run(run) == session.start_run(run)
         runs = MlflowClient(file_store).search_runs([session.experiment_id])
         assert 1 == len(runs)
 
@@ -80,7 +80,7 @@ class TestStartRun:
         """No experiment named: 'aiperf'; no run name: the run directory's name."""
         run = make_run(tmp_path / "my-model-chat-concurrency4")
         session = new_session(file_store, run.run_dir)
-        session.start_run(run, live=True)
+        session.start_run(run)
         assert "aiperf" == session.experiment_name
         assert "my-model-chat-concurrency4" == session.run_name
 
@@ -93,7 +93,7 @@ class TestStartRun:
         parent = client.create_run(sweep).info.run_id
         run = make_run(tmp_path / "run")
         session = new_session(file_store, run.run_dir, parent_run_id=parent)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         child = client.get_run(run_id)
         assert (sweep, parent) == (child.info.experiment_id, child.data.tags["mlflow.parentRunId"])
         assert "my-sweep" == session.experiment_name
@@ -107,7 +107,7 @@ class TestStartRun:
             file_store, run.run_dir, parent_run_id="0123456789abcdef0123456789abcdef"
         )
         with capture_logs() as logs:
-            run_id = session.start_run(run, live=True)
+            run_id = session.start_run(run)
         warnings = [e for e in logs if e["log_level"] == "warning"]
         expected = (
             "MLflow parent run 0123456789abcdef0123456789abcdef does not exist; "
@@ -127,7 +127,7 @@ class TestStartRun:
             file_store, run.run_dir, parent_run_id=parent, experiment_name="other"
         )
         with capture_logs() as logs:
-            session.start_run(run, live=True)
+            session.start_run(run)
         assert ["mlflow_parent_in_other_experiment"] == [
             e["event"] for e in logs if e["log_level"] == "warning"
         ]
@@ -202,7 +202,7 @@ class TestLogging:
         """Points land in the run's history with their steps, values and timestamps."""
         run = make_run(tmp_path / "run")
         session = new_session(file_store, run.run_dir)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         session.log_points([Point("live.x", float(i), 1000 + i, i) for i in range(5)])
         history = MlflowClient(file_store).get_metric_history(run_id, "live.x")
         assert [(i, float(i), 1000 + i) for i in range(5)] == sorted(
@@ -225,7 +225,7 @@ class TestLogging:
         png.write_bytes(b"\x89PNG")
         (run.run_dir / "a.json").write_text("{}")
         session = new_session(file_store, run.run_dir)
-        run_id = session.start_run(run, live=True)
+        run_id = session.start_run(run)
         assert ["a.json", "plots/ttft.png"] == session.upload([run.run_dir / "a.json", png])
         client = MlflowClient(file_store)
         assert ["plots/ttft.png"] == [f.path for f in client.list_artifacts(run_id, "plots")]
@@ -236,7 +236,7 @@ class TestExportFile:
         """The file written for this benchmark hands over its run."""
         run = make_run(tmp_path / "run")
         first = new_session(file_store, run.run_dir)
-        run_id = first.start_run(run, live=True)
+        run_id = first.start_run(run)
         second = new_session(file_store, run.run_dir)
         second.adopt_export_file()
         assert (run_id, "RUNNING") == (second.run_id, second.run_status)
@@ -244,7 +244,7 @@ class TestExportFile:
     def test_stale_export_file_is_ignored(self, file_store: str, tmp_path: Path) -> None:
         """A file left by an earlier benchmark in the same directory is not adopted."""
         run = make_run(tmp_path / "run")
-        new_session(file_store, run.run_dir).start_run(run, live=True)
+        new_session(file_store, run.run_dir).start_run(run)
         later = MlflowSession(
             config=MlflowConfig(tracking_uri=file_store),
             run_dir=run.run_dir,

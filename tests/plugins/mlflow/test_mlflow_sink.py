@@ -36,7 +36,7 @@ class ScriptedSession(MlflowSession):
         self.failed = threading.Event()
         self.started = 0
 
-    def start_run(self, run: RunContext, *, live: bool) -> str:
+    def start_run(self, run: RunContext) -> str:
         self.started += 1
         self.run_id = "run-1"
         return self.run_id
@@ -98,7 +98,7 @@ class TestOpen:
         run = make_run(tmp_path / "run")
 
         class Refusing(ScriptedSession):
-            def start_run(self, run: RunContext, *, live: bool) -> str:
+            def start_run(self, run: RunContext) -> str:
                 raise PermissionError("read-only store")
 
         live = MlflowLiveSink(session=Refusing(run.run_dir))

@@ -70,7 +70,7 @@ class MlflowExporter:
         step = "create the run"
         try:
             if not reused:
-                session.start_run(run, live=False)
+                session.start_run(run)
             if session.pending:
                 step = "log the live points"
                 session.log_points(session.pending)

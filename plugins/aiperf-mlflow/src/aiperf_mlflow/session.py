@@ -130,8 +130,6 @@ class MlflowSession:
     run_id: str | None = None
     run_name: str | None = None
     parent_run_id: str | None = None
-    #: True once the run was created by the live sink (before the benchmark).
-    live: bool = False
     #: the MLflow state of the run as far as we know (``RUNNING`` until we end it).
     run_status: str | None = None
     artifacts: list[str] = attrs.field(factory=list)
@@ -139,10 +137,9 @@ class MlflowSession:
     live_counts: LiveCounts = attrs.field(factory=LiveCounts)
     #: points the sink could not log for want of a run; the exporter logs them into its run.
     pending: list[Point] = attrs.field(factory=list)
-    _start_lock: threading.Lock = attrs.field(factory=threading.Lock)
-
     #: the post-run exporter has done its part (uploaded, or given up and said why).
     exported: bool = False
+    _start_lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def _client(self) -> Any:
         if self.client is None:
@@ -170,9 +167,8 @@ class MlflowSession:
         self.run_name = data.get("run_name")
         self.parent_run_id = data.get("parent_run_id")
         self.run_status = data.get("run_status")
-        self.live = True
 
-    def start_run(self, run: RunContext, *, live: bool) -> str:
+    def start_run(self, run: RunContext) -> str:
         """Create the run with params and tags and write ``mlflow_export.json``; idempotent."""
         with self._start_lock:
             if self.run_id is not None:
@@ -203,7 +199,7 @@ class MlflowSession:
             params = [Param(key, value) for key, value in run_params(run).items()]
             client.log_batch(run_id, params=params, synchronous=True)
             self.experiment_id, self.experiment_name = experiment_id, name
-            self.run_name, self.live, self.run_status = run_name, live, "RUNNING"
+            self.run_name, self.run_status = run_name, "RUNNING"
             self.parent_run_id = parent.info.run_id if parent is not None else None
             self.run_id = run_id
             self.write_export_file()

@@ -60,7 +60,7 @@ class MlflowLiveSink:
                 f"the tracking server did not respond within {self.session.probe_timeout_s:g}s"
             )
             return
-        start = functools.partial(self.session.start_run, run, live=True)
+        start = functools.partial(self.session.start_run, run)
         with trio.move_on_after(self.start_budget_s) as scope:
             try:
                 # Abandoned on timeout: the thread may still finish, and the exporter then
