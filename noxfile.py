@@ -18,9 +18,9 @@ PLUGINS = ("otel", "mlflow", "gpu", "plot")
 TEST_DEPS = ("pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "pytest-timeout>=2.3")
 #: what the plugins' own tests need beyond the plugin itself (servers and decoders).
 PLUGIN_TEST_DEPS = {
-    "otel": ("opentelemetry-proto>=1.31", "rotel"),
+    "otel": ("opentelemetry-proto>=1.31", "rotel", "trustme"),
     "mlflow": ("mlflow>=3.0",),
-    "gpu": ("opentelemetry-proto>=1.31",),
+    "gpu": (),
     "plot": (),
 }
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     "AiperfError": "aiperf._types",
     "UsageError": "aiperf._types",
     "RunFailure": "aiperf._types",
+    "MissingExtra": "aiperf._types",
     # values
     "Phase": "aiperf._types",
     "RunStatus": "aiperf._types",

@@ -37,6 +37,13 @@ class UsageError(AiperfError):
     exit_code = 2
 
 
+class MissingExtra(UsageError):
+    """A feature's package is not installed. The message (which names the ``pip install``
+    command) is printed as it is, without the ``aiperf: error:`` prefix."""
+
+    exit_code = 1
+
+
 class RunFailure(AiperfError):
     """The run could not be carried out (server not listening, every request failed): exit 1."""
 

@@ -14,12 +14,7 @@ from typing import Any, NoReturn
 
 from aiperf import __version__
 from aiperf._plugins import Plugins, plugins_command_output, set_current
-from aiperf._types import AiperfError, UsageError
-
-
-class MissingExtra(AiperfError):
-    """A first-party plugin's flag was used but the plugin is not installed."""
-
+from aiperf._types import AiperfError, MissingExtra, UsageError
 
 #: first-party plugins: their flags, and what to print when one is used without the plugin.
 FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
@@ -289,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         while isinstance(inner, BaseExceptionGroup) and inner.exceptions:
             inner = inner.exceptions[0]
         if isinstance(inner, AiperfError):
-            sys.stderr.write(f"aiperf: error: {inner}\n")
+            prefix = "" if isinstance(inner, MissingExtra) else "aiperf: error: "
+            sys.stderr.write(f"{prefix}{inner}\n")
             return inner.exit_code
         if verbose:
             raise

@@ -56,7 +56,7 @@ def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
 
 @hookimpl
 def aiperf_configure(config: ProfileConfig) -> None:
-    from aiperf import UsageError
+    from aiperf import MissingExtra, UsageError
 
     from aiperf_gpu.config import MISSING_PACKAGE, from_options
 
@@ -65,7 +65,7 @@ def aiperf_configure(config: ProfileConfig) -> None:
         try:
             import pynvml  # noqa: F401
         except ImportError:
-            raise UsageError(MISSING_PACKAGE) from None
+            raise MissingExtra(MISSING_PACKAGE) from None
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiperf import UsageError, hookimpl
+from aiperf import MissingExtra, UsageError, hookimpl
 
 from aiperf_mlflow import config as flags
 
@@ -138,7 +138,7 @@ def _require_mlflow(tracking_uri: str | None) -> None:
     try:
         import mlflow  # noqa: F401
     except ImportError:
-        raise UsageError(flags.MISSING_PACKAGE) from None
+        raise MissingExtra(flags.MISSING_PACKAGE) from None
     if tracking_uri and tracking_uri.startswith("sqlite:"):
         import importlib.util
 

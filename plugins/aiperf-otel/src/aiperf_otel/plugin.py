@@ -58,9 +58,9 @@ def aiperf_configure(config: ProfileConfig) -> None:
         import opentelemetry.sdk.metrics
         import opentelemetry.sdk.trace  # noqa: F401
     except ImportError:
-        from aiperf import UsageError
+        from aiperf import MissingExtra, UsageError
 
-        raise UsageError(otel_config.MISSING_PACKAGES) from None
+        raise MissingExtra(otel_config.MISSING_PACKAGES) from None
 
 
 @hookimpl

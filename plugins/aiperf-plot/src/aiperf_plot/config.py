@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from aiperf import UsageError
+from aiperf import MissingExtra, UsageError
 
 #: what ``aiperf plot`` reads when no path is given (where ``aiperf profile`` writes runs).
 DEFAULT_PATH = Path("artifacts")
@@ -62,4 +62,4 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except Exception:  # noqa: BLE001 - a broken install is as missing as an absent one
-        raise UsageError(MISSING_EXTRA) from None
+        raise MissingExtra(MISSING_EXTRA) from None
