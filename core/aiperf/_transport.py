@@ -268,7 +268,7 @@ class StampingTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float = 60.0,
     ) -> None:
-        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
         self._backend = _Backend()
         self._idle: dict[tuple[bytes, bytes, int], list[_Idle]] = {}
@@ -287,6 +287,8 @@ class StampingTransport(httpx.AsyncBaseTransport):
                 self._all.discard(conn)
                 continue
             return conn
+        if origin.scheme == b"https" and self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
         conn = httpcore.AsyncHTTPConnection(
             origin=origin,
             ssl_context=self._ssl_context,
