@@ -128,26 +128,41 @@ def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
 
 def parse_goodput(text: str) -> dict[str, float]:
     """``"time_to_first_token:200 inter_token_latency:10"`` (values in the metric's display unit)."""
-    from aiperf._metrics import METRICS
-
     out: dict[str, float] = {}
     for item in text.replace(",", " ").split():
         tag, sep, raw = item.partition(":")
         if not sep:
             raise UsageError(f"--goodput: expected 'metric:value ...' (got {item!r})")
-        if tag not in METRICS or METRICS[tag].kind != "request":
-            known = ", ".join(t for t, m in METRICS.items() if m.kind == "request")
-            raise UsageError(f"--goodput: unknown metric {tag!r}; use one of {known}")
+        _check_slo_metric(tag)
         try:
             value = float(raw)
         except ValueError:
             raise UsageError(f"--goodput: {tag} needs a number (got {raw!r})") from None
-        if not math.isfinite(value) or value <= 0:
-            raise UsageError(f"--goodput: {tag} must be a finite number > 0 (got {raw})")
+        _check_slo_bound(tag, value)
         out[tag] = value
     if not out:
         raise UsageError("--goodput: expected 'metric:value ...' (got nothing)")
     return out
+
+
+def _check_slo_metric(tag: str) -> None:
+    from aiperf._metrics import METRICS
+
+    if tag not in METRICS or METRICS[tag].kind != "request":
+        known = ", ".join(t for t, m in METRICS.items() if m.kind == "request")
+        raise UsageError(f"--goodput: unknown metric {tag!r}; use one of {known}")
+
+
+def _check_slo_bound(tag: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"--goodput: {tag} must be a finite number > 0 (got {value:g})")
+
+
+def _check_goodput(instance: Any, attribute: attrs.Attribute[Any], value: dict[str, float]) -> None:
+    # A config file gives a table instead of the flag's text; the same rules apply.
+    for tag, bound in value.items():
+        _check_slo_metric(tag)
+        _check_slo_bound(tag, bound)
 
 
 @attrs.frozen(kw_only=True)
@@ -180,7 +195,7 @@ class ProfileConfig:
     warmup_request_count: int = attrs.field(default=0, validator=_non_negative)
     request_timeout_seconds: float = attrs.field(default=600.0, validator=_positive)
     wait_for_model_timeout: float = attrs.field(default=0.0, validator=_non_negative)
-    goodput: dict[str, float] = attrs.field(factory=dict)
+    goodput: dict[str, float] = attrs.field(factory=dict, validator=_check_goodput)
     artifact_dir: Path | None = None
     gen_ai_provider: str | None = None
     workers: int | None = attrs.field(default=None, validator=_positive)
