@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiperf import UsageError
+from aiperf import MissingExtra, UsageError
 from aiperf_mlflow import plugin
 from aiperf_mlflow.exporter import MlflowExporter
 from aiperf_mlflow.sink import MlflowLiveSink
@@ -86,7 +86,7 @@ class TestConfigure:
         """Plugin installed, MLflow not importable: the install hint, as one line."""
         monkeypatch.setitem(sys.modules, "mlflow", None)
         config = make_config(plugin_options={"mlflow_tracking_uri": "http://localhost:5000"})
-        with pytest.raises(UsageError) as info:
+        with pytest.raises(MissingExtra) as info:
             plugin.aiperf_configure(config=config)
         assert MISSING == str(info.value)
 
