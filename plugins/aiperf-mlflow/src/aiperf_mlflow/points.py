@@ -6,6 +6,8 @@ points go to MLflow later in batches, from a worker thread.
 
 from __future__ import annotations
 
+import re
+
 from typing import NamedTuple
 
 from aiperf import HardwareSample, Phase, Progress, RequestDone, RunContext
@@ -84,10 +86,15 @@ def progress_points(event: Progress, wall_ms: int) -> list[Point]:
     ]
 
 
-def hardware_points(sample: HardwareSample, step: int) -> list[Point]:
-    """``live.hw.power.gpu0`` and friends; ``step`` counts this GPU's samples."""
+def hardware_points(sample: HardwareSample, step: int, *, qualify_host: bool = False) -> list[Point]:
+    """``live.hw.power.gpu0`` and friends; ``step`` counts this GPU's samples.
+
+    With GPUs on several hosts, every host after the first is named in the key
+    (``live.hw.power.node-2.gpu0``), so two hosts' gpu0 never share a curve.
+    """
     when = sample.wall_ns // 1_000_000
-    suffix = f".gpu{sample.gpu_index}"
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", sample.host)
+    suffix = f".{host}.gpu{sample.gpu_index}" if qualify_host else f".gpu{sample.gpu_index}"
     points = []
     for field, key in HARDWARE_KEYS:
         value = getattr(sample, field)

@@ -103,7 +103,8 @@ class MlflowLiveSink:
             gpu = (event.host, event.gpu_index)
             step = self._gpu_steps.get(gpu, 0)
             self._gpu_steps[gpu] = step + 1
-            points = hardware_points(event, step)
+            first_host = next(iter(self._gpu_steps))[0]
+            points = hardware_points(event, step, qualify_host=event.host != first_host)
         elif isinstance(event, Progress):
             points = progress_points(event, time.time_ns() // 1_000_000)
         else:
