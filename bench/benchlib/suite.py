@@ -585,74 +585,89 @@ def postproc(bench: Bench) -> None:
 
 
 def sinks(bench: Bench) -> None:
-    """Capacity and TTFT accuracy at concurrency 64 with OTel and MLflow streaming live."""
+    """Capacity and TTFT accuracy at concurrency 64 with OTel and MLflow streaming live.
+
+    Each repeat runs capacity with no sink, OTel only, MLflow only and both, in turn, so that
+    the cost of each sink is compared with a run under the same machine load.
+    """
     ratio = bench.figure(
         "sinks_capacity_ratio", "sinks", "capacity c64 with OTel + MLflow on / off", "×",
         Goal(op=">=", bound=0.95, text="≥ 0.95 (within 5 %)"), 3,
     )  # fmt: skip
     on = bench.figure("sinks_capacity_c64_on", "sinks", "capacity c64, sinks on", "req/s", digits=0)
     off = bench.figure("sinks_capacity_c64_off", "sinks", "capacity c64, sinks off (paired runs)", "req/s", digits=0)
-    cpu_ratio = bench.figure("sinks_cpu_ratio", "sinks", "aiperf CPU per request under load c64, sinks on / off", "×", digits=3)
-    run_cpu_ratio = bench.figure("sinks_run_cpu_ratio", "sinks", "aiperf CPU of the whole c64 run (start-up, upload), sinks on / off", "×", digits=3)
+    for variant, label in SINK_VARIANTS.items():
+        bench.figure(
+            f"sinks_cpu_ratio_{variant}", "sinks",
+            f"aiperf CPU per request under load c64, {label} / no sink", "×", digits=3,
+        )  # fmt: skip
+    run_cpu_ratio = bench.figure("sinks_run_cpu_ratio", "sinks", "aiperf CPU of the whole c64 run (start-up, upload), OTel + MLflow / no sink", "×", digits=3)
     for name, bound in (("p50", 0.5), ("p99", 3.0)):
         bench.figure(
             f"ttft_{name}_err_c64_sinks", "sinks", f"TTFT {name} error c64, sinks on", "ms",
             Goal(op="abs<=", bound=bound, text=f"≤ {bound:g} ms"), 3,
         )  # fmt: skip
         bench.figure(f"ttft_{name}_err_c64_nosinks", "sinks", f"TTFT {name} error c64, sinks off (paired runs)", "ms", digits=3)
-    exports = bench.figure("sinks_otlp_exports", "sinks", "OTLP exports received per sinks-on run", "", digits=0)
+    exports = bench.figure("sinks_otlp_exports", "sinks", "OTLP exports received per OTel + MLflow run", "", digits=0)
     with otlp_sink(bench) as otlp, mock_server() as instant, mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as timed:
         for rep in range(bench.repeats):
-            pair: dict[bool, ProfileRun] = {}
-            # Off and on alternate within a repeat, so that both see the same machine load.
-            for sinks_on in (False, True):
+            runs: dict[str, ProfileRun] = {}
+            for variant in ("none", *SINK_VARIANTS):
                 load = load1()
-                extra = sink_flags(bench, otlp.url) if sinks_on else ()
-                before = otlp.counts() if sinks_on else None
+                before = otlp.counts()
                 instant.reset_stats()
                 run = bench.profile(
                     instant.url, count=bench.sizes.sinks_capacity, concurrency=64, seed=rep + 1,
-                    extra=extra, monitor_interval_s=0.05,
+                    extra=sink_flags(bench, otlp.url, variant), monitor_interval_s=0.05,
                 )  # fmt: skip
                 check_counts(run, bench.sizes.sinks_capacity, instant.stats()["requests"]["ok"])
-                if sinks_on:
-                    check_sinks(run, otlp, before)
+                check_sinks(run, otlp, before, variant)
+                runs[variant] = run
+                if variant == "both":
                     exports.add(otlp.exports_since(before), load)
-                pair[sinks_on] = run
-                (on if sinks_on else off).add(run.throughput, load)
-                errors, _, load = measure_accuracy(
-                    bench, timed, 64, bench.sizes.sinks_accuracy, seed=rep + 1,
-                    extra=sink_flags(bench, otlp.url) if sinks_on else (),
-                )  # fmt: skip
-                suffix = "_sinks" if sinks_on else "_nosinks"
-                bench.figures[f"ttft_p50_err_c64{suffix}"].add(errors.ttft_p50, load)
-                bench.figures[f"ttft_p99_err_c64{suffix}"].add(errors.ttft_p99, load)
-            ratio.add(pair[True].throughput / pair[False].throughput, load)
-            cpu_ratio.add(steady_cpu_per_1k(pair[True]) / steady_cpu_per_1k(pair[False]), load)
-            run_cpu_ratio.add(pair[True].measured.cpu_s / pair[False].measured.cpu_s, load)
+                if variant in ("none", "both"):
+                    (on if variant == "both" else off).add(run.throughput, load)
+                    errors, _, load = measure_accuracy(
+                        bench, timed, 64, bench.sizes.sinks_accuracy, seed=rep + 1,
+                        extra=sink_flags(bench, otlp.url, variant),
+                    )  # fmt: skip
+                    suffix = "_sinks" if variant == "both" else "_nosinks"
+                    bench.figures[f"ttft_p50_err_c64{suffix}"].add(errors.ttft_p50, load)
+                    bench.figures[f"ttft_p99_err_c64{suffix}"].add(errors.ttft_p99, load)
+            base = steady_cpu_per_1k(runs["none"])
+            for variant in SINK_VARIANTS:
+                bench.figures[f"sinks_cpu_ratio_{variant}"].add(steady_cpu_per_1k(runs[variant]) / base, load)
+            ratio.add(runs["both"].throughput / runs["none"].throughput, load)
+            run_cpu_ratio.add(runs["both"].measured.cpu_s / runs["none"].measured.cpu_s, load)
             bench.say(
-                f"  sinks run {rep + 1}/{bench.repeats}: {pair[False].throughput:.0f} -> "
-                f"{pair[True].throughput:.0f} req/s, load {load:.1f}"
+                f"  sinks run {rep + 1}/{bench.repeats}: "
+                + ", ".join(f"{v} {r.throughput:.0f} req/s" for v, r in runs.items())
+                + f", load {load:.1f}"
             )
-            for run in pair.values():
+            for run in runs.values():
                 bench.drop(run)
 
 
-def sink_flags(bench: Bench, otlp_url: str) -> list[str]:
+SINK_VARIANTS = {"otel": "OTel", "mlflow": "MLflow", "both": "OTel + MLflow"}
+
+
+def sink_flags(bench: Bench, otlp_url: str, variant: str) -> list[str]:
     # One store for the scenario: each run adds an MLflow run to it, as a user's sweep would.
     store = bench.scratch / "mlruns"
-    return [
-        "--otel-url", otlp_url,
-        "--mlflow-tracking-uri", f"file:{store}",
-        "--mlflow-experiment", "aiperf-bench",
-    ]  # fmt: skip
+    otel = ["--otel-url", otlp_url]
+    mlflow = ["--mlflow-tracking-uri", f"file:{store}", "--mlflow-experiment", "aiperf-bench"]
+    return {"none": [], "otel": otel, "mlflow": mlflow, "both": otel + mlflow}[variant]
 
 
-def check_sinks(run: ProfileRun, otlp: OtlpSink, before: Mapping[str, Any] | None) -> None:
-    if otlp.exports_since(before) == 0:
-        raise ScenarioError("the OTLP receiver got no export from a sinks-on run")
-    if not (run.run_dir / "mlflow_export.json").exists():
-        raise ScenarioError("a sinks-on run wrote no mlflow_export.json")
+def check_sinks(run: ProfileRun, otlp: OtlpSink, before: Mapping[str, Any], variant: str) -> None:
+    """The sinks really ran: telemetry reached the receiver, the MLflow run was recorded."""
+    exported = otlp.exports_since(before)
+    if variant in ("otel", "both") and exported == 0:
+        raise ScenarioError(f"the OTLP receiver got no export from a run with {variant} on")
+    if variant in ("none", "mlflow") and exported:
+        raise ScenarioError(f"the OTLP receiver got {exported} exports from a run without OTel")
+    if (variant in ("mlflow", "both")) != (run.run_dir / "mlflow_export.json").exists():
+        raise ScenarioError(f"mlflow_export.json does not match the {variant} run")
 
 
 @attrs.define
@@ -668,9 +683,8 @@ class OtlpSink:
             result: dict[str, Any] = json.loads(response.read())
         return result
 
-    def exports_since(self, before: Mapping[str, Any] | None) -> int:
-        now = sum(self.counts()["requests"].values())
-        return now - (sum(before["requests"].values()) if before else 0)
+    def exports_since(self, before: Mapping[str, Any]) -> int:
+        return sum(self.counts()["requests"].values()) - sum(before["requests"].values())
 
 
 @contextmanager
@@ -705,10 +719,12 @@ def otlp_sink(bench: Bench) -> Iterator[OtlpSink]:
 
 
 def profiles(bench: Bench, out_dir: Path) -> list[Path]:
-    """Where the time goes: pyinstrument over a 1-request run and the capacity run at c64.
+    """Where the time goes: pyinstrument over the runs behind the goals not met.
 
-    Written as text trees into ``out_dir``; pyinstrument samples wall time, so on a busy
-    machine waiting for a CPU shows up inside whatever was running.
+    A 1-request run (start-up), the capacity run at c64, the same with both sinks on, and the
+    accuracy run at c64; written as text trees into ``out_dir``. pyinstrument samples wall
+    time, so on a busy machine the time spent waiting for a CPU shows up inside whatever
+    was running.
     """
     try:
         import pyinstrument  # noqa: F401
@@ -718,24 +734,32 @@ def profiles(bench: Bench, out_dir: Path) -> list[Path]:
         ) from exc
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    cases = (("one_request", 1, 1), ("capacity_c64", bench.sizes.capacity[64], 64))
-    with mock_server() as server:
-        for name, count, concurrency in cases:
+    capacity_count = bench.sizes.capacity[64]
+    with otlp_sink(bench) as otlp, mock_server() as instant, mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as timed:
+        cases = (
+            ("one_request", instant, 1, 1, []),
+            ("capacity_c64", instant, capacity_count, 64, []),
+            ("capacity_c64_sinks", instant, capacity_count, 64, sink_flags(bench, otlp.url, "both")),
+            ("accuracy_c64", timed, bench.sizes.accuracy[64], 64, []),
+        )
+        for name, server, count, concurrency, extra in cases:
             raw = bench.scratch / f"{name}.txt"
             command = [bench.python, "-m", "pyinstrument", "--interval", "0.001", "-o", str(raw), "-m", "aiperf"]
-            run = bench.profile(server.url, count=count, concurrency=concurrency, command=command)
+            run = bench.profile(server.url, count=count, concurrency=concurrency, command=command, extra=extra)
             check_counts(run, count)
             target = out_dir / f"{name}.txt"
-            target.write_text(scrub(raw.read_text(), server.url, bench.scratch))
+            text = scrub(raw.read_text(), [instant.url, timed.url, otlp.url], bench.scratch)
+            target.write_text(text)
             written.append(target)
-            bench.say(f"  profile of {name}: {target}")
+            bench.say(f"  profile of {name}: {target.relative_to(BENCH_DIR.parent)}")
             bench.drop(run)
     return written
 
 
-def scrub(text: str, url: str, scratch: Path) -> str:
+def scrub(text: str, urls: Sequence[str], scratch: Path) -> str:
     """A profile as it may be published: no machine paths, no port of the moment."""
-    text = text.replace(url, "http://127.0.0.1:PORT")
+    for url in urls:
+        text = text.replace(url, "http://127.0.0.1:PORT")
     for path in sorted({str(scratch), str(BENCH_DIR.parent), sys.prefix, sys.base_prefix}, key=len, reverse=True):
         text = text.replace(path + os.sep, "").replace(path, ".")
     return text
