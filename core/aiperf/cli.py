@@ -187,12 +187,28 @@ def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.Argu
     values = _profile_values(ns, parser)
     config = build_config(values)
     remember_secrets([config.api_key, *(v for n, v in config.headers if _secret(n))])
-    from urllib.parse import urlsplit
-
-    password = urlsplit(config.url).password
-    remember_secrets([password])
+    # Passwords in any URL, plugin flags included (--otel-url, --mlflow-tracking-uri, ...):
+    # libraries log the URLs they call at -vv.
+    remember_secrets(_url_passwords([config.url, *config.plugin_options.values()]))
     _configure_logging(config.verbose, config.log_format)
     return run_profile(config, plugins, argv)
+
+
+def _url_passwords(values: Sequence[Any]) -> list[str]:
+    from urllib.parse import urlsplit
+
+    found: list[str] = []
+    for value in values:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(item, str) or "@" not in item:
+                continue
+            try:
+                password = urlsplit(item if "://" in item else "//" + item).password
+            except ValueError:
+                continue
+            if password:
+                found.append(password)
+    return found
 
 
 def _secret(name: str) -> bool:
