@@ -2,7 +2,8 @@
 
 The canary rides in every place a credential can be given: ``--api-key`` (also abbreviated),
 an ``Authorization`` header, other credential-looking headers (attached ``-HName:value`` form
-too), ``user:password@`` in the URL, and the same through a TOML config file. Then every byte
+too), ``user:password@`` in the URL and in ``--otel-url``, and the same through a TOML config
+file. Then every byte
 the run wrote (run directory, MLflow store and artifacts), everything it printed (at ``-v``,
 ``-vv`` and as JSON logs) and everything the OTLP receiver decoded is searched for it. A
 harmless marker given the same way must be found, so the search is known to look in the
@@ -35,8 +36,8 @@ def server() -> Iterator[MockServer]:
         yield mock
 
 
-def with_userinfo(url: str) -> str:
-    return url.replace("http://", f"http://bench-user:pw-{CANARY}@", 1)
+def with_userinfo(url: str, password: str = f"pw-{CANARY}") -> str:
+    return url.replace("http://", f"http://bench-user:{password}@", 1)
 
 
 def secret_flags(server_url: str) -> list[str]:
@@ -105,7 +106,9 @@ class TestCanary:
         with OtlpReceiver() as collector:
             result = run_profile(
                 tmp_path, *given, *verbosity,
-                "--otel-url", collector.url, "--otel-export-interval", "0.2",
+                # its own password: the scrubber must know it, not only the --url one
+                "--otel-url", with_userinfo(collector.url, f"{CANARY}-otel"),
+                "--otel-export-interval", "0.2",
                 "--mlflow-tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
                 "--mlflow-experiment", "secrets", "--mlflow-tag", f"source={VISIBLE}",
             )  # fmt: skip
