@@ -102,6 +102,10 @@ def _show(text: str, name: str) -> str:
     return repr(text)
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
     """``key:value`` pairs (values parsed as JSON when they are JSON) or whole JSON objects."""
     out: dict[str, Any] = {}
@@ -109,9 +113,11 @@ def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
         text = item.strip()
         if text.startswith("{"):
             try:
-                value = json.loads(text)
+                value = json.loads(text, parse_constant=_not_json)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--extra-inputs: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except ValueError as exc:
+                raise UsageError(f"--extra-inputs: not valid JSON ({exc})") from None
             if not isinstance(value, dict):
                 raise UsageError("--extra-inputs: a JSON value must be an object")
             out.update(value)
@@ -120,8 +126,9 @@ def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"--extra-inputs: expected 'key:value' or a JSON object (got {item!r})")
         try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
+            # NaN/Infinity are not JSON: such a value stays the string it was.
+            out[key.strip()] = json.loads(raw, parse_constant=_not_json)
+        except ValueError:
             out[key.strip()] = raw
     return out
 

@@ -59,6 +59,8 @@ class RemoteLoad(Protocol):
 
     def stop(self, signum: int) -> None: ...
 
+    def kill(self) -> None: ...
+
 
 @attrs.define
 class _SamplerContext:
@@ -124,6 +126,9 @@ class Engine:
     remote: RemoteLoad | None = None
     #: this process's share of request indices: offset, offset + stride, ...
     index_stride: int = 1
+    #: signals that stop the run (a worker process listens to SIGTERM only: its coordinator
+    #: decides, so a terminal's Ctrl-C reaching the whole group counts once).
+    stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 
     aggregator: Aggregator = attrs.field(init=False)
     bus: LiveBus = attrs.field(init=False)
@@ -342,9 +347,11 @@ class Engine:
             log.warning("sampler_failed", sampler=sampler.name, error=f"{type(exc).__name__}: {exc}")
 
     async def _watch_signals(self, outer: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*self.stop_signals) as signals:
             async for signum in signals:
                 if self.run.cancelled:
+                    if self.remote is not None:
+                        self.remote.kill()
                     # A second Ctrl-C: the user wants out now, exports or not.
                     sys.stderr.write("\naiperf: interrupted again, exiting without exports\n")
                     import os
@@ -357,10 +364,11 @@ class Engine:
                 self.run.state["signal"] = signum
                 self.stopping = True
                 name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-                sys.stderr.write(
-                    f"\naiperf: {name}: stopping, writing results of the completed requests "
-                    "(press Ctrl-C again to quit at once)\n"
-                )
+                if self.forward is None:  # a worker's stop is its coordinator's to announce
+                    sys.stderr.write(
+                        f"\naiperf: {name}: stopping, writing results of the completed requests "
+                        "(press Ctrl-C again to quit at once)\n"
+                    )
                 if self.remote is not None:
                     self.remote.stop(signum)
                 elif self._load_scope is not None:

@@ -139,7 +139,10 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         processors=plugins.record_processors(),
         forward=forward,
         index_stride=spec.stride,
+        stop_signals=(signal.SIGTERM,),
     )
+    # The coordinator stops us with SIGTERM; Ctrl-C on the terminal is its to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.next_index = spec.index
 
     async def ship() -> None:
@@ -194,12 +197,18 @@ class WorkerPool:
             self.processes.append((process, receive))
 
     def stop(self, signum: int) -> None:
-        """Ctrl-C reaches the workers through the terminal's process group; SIGTERM does not."""
+        """Tell every worker to stop (SIGTERM; workers ignore SIGINT, so a terminal's Ctrl-C,
+        which reaches the whole process group, is counted once, here)."""
         self.stopping = True
-        if signum != signal.SIGINT:
-            for process, _conn in self.processes:
-                if process.is_alive():
-                    os.kill(process.pid, signum)
+        for process, _conn in self.processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """A second Ctrl-C: the coordinator exits at once, and takes its workers with it."""
+        for process, _conn in self.processes:
+            if process.is_alive():
+                process.kill()
 
     async def run(self, engine: Engine) -> None:
         if not self.processes:

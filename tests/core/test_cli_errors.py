@@ -200,3 +200,14 @@ class TestMoreBadInput:
         code, line = main_in("profile", "--url", "http://127.0.0.1:9", "--config", "run.toml")
         assert 2 == code, line
         assert needle in line
+
+
+class TestExtraInputsValues:
+    def test_extra_inputs_never_produce_invalid_json(self) -> None:
+        """NaN is not JSON: as a key:value it stays a string, inside an object it is an error."""
+        from aiperf import UsageError
+        from aiperf._config import parse_extra_inputs
+
+        assert {"a": "NaN", "b": 1.5, "c": True, "d": "x"} == parse_extra_inputs(["a:NaN", "b:1.5", "c:true", "d:x"])
+        with pytest.raises(UsageError, match="--extra-inputs: not valid JSON"):
+            parse_extra_inputs(['{"x": NaN}'])
