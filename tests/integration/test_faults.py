@@ -183,7 +183,6 @@ class TestHttpErrors:
 
     def test_http_errors_carry_error_type_on_otel(self, tmp_path: Path) -> None:
         """Failed requests reach OTel as operation.duration with error.type = the status."""
-        pytest.importorskip("aiperf_otel")
         from support.otlp_receiver import OtlpReceiver
 
         with MockServer(error_rate=0.3, error_status=503, seed=11) as server, OtlpReceiver() as collector:
@@ -376,7 +375,6 @@ class TestTelemetryBackends:
     and one line saying what was lost."""
 
     def test_otel_collector_not_listening(self, tmp_path: Path) -> None:
-        pytest.importorskip("aiperf_otel")
         collector = f"http://127.0.0.1:{free_port()}"
         with MockServer() as server:
             run = profile(server.url, tmp_path / "run", "--otel-url", collector)
@@ -391,7 +389,6 @@ class TestTelemetryBackends:
     def test_otel_collector_killed_mid_run(
         self, tmp_path: Path, popen_guard: list[subprocess.Popen[str]]
     ) -> None:
-        pytest.importorskip("aiperf_otel")
         from support.otlp_receiver import OtlpReceiver
 
         count = 40
@@ -417,7 +414,6 @@ class TestTelemetryBackends:
         assert "failed" in note or "not delivered" in note
 
     def test_mlflow_server_down_at_start(self, tmp_path: Path) -> None:
-        pytest.importorskip("aiperf_mlflow")
         tracking = f"http://127.0.0.1:{free_port()}"
         with MockServer() as server:
             run = profile(server.url, tmp_path / "run", "--mlflow-tracking-uri", tracking)
@@ -431,7 +427,6 @@ class TestTelemetryBackends:
     def test_mlflow_server_killed_mid_run(
         self, tmp_path: Path, popen_guard: list[subprocess.Popen[str]]
     ) -> None:
-        pytest.importorskip("aiperf_mlflow")
         from support.mlflow_server import MlflowServer
 
         count = 40

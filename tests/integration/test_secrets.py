@@ -98,8 +98,6 @@ class TestCanary:
         self, server: MockServer, tmp_path: Path, source: str, verbosity: list[str]
     ) -> None:
         """Nothing the run writes, prints or exports carries the canary."""
-        pytest.importorskip("aiperf_otel")
-        pytest.importorskip("aiperf_mlflow")
         from support.otlp_receiver import OtlpReceiver
 
         given = secret_flags(server.url) if source == "flags" else secret_config(server.url, tmp_path / "run.toml")

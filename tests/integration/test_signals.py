@@ -193,7 +193,6 @@ class TestSecondSignal:
         self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path
     ) -> None:
         """While the first Ctrl-C waits for a collector that never answers, a second one exits."""
-        pytest.importorskip("aiperf_otel")
         from support.otlp_receiver import OtlpReceiver
 
         slow_server.reset_stats()
@@ -226,7 +225,6 @@ class TestSinksOnSignal:
         self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path
     ) -> None:
         """A cancelled run is KILLED in MLflow, with the results of what completed."""
-        pytest.importorskip("aiperf_mlflow")
         store = f"sqlite:///{tmp_path / 'mlflow.db'}"
         run = Profile(
             slow_server.url, tmp_path / "run", "--mlflow-tracking-uri", store,
@@ -249,7 +247,6 @@ class TestSinksOnSignal:
         self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path
     ) -> None:
         """Every request that finished before Ctrl-C reaches the collector."""
-        pytest.importorskip("aiperf_otel")
         from support.otlp_receiver import OtlpReceiver
 
         with OtlpReceiver() as collector:
