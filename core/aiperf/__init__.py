@@ -80,9 +80,9 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-if TYPE_CHECKING:
-    from aiperf._config import REDACTED, ProfileConfig, is_secret_header, strip_userinfo
-    from aiperf._metrics import METRICS, MetricSpec
-    from aiperf._plugins import announce_artifacts
-    from aiperf._provider import infer_provider
+if TYPE_CHECKING:  # the names above, for type checkers and editors
+    from aiperf._config import REDACTED, ProfileConfig, is_secret_header, strip_userinfo  # noqa: F401
+    from aiperf._metrics import METRICS, MetricSpec  # noqa: F401
+    from aiperf._plugins import announce_artifacts  # noqa: F401
+    from aiperf._provider import infer_provider  # noqa: F401
     from aiperf._types import *  # noqa: F403

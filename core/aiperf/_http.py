@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -16,10 +16,10 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 import trio  # noqa: E402
 
-from aiperf._endpoints import ParseError
-from aiperf._sse import SSEParser
-from aiperf._transport import Stamps, StampingTransport, current_stamps
-from aiperf._types import EndpointType, ErrorInfo, RequestRecord
+from aiperf._endpoints import ParseError  # noqa: E402
+from aiperf._sse import SSEParser  # noqa: E402
+from aiperf._transport import StampingTransport, Stamps, current_stamps  # noqa: E402
+from aiperf._types import EndpointType, ErrorInfo, RequestRecord  # noqa: E402
 
 if TYPE_CHECKING:
     from aiperf._config import ProfileConfig

@@ -17,6 +17,7 @@ import attrs
 import structlog
 
 from aiperf import __version__
+from aiperf._config import strip_userinfo
 from aiperf._exporters import (
     INPUTS_FILE,
     JSONL_FILE,
@@ -24,7 +25,6 @@ from aiperf._exporters import (
     metadata,
     write_json,
 )
-from aiperf._config import strip_userinfo
 from aiperf._http import request_url
 from aiperf._provider import infer_provider
 from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError

@@ -27,6 +27,7 @@ import httpcore
 import httpx
 import trio
 
+
 @attrs.define(slots=True)
 class Stamps:
     """Socket-level times of the request being sent by the current task."""

@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from aiperf import hookimpl
 from aiperf._endpoints import CHAT
 from aiperf._plugins import PluginError, Plugins

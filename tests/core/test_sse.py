@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from aiperf._sse import SSEEvent, SSEParser
 from hypothesis import given
 from hypothesis import strategies as st
-
-from aiperf._sse import SSEEvent, SSEParser
 
 
 def feed_all(pieces: list[bytes]) -> list[SSEEvent]:

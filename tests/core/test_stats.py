@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from aiperf._stats import Aggregator, Reservoir, describe
 from aiperf._types import ErrorInfo, Phase, RequestMetrics
 

@@ -8,7 +8,6 @@ import attrs
 import pytest
 import trio
 import trio.testing
-
 from aiperf._strategies import ConcurrencyStrategy, RateStrategy
 
 

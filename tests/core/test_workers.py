@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from aiperf._config import build_config
 from aiperf._workers import auto_workers, split
 

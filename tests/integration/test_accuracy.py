@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from aiperf.testing import MockServer
 
 pytestmark = pytest.mark.integration

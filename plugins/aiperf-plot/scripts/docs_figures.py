@@ -26,7 +26,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
-from tests.support.dcgm_server import DcgmServer, FakeGpu, render
+from tests.support.dcgm_server import DcgmServer, FakeGpu, render  # noqa: E402
 
 OUT = REPO / "docs" / "images" / "plots"
 SWEEP = {1: 24, 4: 48, 8: 64}  # concurrency: request count

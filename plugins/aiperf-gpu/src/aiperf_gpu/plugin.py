@@ -56,7 +56,7 @@ def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
 
 @hookimpl
 def aiperf_configure(config: ProfileConfig) -> None:
-    from aiperf import MissingExtra, UsageError
+    from aiperf import MissingExtra
 
     from aiperf_gpu.config import MISSING_PACKAGE, from_options
 

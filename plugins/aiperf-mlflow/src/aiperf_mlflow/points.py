@@ -7,7 +7,6 @@ points go to MLflow later in batches, from a worker thread.
 from __future__ import annotations
 
 import re
-
 from typing import NamedTuple
 
 from aiperf import HardwareSample, Phase, Progress, RequestDone, RunContext

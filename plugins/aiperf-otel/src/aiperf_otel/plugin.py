@@ -58,7 +58,7 @@ def aiperf_configure(config: ProfileConfig) -> None:
         import opentelemetry.sdk.metrics
         import opentelemetry.sdk.trace  # noqa: F401
     except ImportError:
-        from aiperf import MissingExtra, UsageError
+        from aiperf import MissingExtra
 
         raise MissingExtra(otel_config.MISSING_PACKAGES) from None
 

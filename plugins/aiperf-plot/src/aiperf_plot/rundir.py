@@ -126,10 +126,8 @@ class RunData:
     def load_setting(self) -> str | None:
         if self.summary is not None and self.summary.load_setting:
             return self.summary.load_setting
-        match = None
-        for match in _LOAD.finditer(self.name):
-            pass
-        return match.group(0) if match else None
+        matches = list(_LOAD.finditer(self.name))
+        return matches[-1].group(0) if matches else None
 
     @property
     def t0_ns(self) -> int | None:
