@@ -34,6 +34,9 @@ CLIENT_DEFAULTS = {
     # MLflow's own INFO lines (database migrations, ...) are not aiperf's to print; read at
     # ``import mlflow``, so this is applied before that import.
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    # MLflow reports its own usage to its vendor's endpoint; a benchmark client has no
+    # business calling anything but the user's servers.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 FILE_STORE_VAR = "MLFLOW_ALLOW_FILE_STORE"
 
