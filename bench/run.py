@@ -1,6 +1,6 @@
 """aiperf's own benchmark suite: capacity, timing accuracy, rate accuracy, start-up, memory.
 
-    nox -s bench                          # the full suite (about 10 minutes on 2 cores)
+    nox -s bench                          # the full suite (5-10 minutes on 2 cores)
     nox -s bench -- --quick               # a smoke variant (about 2 minutes)
     nox -s bench -- --scenario accuracy   # one scenario (repeatable)
     python bench/run.py --help            # the same, in an environment with aiperf installed
@@ -28,9 +28,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from benchlib import machine
-from benchlib.figures import Figures, markdown_document, results_document
-from benchlib.suite import (
+from benchlib import machine  # noqa: E402 (after the sys.path line above)
+from benchlib.figures import Figures, markdown_document, results_document  # noqa: E402
+from benchlib.suite import (  # noqa: E402
     FULL,
     QUICK,
     SCENARIOS,
