@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: how long a sink's thread may hold the interpreter lock while the request loop waits for it.
+SWITCH_INTERVAL_S = 0.0005
 
 
 def default_run_dir(config: ProfileConfig) -> Path:
@@ -164,7 +166,15 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
         )
         # trio turns SIGINT into KeyboardInterrupt unless a signal receiver is open; the
         # engine opens one, so Ctrl-C stops the load and we still write every export.
-        result = trio.run(engine.run_benchmark, restrict_keyboard_interrupt_to_checkpoints=True)
+        # Sinks and samplers run Python in threads (SDK exporters, MLflow's client); with the
+        # default 5 ms switch interval a busy thread can keep the request loop waiting that
+        # long for the interpreter lock. 0.5 ms bounds that wait.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        try:
+            result = trio.run(engine.run_benchmark, restrict_keyboard_interrupt_to_checkpoints=True)
+        finally:
+            sys.setswitchinterval(switch)
 
     result = _add_sections(run, result, samplers)
     failed_exports = _export(run, result, plugins.exporters(config, run))
