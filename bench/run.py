@@ -39,6 +39,7 @@ from benchlib.suite import (  # noqa: E402
     ScenarioError,
     profiles,
     run_scenario,
+    warm_up,
 )
 
 
@@ -114,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     durations: dict[str, float] = {}
     try:
+        try:
+            warm_up(bench)
+        except ScenarioError as exc:
+            print(f"bench: the warm-up run failed: {exc}", file=sys.stderr)
+            return 1
         if args.profile or args.profile_only:
             try:
                 profiles(bench, BENCH_DIR / "profiles")

@@ -42,6 +42,9 @@ BENCH_DIR = Path(__file__).resolve().parent.parent
 #: than loopback; the suite sets what it needs itself.
 _SCRUBBED_PREFIXES = ("OTEL_", "MLFLOW_")
 _SCRUBBED = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"}
+#: a user's installation caches bytecode; without the cache every start compiles every module
+#: again, and a plugin's lazy import inside a run compiles while holding the interpreter lock.
+_SCRUBBED |= {"PYTHONDONTWRITEBYTECODE"}
 
 
 class ScenarioError(RuntimeError):
@@ -713,6 +716,24 @@ def otlp_sink(bench: Bench) -> Iterator[OtlpSink]:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+# -- warm-up -------------------------------------------------------------------------------------
+
+
+def warm_up(bench: Bench) -> None:
+    """One untimed ``--help`` and one 1-request run with every sink on, before any figure.
+
+    A fresh environment (``nox -s bench`` makes one) has no bytecode cache: the first start
+    compiles every module aiperf and its plugins import, some of them lazily in the middle of
+    a run. A user's machine has compiled them by its second run, so the suite measures that.
+    """
+    bench.say("[warm-up]")
+    run_measured([*aiperf_command(bench.python), "--help"], env=bench.env, cwd=bench.scratch, monitor_interval_s=None)
+    with otlp_sink(bench) as otlp, mock_server() as server:
+        run = bench.profile(server.url, count=1, concurrency=1, extra=sink_flags(bench, otlp.url, "both"))
+        check_counts(run, 1)
+        bench.drop(run)
 
 
 # -- profiles ------------------------------------------------------------------------------------

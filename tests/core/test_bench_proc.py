@@ -87,10 +87,10 @@ class TestMachine:
         assert 2.0 == memory_gib("MemTotal:        2097152 kB\nMemFree: 1 kB\n")
 
     def test_clean_environment_keeps_traffic_on_loopback(self) -> None:
-        """Proxies and the user's OTel/MLflow settings never reach a benchmark run."""
+        """Proxies and the user's OTel/MLflow settings never reach a benchmark run; bytecode is cached."""
         env = clean_environment({
             "PATH": "/bin", "HTTPS_PROXY": "http://proxy:3128", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318",
-            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000", "PYTHONDONTWRITEBYTECODE": "1",
         })  # fmt: skip
         assert {"PATH", "NO_PROXY", "no_proxy", "PYTHONUNBUFFERED"} == set(env)
         assert "127.0.0.1,localhost" == env["NO_PROXY"]
