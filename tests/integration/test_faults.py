@@ -421,8 +421,12 @@ class TestTelemetryBackends:
         assert 0 == run.code, run.output
         run.assert_complete()
         assert COUNT == truth["ok"] == run.metric("request_count")
-        (note,) = _notes_about(run, "mlflow")
-        assert f"note: {note}" in run.process.stdout
+        # the seed's warning at start, then one line after the last attempt saying what was lost
+        stderr = run.process.stderr
+        assert 1 == stderr.count(f"WARNING  MLflow tracking server at {tracking} did not respond within 5s.")
+        (lost,) = [line for line in stderr.splitlines() if "not uploaded" in line]
+        assert lost.startswith(f"WARNING  mlflow: run files not uploaded to {tracking} ("), lost
+        assert "live points lost" in lost
 
     def test_mlflow_server_killed_mid_run(
         self, tmp_path: Path, popen_guard: list[subprocess.Popen[str]]

@@ -25,6 +25,7 @@ class TestClientEnvironment:
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
             "MLFLOW_LOGGING_LEVEL": "WARNING",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
         } == prepared.updates
         assert 5.0 == prepared.probe_timeout_s
 

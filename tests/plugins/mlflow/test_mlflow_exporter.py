@@ -125,7 +125,10 @@ class TestExport:
         session.run_id, session.run_status = "abc", "RUNNING"
         with capture_logs() as logs:
             MlflowExporter(session=session).export(run, make_result())
-        assert ["MLflow tracking server at http://localhost:5000 did not respond within 5s."] == [
+        assert [
+            "mlflow: run files not uploaded to http://localhost:5000 (MLflow tracking server at "
+            "http://localhost:5000 did not respond within 5s)"
+        ] == [
             e["event"] for e in logs if e["log_level"] == "warning"
         ]
         exported = json.loads((run.run_dir / EXPORT_FILE).read_text())
@@ -154,7 +157,9 @@ class TestExport:
         session.start_run(run)
         with capture_logs() as logs:
             MlflowExporter(session=session).export(run, make_result())
-        assert ["mlflow_upload_failed"] == [e["event"] for e in logs if e["log_level"] == "warning"]
+        (warning,) = [e["event"] for e in logs if e["log_level"] == "warning"]
+        assert warning.startswith("mlflow: run files not uploaded to "), warning
+        assert "could not upload the run directory: ConnectionError" in warning
         exported = json.loads((run.run_dir / EXPORT_FILE).read_text())
         assert (False, "RUNNING") == (exported["uploaded"], exported["run_status"])
         assert [

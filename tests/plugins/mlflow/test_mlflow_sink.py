@@ -105,7 +105,9 @@ class TestOpen:
         with capture_logs() as logs:
             await live.open(run)
         assert ["mlflow_live_run_failed"] == [e["event"] for e in logs]
-        assert "mlflow: no live run (PermissionError: read-only store)" == live.report()
+        assert "PermissionError: read-only store" == logs[0]["error"]
+        # the post-run exporter tries again and has the last word on what was lost
+        assert live.report() is None
 
 
 class TestFlushing:
@@ -239,7 +241,4 @@ class TestLosses:
             live.accept(request_done(i))
         await live.close(RunStatus.FINISHED)
         assert (4 * POINTS_PER_REQUEST, []) == (len(session.pending), session.batches)
-        assert (
-            "mlflow: no live run (the tracking server did not respond within 5s); "
-            "24 live points kept for the post-run upload"
-        ) == live.report()
+        assert live.report() is None  # nothing is claimed before the exporter's last attempt

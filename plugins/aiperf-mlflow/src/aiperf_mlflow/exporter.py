@@ -64,8 +64,8 @@ class MlflowExporter:
         }
         if not self._reachable():
             message = environment.unresponsive_message(session.config, session.probe_timeout_s)
-            log.warning(message)
             session.errors.append(f"{message} Nothing was uploaded.")
+            self._say_lost(message.rstrip("."))
             return [session.write_export_file(**extra)]
         step = "create the run"
         try:
@@ -90,8 +90,8 @@ class MlflowExporter:
             session.upload([path])
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; each is reported the same way
             error = f"could not {step}: {describe_error(exc)}"
-            log.warning("mlflow_upload_failed", uri=session.config.display_uri, error=error)
             session.errors.append(error)
+            self._say_lost(error)
             extra["uploaded"] = False
             if EXPORT_FILE in session.artifacts:
                 session.artifacts.remove(EXPORT_FILE)
@@ -103,6 +103,16 @@ class MlflowExporter:
             status=str(result.status),
         )
         return [path]
+
+    def _say_lost(self, why: str) -> None:
+        """The one line that says what MLflow did not get, after the last attempt."""
+        session = self.session
+        counts = session.live_counts
+        counts.failed += len(session.pending)
+        session.pending.clear()
+        lost = counts.failed + counts.dropped
+        points = f"; {lost} live points lost" if lost else ""
+        log.warning(f"mlflow: run files not uploaded to {session.config.display_uri} ({why}){points}")
 
     def _reachable(self) -> bool:
         session = self.session

@@ -178,13 +178,9 @@ class MlflowLiveSink:
     def report(self) -> str | None:
         counts = self.session.live_counts
         if self.session.run_id is None:
-            reason = self.unavailable or "the MLflow run could not be created"
-            line = f"mlflow: no live run ({reason})"
-            if self.session.pending:
-                line += f"; {len(self.session.pending)} live points kept for the post-run upload"
-            if counts.dropped:
-                line += f"; {counts.dropped} dropped (buffer full)"
-            return line
+            # No live run: the post-run exporter makes one more attempt, and only it knows
+            # what finally reached MLflow, so the one line about the loss is its to say.
+            return None
         lost = counts.dropped + counts.failed
         if not lost:
             return None
