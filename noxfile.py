@@ -62,7 +62,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """aiperf's own overhead, accuracy, capacity and start-up figures: bench/results.json."""
     _install_local(session, *PLUGINS)
-    session.install("opentelemetry-proto>=1.31")
+    session.install("opentelemetry-proto>=1.31", "pyinstrument")  # pyinstrument: --profile
     session.run("python", "bench/run.py", *session.posargs)
 
 
