@@ -109,8 +109,10 @@ class TestRunMeasured:
         assert 0 == measured.returncode
         assert measured.peak_rss_kib >= (64 + 32) * 1024
         assert 2 <= measured.processes
-        # ru_maxrss is the largest single process (the parent), less than the tree together
-        assert (64 << 10) <= measured.maxrss_kib < measured.peak_rss_kib
+        # ru_maxrss is the largest single process: at least the parent's 64 MiB. No upper bound:
+        # between fork and exec the child briefly has the size of the process that forked it
+        # (a test runner that has loaded MLflow and matplotlib is hundreds of MiB).
+        assert (64 << 10) <= measured.maxrss_kib
         assert measured.cpu_s > 0
         assert measured.samples[-1].t >= measured.samples[0].t
 
