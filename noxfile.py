@@ -55,6 +55,8 @@ def isolation(session: nox.Session, plugin: str) -> None:
 def demo(session: nox.Session) -> None:
     """Benchmark the built-in mock server, log to a local MLflow store, draw the plots."""
     _install_local(session, *PLUGINS)
+    # full MLflow (the plugin needs only mlflow-skinny): the sqlite store, and `mlflow ui` after
+    session.install("mlflow>=3.0")
     session.run("python", "scripts/demo.py", *session.posargs)
 
 
