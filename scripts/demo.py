@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from aiperf.testing import MockServer
 
@@ -35,7 +36,8 @@ def main() -> int:
     if code == 0:
         print(
             "\nRun directory: artifacts/my-model-chat-concurrency4 (plots in plots/).\n"
-            "Browse the MLflow run: mlflow ui --backend-store-uri sqlite:///mlflow.db"
+            f"Browse the MLflow run: {Path(sys.executable).parent / 'mlflow'} ui "
+            "--backend-store-uri sqlite:///mlflow.db"
         )
     return code
 
