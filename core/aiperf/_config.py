@@ -263,10 +263,9 @@ def redacted_config(config: ProfileConfig) -> dict[str, Any]:
         key: (REDACTED if is_secret_header(key) and value else _strip_url_userinfo(value))
         for key, value in data.get("plugin_options", {}).items()
     }
-    for key in ("extra_inputs",):
-        data[key] = {
-            k: (REDACTED if is_secret_header(k) else v) for k, v in data.get(key, {}).items()
-        }
+    data["extra_inputs"] = {
+        k: (REDACTED if is_secret_header(k) else v) for k, v in data.get("extra_inputs", {}).items()
+    }
     return data
 
 

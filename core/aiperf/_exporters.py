@@ -20,7 +20,7 @@ from typing import IO, Any
 import attrs
 
 from aiperf._stats import STD_KIND
-from aiperf._types import MetricStats, RunContext, RunResult
+from aiperf._types import RunContext, RunResult
 
 JSON_FILE = "profile_export_aiperf.json"
 CSV_FILE = "profile_export_aiperf.csv"
@@ -223,6 +223,3 @@ def _grid(rows: list[list[str]]) -> list[str]:
     out.append(sep)
     return out
 
-
-def stats_dict(stats: MetricStats | None) -> dict[str, Any] | None:
-    return stats.as_dict() if stats else None

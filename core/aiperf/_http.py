@@ -121,7 +121,7 @@ class Sender:
                     elif self.streaming:
                         await self._read_stream(record, response, stamps)
                     else:
-                        await self._read_body(record, response)
+                        await self._read_body(record, response, stamps)
                 finally:
                     await response.aclose()
         except trio.TooSlowError:
@@ -148,9 +148,11 @@ class Sender:
             type=str(response.status_code), message=f"HTTP {response.status_code}: {text}"
         )
 
-    async def _read_body(self, record: RequestRecord, response: httpx.Response) -> None:
+    async def _read_body(
+        self, record: RequestRecord, response: httpx.Response, stamps: Stamps
+    ) -> None:
         body = await response.aread()
-        record.end_ns = current_stamps.get().last_read_ns or _now()  # type: ignore[union-attr]
+        record.end_ns = stamps.last_read_ns or _now()
         try:
             data = self.endpoint.parse_response(json.loads(body))
         except (ValueError, ParseError) as exc:

@@ -65,8 +65,6 @@ def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
             )
     if config.dataset is not None and config.dataset not in plugins.datasets():
         raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; use one of {', '.join(sorted(plugins.datasets()))}")
-    if config.input_file is not None and not config.input_file.exists():
-        raise UsageError(f"--input-file: no such file: {config.input_file}")
     if config.random_seed is None:
         config = attrs.evolve(config, random_seed=random.SystemRandom().randrange(2**31))
     plugins.configure(config)

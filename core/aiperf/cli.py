@@ -179,14 +179,14 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
-    from aiperf._config import build_config
+    from aiperf._config import build_config, is_secret_header
     from aiperf._profile import run_profile
     from aiperf._redact import remember_secrets
 
     _check_missing_extras(ns)
     values = _profile_values(ns, parser)
     config = build_config(values)
-    remember_secrets([config.api_key, *(v for n, v in config.headers if _secret(n))])
+    remember_secrets([config.api_key, *(v for n, v in config.headers if is_secret_header(n))])
     # Passwords in any URL, plugin flags included (--otel-url, --mlflow-tracking-uri, ...):
     # libraries log the URLs they call at -vv.
     remember_secrets(_url_passwords([config.url, *config.plugin_options.values()]))
@@ -209,12 +209,6 @@ def _url_passwords(values: Sequence[Any]) -> list[str]:
             if password:
                 found.append(password)
     return found
-
-
-def _secret(name: str) -> bool:
-    from aiperf._config import is_secret_header
-
-    return is_secret_header(name)
 
 
 def _configure_logging(verbose: int, fmt: str) -> None:
