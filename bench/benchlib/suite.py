@@ -612,6 +612,9 @@ def sinks(bench: Bench) -> None:
         )  # fmt: skip
         bench.figure(f"ttft_{name}_err_c64_nosinks", "sinks", f"TTFT {name} error c64, sinks off (paired runs)", "ms", digits=3)
     exports = bench.figure("sinks_otlp_exports", "sinks", "OTLP exports received per OTel + MLflow run", "", digits=0)
+    lost = bench.figure("sinks_mlflow_points_lost", "sinks", "MLflow live points dropped or failed per OTel + MLflow c64 run", "", digits=0)
+    processes = bench.figure("sinks_processes", "sinks", "aiperf processes, OTel + MLflow c64", "", digits=0)
+    rss = bench.figure("sinks_peak_rss", "sinks", "peak RSS, all aiperf processes, OTel + MLflow c64", "MiB", digits=0)
     with otlp_sink(bench) as otlp, mock_server() as instant, mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as timed:
         for rep in range(bench.repeats):
             runs: dict[str, ProfileRun] = {}
@@ -628,6 +631,9 @@ def sinks(bench: Bench) -> None:
                 runs[variant] = run
                 if variant == "both":
                     exports.add(otlp.exports_since(before), load)
+                    lost.add(mlflow_points_lost(run), load)
+                    processes.add(run.measured.processes, load)
+                    rss.add(run.measured.peak_rss_kib / 1024, load)
                 if variant in ("none", "both"):
                     (on if variant == "both" else off).add(run.throughput, load)
                     errors, _, load = measure_accuracy(
@@ -660,6 +666,12 @@ def sink_flags(bench: Bench, otlp_url: str, variant: str) -> list[str]:
     otel = ["--otel-url", otlp_url]
     mlflow = ["--mlflow-tracking-uri", f"file:{store}", "--mlflow-experiment", "aiperf-bench"]
     return {"none": [], "otel": otel, "mlflow": mlflow, "both": otel + mlflow}[variant]
+
+
+def mlflow_points_lost(run: ProfileRun) -> int:
+    """What the live MLflow sink did not log (buffer full, failed): it should keep up."""
+    counts = json.loads((run.run_dir / "mlflow_export.json").read_text())["live_points"]
+    return int(counts["dropped"]) + int(counts["failed"])
 
 
 def check_sinks(run: ProfileRun, otlp: OtlpSink, before: Mapping[str, Any], variant: str) -> None:

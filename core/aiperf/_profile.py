@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-#: how long a sink's thread may hold the interpreter lock while the request loop waits for it.
+#: how long a sampler's or sink's thread may hold the interpreter lock while the loop waits.
 SWITCH_INTERVAL_S = 0.0005
 
 
@@ -141,10 +141,14 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     strategy_name = "concurrency" if config.request_rate is None else config.request_rate_mode
     strategy = plugins.load_strategies()[strategy_name].create(config)
     show_progress = config.progress if config.progress is not None else sys.stderr.isatty()
-    from aiperf._workers import auto_workers, make_pool
+    from aiperf._workers import auto_workers, make_pool, needs_pool
 
     workers = auto_workers(config)
-    remote = make_pool(config, workers, prompts, bodies) if workers > 1 else None
+    remote = (
+        make_pool(config, workers, prompts, bodies, yield_cpu=bool(sinks))
+        if needs_pool(workers, sinks)
+        else None
+    )
     run.state["workers"] = len(remote.specs) if remote else 1
 
     with (run_dir / JSONL_FILE).open("w", encoding="utf-8") as jsonl:
@@ -164,9 +168,10 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
         )
         # trio turns SIGINT into KeyboardInterrupt unless a signal receiver is open; the
         # engine opens one, so Ctrl-C stops the load and we still write every export.
-        # Sinks and samplers run Python in threads (SDK exporters, MLflow's client); with the
-        # default 5 ms switch interval a busy thread can keep the request loop waiting that
-        # long for the interpreter lock. 0.5 ms bounds that wait.
+        # Samplers (and, in the coordinator of worker processes, sinks) run Python in threads;
+        # with the default 5 ms switch interval a busy thread can keep this trio loop waiting
+        # that long for the interpreter lock. 0.5 ms bounds that wait. With live sinks on, the
+        # request loop itself runs in a worker process, away from them (``_workers.py``).
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:

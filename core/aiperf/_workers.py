@@ -7,35 +7,55 @@ single-process run does, computes each request's metrics, and ships finished req
 coordinator in small batches. perf_counter is the system's monotonic clock, so times taken in
 different processes compare directly.
 
-The split is by message passing only (a pipe per worker, pickled batches), which is also the
-shape a run spread over several machines would take.
+The split is by message passing only (a pipe per worker, length-prefixed pickled batches),
+which is also the shape a run spread over several machines would take. Both ends do their pipe
+I/O inside their trio loop and never block on it: a coordinator that is slow to read (it also
+runs the live sinks, whose SDK threads hold its interpreter lock at times) makes a worker's
+outgoing batches wait in its memory, never its requests.
+
+Live sinks are the reason one worker is used even where one process could carry the load: with
+OTel or MLflow on, the load runs in a process of its own (see :func:`needs_pool`), so that no
+telemetry code ever shares an interpreter lock with the loop that stamps the chunks.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import structlog
 import trio
 
 from aiperf._types import Phase, PhaseChanged, RequestMetrics, RequestRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from multiprocessing.connection import Connection
 
     from aiperf._config import ProfileConfig
     from aiperf._engine import Engine
     from aiperf._types import Prompt
 
+log = structlog.get_logger()
+
 #: a worker ships finished requests at least this often, or when this many have piled up.
 BATCH_INTERVAL_S = 0.05
 BATCH_SIZE = 256
 #: one worker process per this many concurrent requests (or requests per second) in auto mode.
 AUTO_SHARE = 64
+#: the length prefix of every message on a worker's pipe.
+_HEADER = struct.Struct("<Q")
+#: pipe buffer asked of Linux (the default 64 KiB holds less than one batch at full load).
+_PIPE_BUFFER = 1 << 20
+_F_SETPIPE_SZ = 1031
+#: how far a coordinator that runs live sinks steps back in the CPU queue (see lower_priority).
+SINK_NICENESS = 10
 
 
 def auto_workers(config: ProfileConfig, cpus: int | None = None) -> int:
@@ -48,6 +68,38 @@ def auto_workers(config: ProfileConfig, cpus: int | None = None) -> int:
         return 1
     load = config.request_rate if config.request_rate is not None else (config.effective_concurrency or 1)
     return max(1, min(cpus - 1, int(load // AUTO_SHARE)))
+
+
+def needs_pool(workers: int, sinks: Sequence[object]) -> bool:
+    """Whether the load runs in worker processes: when there are several, and whenever live
+    sinks run, whose SDK threads would otherwise compete with the request loop for the
+    interpreter lock (a span batch encoded in pure Python holds it for tens of milliseconds)."""
+    return workers > 1 or bool(sinks)
+
+
+def lower_priority(by: int) -> int | None:
+    """Make every thread of this process ``by`` nicer; returns the new nice value.
+
+    The coordinator does this once its workers run, when it hosts live sinks: wherever the CPUs
+    are short (a small machine, a local server under test), the requests and the server come
+    first and telemetry takes what is left, falling behind (and, past its buffers, dropping
+    events, counted) rather than slowing the load. Linux keeps a nice value per thread and the
+    sinks' SDK threads already run, so each thread is set; elsewhere one call covers the process.
+    """
+    if not hasattr(os, "setpriority"):
+        return None
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    value = None
+    for tid in threads:
+        try:
+            value = min(os.getpriority(os.PRIO_PROCESS, tid) + by, 19)
+            os.setpriority(os.PRIO_PROCESS, tid, value)
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return value
 
 
 def _share(total: int | None, n: int, i: int) -> int | None:
@@ -99,6 +151,48 @@ def _strip(record: RequestRecord) -> RequestRecord:
     return record
 
 
+def _stream(conn: Connection) -> trio.lowlevel.FdStream:
+    """The pipe end as a non-blocking trio stream (which owns a duplicate of its descriptor)."""
+    fd = os.dup(conn.fileno())
+    conn.close()
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BUFFER)
+    except (ImportError, OSError):  # not Linux, or above the system's limit: the default will do
+        pass
+    return trio.lowlevel.FdStream(fd)
+
+
+def encode(message: object) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+@attrs.define
+class MessageReader:
+    """Reads the length-prefixed messages of :func:`encode` off a stream."""
+
+    stream: trio.abc.ReceiveStream
+    buffer: bytearray = attrs.field(factory=bytearray)
+
+    async def receive(self) -> Any:
+        """The next message; raises EOFError when the stream ends (mid-message or not)."""
+        buffer = self.buffer
+        while True:
+            if len(buffer) >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buffer)
+                end = _HEADER.size + size
+                if len(buffer) >= end:
+                    payload = bytes(buffer[_HEADER.size : end])
+                    del buffer[:end]
+                    return pickle.loads(payload)
+            chunk = await self.stream.receive_some(_PIPE_BUFFER)
+            if not chunk:
+                raise EOFError("the worker's pipe closed" + (" mid-message" if buffer else ""))
+            buffer += chunk
+
+
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of a worker process."""
     from aiperf._engine import Engine
@@ -145,36 +239,38 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.next_index = spec.index
 
-    async def ship() -> None:
+    async def ship(out: trio.lowlevel.FdStream) -> None:
         last_phase = None
         while True:
             await trio.sleep(BATCH_INTERVAL_S)
-            flush()
+            after = []
             if run.phase is not last_phase:
                 last_phase = run.phase
                 start = run.profile_start_ns if run.phase is Phase.PROFILE else time.perf_counter_ns()
-                conn.send(("phase", run.phase, start))
+                after.append(("phase", run.phase, start))
+            # A frame cut in half by the end of the run would garble the pipe.
+            with trio.CancelScope(shield=True):
+                await send(out, after)
 
-    def flush() -> None:
-        conn.send(("progress", engine.sent, engine.in_flight))
-        if batch:
-            conn.send(("done", batch[:]))
-            batch.clear()
+    async def send(out: trio.lowlevel.FdStream, after: list[tuple[Any, ...]]) -> None:
+        # The batch is taken before the first await: requests finishing meanwhile go to the next.
+        messages: list[tuple[Any, ...]] = [("done", batch[:])] if batch else []
+        batch.clear()
+        messages.append(("progress", engine.sent, engine.in_flight))
+        await out.send_all(b"".join(encode(m) for m in messages + after))
 
     async def main() -> None:
-        if spec.start_delay_s:
-            await trio.sleep(spec.start_delay_s)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ship)
-            result = await engine.run_benchmark()
-            nursery.cancel_scope.cancel()
-        flush()
-        conn.send(("end", result.was_cancelled, engine.cancelled_in_flight, run.profile_start_ns, run.profile_end_ns))
+        async with _stream(conn) as out:
+            if spec.start_delay_s:
+                await trio.sleep(spec.start_delay_s)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ship, out)
+                result = await engine.run_benchmark()
+                nursery.cancel_scope.cancel()
+            end = ("end", result.was_cancelled, engine.cancelled_in_flight, run.profile_start_ns, run.profile_end_ns)
+            await send(out, [end])
 
-    try:
-        trio.run(main)
-    finally:
-        conn.close()
+    trio.run(main)
 
 
 @attrs.define
@@ -186,6 +282,8 @@ class WorkerPool:
     sent: dict[int, int] = attrs.field(factory=dict)
     in_flight: dict[int, int] = attrs.field(factory=dict)
     stopping: bool = False
+    #: this process runs live sinks: once the workers run, it yields the CPU to them.
+    yield_cpu: bool = False
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -194,19 +292,22 @@ class WorkerPool:
             process = context.Process(target=worker_main, args=(spec, send), daemon=True)
             process.start()
             send.close()
-            self.processes.append((process, receive))
+            self.processes.append((process, MessageReader(_stream(receive))))
+        if self.yield_cpu:
+            # After the start: a child inherits its parent's nice value, and may not undo it.
+            log.debug("coordinator_yields_cpu", nice=lower_priority(SINK_NICENESS))
 
     def stop(self, signum: int) -> None:
         """Tell every worker to stop (SIGTERM; workers ignore SIGINT, so a terminal's Ctrl-C,
         which reaches the whole process group, is counted once, here)."""
         self.stopping = True
-        for process, _conn in self.processes:
+        for process, _reader in self.processes:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
 
     def kill(self) -> None:
         """A second Ctrl-C: the coordinator exits at once, and takes its workers with it."""
-        for process, _conn in self.processes:
+        for process, _reader in self.processes:
             if process.is_alive():
                 process.kill()
 
@@ -216,18 +317,21 @@ class WorkerPool:
         starts: list[int] = []
         ends: list[int] = []
         async with trio.open_nursery() as nursery:
-            for i, (_process, conn) in enumerate(self.processes):
-                nursery.start_soon(self._drain, engine, i, conn, starts, ends)
-        for process, _conn in self.processes:
+            for i, (_process, reader) in enumerate(self.processes):
+                nursery.start_soon(self._drain, engine, i, reader, starts, ends)
+        for process, reader in self.processes:
+            await reader.stream.aclose()
             await trio.to_thread.run_sync(process.join, 10)
         engine.run.profile_start_ns = min(starts) if starts else None
         engine.run.profile_end_ns = max(ends) if ends else time.perf_counter_ns()
 
-    async def _drain(self, engine: Engine, i: int, conn: Connection, starts: list[int], ends: list[int]) -> None:
+    async def _drain(
+        self, engine: Engine, i: int, reader: MessageReader, starts: list[int], ends: list[int]
+    ) -> None:
         profile_seen = False
         while True:
             try:
-                message = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+                message = await reader.receive()
             except EOFError:
                 return
             kind = message[0]
@@ -258,7 +362,14 @@ class WorkerPool:
                 return
 
 
-def make_pool(config: ProfileConfig, n: int, prompts: list[Prompt], bodies: list[bytes]) -> WorkerPool:
+def make_pool(
+    config: ProfileConfig,
+    n: int,
+    prompts: list[Prompt],
+    bodies: list[bytes],
+    *,
+    yield_cpu: bool = False,
+) -> WorkerPool:
     shares = split(config, n)
     stride = len(shares)
     specs = [
@@ -276,4 +387,4 @@ def make_pool(config: ProfileConfig, n: int, prompts: list[Prompt], bodies: list
         )
         for i, share in enumerate(shares)
     ]
-    return WorkerPool(specs)
+    return WorkerPool(specs, yield_cpu=yield_cpu)

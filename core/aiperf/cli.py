@@ -97,7 +97,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--warmup-request-count", type=int, metavar="N", help="requests sent first and left out of the results (default 0)")
     load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
     load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
-    load.add_argument("--workers", type=int, metavar="N", help="load-generating processes (default 1)")
+    load.add_argument("--workers", type=int, metavar="N", help="load-generating processes (default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
 
     out = parser.add_argument_group("Output")
     out.add_argument("--artifact-dir", type=Path, help="run directory (default artifacts/<model>-<type>-<load>)")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from aiperf import hookimpl
 from aiperf._endpoints import CHAT
 from aiperf._plugins import PluginError, Plugins
+from support.fake_plugins import install_fake_distribution
 
 PLUGIN_CODE = '''
 from aiperf import hookimpl
@@ -53,16 +53,6 @@ def aiperf_live_sinks(config, run):
             return None
     return [Sink()]
 '''
-
-
-def install_fake_distribution(site: Path, name: str, module: str, code: str, version: str = "0.0.1") -> None:
-    """Lay out an installed distribution (what pip leaves in site-packages), entry point included."""
-    (site / f"{module}.py").write_text(textwrap.dedent(code))
-    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[aiperf]\n{name.removeprefix('aiperf-')} = {module}\n")
-    (info / "RECORD").write_text("")
 
 
 @pytest.fixture

@@ -1,12 +1,20 @@
-"""--workers: how load is split across processes, and a real run over two of them."""
+"""--workers: how load is split across processes, how they talk, and real runs over them."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 from aiperf._config import build_config
-from aiperf._workers import auto_workers, split
+from aiperf._workers import MessageReader, auto_workers, encode, needs_pool, split
+from support.fake_plugins import install_fake_distribution
 
 
 def config(**values):
@@ -37,6 +45,82 @@ class TestSplit:
         assert 7 == auto_workers(config(concurrency=1024), cpus=8)
         assert 4 == auto_workers(config(concurrency=256, workers=4), cpus=2)
 
+    def test_live_sinks_take_the_load_out_of_their_process(self) -> None:
+        """One worker stays in-process only without sinks; with any sink the load moves out."""
+        assert not needs_pool(1, [])
+        assert needs_pool(1, [object()])
+        assert needs_pool(2, [])
+
+
+class TestMessages:
+    async def test_messages_survive_any_cut_of_the_stream(self) -> None:
+        """Frames split at every odd size arrive whole, in order, each exactly once."""
+        send, receive = trio.testing.memory_stream_one_way_pair()
+        messages = [("done", list(range(n))) for n in range(40)] + [("end", None, b"x" * 70_000)]
+        wire = b"".join(encode(m) for m in messages)
+        reader = MessageReader(receive)
+
+        async def write() -> None:
+            sizes = [1, 2, 3, 5, 8, 13, 4096]
+            at = 0
+            for i in range(len(wire)):
+                if at >= len(wire):
+                    break
+                size = sizes[i % len(sizes)]
+                await send.send_all(wire[at : at + size])
+                at += size
+            await send.aclose()
+
+        got = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            for _ in messages:
+                got.append(await reader.receive())
+        assert messages == got
+        with pytest.raises(EOFError, match="pipe closed$"):
+            await reader.receive()
+
+    async def test_a_message_cut_short_is_an_error_not_a_message(self) -> None:
+        """A worker that dies mid-frame ends its stream with EOFError."""
+        send, receive = trio.testing.memory_stream_one_way_pair()
+        await send.send_all(encode(("done", [1, 2, 3]))[:-1])
+        await send.aclose()
+        with pytest.raises(EOFError, match="mid-message"):
+            await MessageReader(receive).receive()
+
+
+def test_lower_priority_covers_threads_already_running(tmp_path: Path) -> None:
+    """Every thread steps back, the SDK threads that started before the call included."""
+    script = textwrap.dedent(
+        """
+        import os, threading
+        from aiperf._workers import lower_priority
+
+        def nice(tid):
+            return os.getpriority(os.PRIO_PROCESS, tid)
+
+        started, done = threading.Event(), threading.Event()
+        tids = []
+        def sdk_thread():
+            tids.append(threading.get_native_id())
+            started.set()
+            done.wait()
+        thread = threading.Thread(target=sdk_thread)
+        thread.start()
+        started.wait()
+        before = nice(0)
+        after = lower_priority(3)
+        print(before, after, nice(threading.get_native_id()), nice(tids[0]))
+        done.set()
+        thread.join()
+        """
+    )
+    # In a child: a process can raise its nice value but never lower it again.
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    before, after, main_thread, other_thread = map(int, out.split())
+    assert after == min(before + 3, 19)
+    assert [after, after] == [main_thread, other_thread]
+
 
 @pytest.mark.integration
 def test_two_workers_give_one_merged_result(aiperf_cli, mock_server, tmp_path) -> None:
@@ -55,3 +139,106 @@ def test_two_workers_give_one_merged_result(aiperf_cli, mock_server, tmp_path) -
     indices = sorted(line["request_index"] for line in lines)
     assert list(range(54)) == indices
     assert 4 == sum(1 for line in lines if line["phase"] == "warmup")
+
+
+WHERE_PLUGIN = """
+import json, os, threading, time
+from aiperf import hookimpl
+
+def nice():
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+@hookimpl
+def aiperf_add_options(command, parser):
+    if command == "profile":
+        group = parser.add_argument_group("where")
+        group.add_argument("--where-out")
+        group.add_argument("--where-stall-s", type=float, default=0.0)
+
+@hookimpl
+def aiperf_register_record_processors(register):
+    class Where:
+        name = "where"
+        order = 10
+        def process(self, record, values, run):
+            values["where_pid"] = os.getpid()
+            values["where_nice"] = nice()
+    register(Where())
+
+@hookimpl
+def aiperf_live_sinks(config, run):
+    out = config.plugin_options.get("where_out")
+    if not out:
+        return None
+    stall = config.plugin_options.get("where_stall_s") or 0.0
+
+    class Sink:
+        name = "where"
+        async def open(self, run):
+            pass
+        async def run(self, events):
+            seen = None
+            async for event in events:
+                if seen is None and type(event).__name__ == "RequestDone":
+                    seen = {"pid": os.getpid(), "nice": nice()}
+                    # Blocks the whole trio loop of the process that runs this sink.
+                    time.sleep(stall)
+            with open(out, "w") as fh:
+                json.dump(seen, fh)
+        async def close(self, status):
+            pass
+        def report(self):
+            return None
+    return [Sink()]
+"""
+
+
+@pytest.fixture
+def where_site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    install_fake_distribution(site, "aiperf-where", "aiperf_where_plugin", WHERE_PLUGIN)
+    return site
+
+
+def where_run(aiperf_cli, site: Path, url: str, run_dir: Path, *flags: str) -> list[dict]:
+    result = aiperf_cli(
+        "profile", "--url", url, "-m", "mock-model", "--streaming",
+        "--synthetic-input-tokens-mean", "16", "--output-tokens-mean", "8",
+        "--artifact-dir", str(run_dir), *flags,
+        env={"PYTHONPATH": str(site)},
+    )  # fmt: skip
+    assert 0 == result.returncode, result.stderr
+    return [json.loads(line) for line in (run_dir / "profile_export.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.integration
+class TestSinksApart:
+    def test_sinks_run_beside_the_load_never_in_its_process(self, aiperf_cli, mock_server, where_site, tmp_path) -> None:
+        """With a live sink on, requests are sent and measured in another process than the
+        sink's, and the sink's process has stepped back in the CPU queue."""
+        out = tmp_path / "sink.json"
+        lines = where_run(
+            aiperf_cli, where_site, mock_server.url, tmp_path / "run",
+            "--concurrency", "4", "--request-count", "40", "--where-out", str(out),
+        )  # fmt: skip
+        assert 40 == len(lines)
+        load_pids = {line["metrics"]["where_pid"] for line in lines}
+        load_nice = {line["metrics"]["where_nice"] for line in lines}
+        sink = json.loads(out.read_text())
+        assert 1 == len(load_pids) and sink["pid"] not in load_pids
+        assert [min(load_nice.pop() + 10, 19)] == [sink["nice"]]
+        assert os.getpid() not in load_pids
+
+    def test_a_stalled_coordinator_never_stalls_the_load(self, aiperf_cli, mock_server, where_site, tmp_path) -> None:
+        """A sink that blocks its process for 4 s: the worker keeps sending (its batches wait
+        in its memory), so no gap opens between the requests' start times."""
+        lines = where_run(
+            aiperf_cli, where_site, mock_server.url, tmp_path / "run",
+            "--concurrency", "8", "--request-count", "1500",
+            "--where-out", str(tmp_path / "sink.json"), "--where-stall-s", "4",
+        )  # fmt: skip
+        assert 1500 == len(lines)
+        starts = sorted(line["start_time_ns"] for line in lines)
+        longest_gap_s = max(b - a for a, b in zip(starts, starts[1:])) / 1e9
+        assert longest_gap_s < 2.0
