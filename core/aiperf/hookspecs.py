@@ -134,7 +134,9 @@ def aiperf_live_sinks(config: ProfileConfig, run: RunContext) -> Sequence[LiveSi
     """Return live sinks to feed from the live bus during the run (OTel, MLflow, ...).
 
     Each sink gets its own bounded channel and task: when it falls behind, events are dropped
-    and counted, and the requests never wait.
+    and counted, and the requests never wait. Sinks run in the ``aiperf profile`` process;
+    whenever one is on, the load runs in a worker process, so a sink's threads never compete
+    with the loop that times the requests.
 
     :param config: the run configuration.
     :param run: the run's context.
