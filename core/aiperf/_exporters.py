@@ -127,6 +127,16 @@ class CsvExporter:
         return [path]
 
 
+def platform_name() -> str:
+    """What ``platform.platform()`` says (``Linux-6.8.0-x86_64-with-glibc2.36``), without the
+    processor name it would ask a ``uname -p`` subprocess for."""
+    parts = [platform.system(), platform.release(), platform.machine()]
+    libc, version = platform.libc_ver()
+    if libc:
+        parts.append(f"with-{libc}{version}")
+    return "-".join(part for part in parts if part)
+
+
 def metadata(run: RunContext, *, result: RunResult | None) -> dict[str, Any]:
     from aiperf._redact import redact_argv
 
@@ -136,7 +146,7 @@ def metadata(run: RunContext, *, result: RunResult | None) -> dict[str, Any]:
         "benchmark_id": run.benchmark_id,
         "aiperf_version": run.version,
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "platform": platform_name(),
         "host": socket.gethostname(),
         "command_line": redact_argv(list(argv)),
         "plugins": plugins,
