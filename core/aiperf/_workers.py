@@ -44,9 +44,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-#: a worker ships finished requests at least this often, or when this many have piled up.
+#: how often a worker ships its finished requests (and its counters) to the coordinator.
 BATCH_INTERVAL_S = 0.05
-BATCH_SIZE = 256
 #: one worker process per this many concurrent requests (or requests per second) in auto mode.
 AUTO_SHARE = 64
 #: the length prefix of every message on a worker's pipe.
@@ -267,7 +266,8 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
                 nursery.start_soon(ship, out)
                 result = await engine.run_benchmark()
                 nursery.cancel_scope.cancel()
-            end = ("end", result.was_cancelled, engine.cancelled_in_flight, run.profile_start_ns, run.profile_end_ns)
+            cut = engine.cancelled_in_flight
+            end = ("end", result.was_cancelled, cut, run.profile_start_ns, run.profile_end_ns)
             await send(out, [end])
 
     trio.run(main)

@@ -398,42 +398,9 @@ class OtelSink:
 
             return callback
 
-        meter.create_observable_gauge(
-            sc.HW_GPU_UTILIZATION,
-            [observe("gpu_utilization")],
-            unit=sc.RATIO,
-            description="Fraction of time the GPU was busy (1 = 100 %)",
-        )
-        meter.create_observable_up_down_counter(
-            sc.HW_GPU_MEMORY_USAGE,
-            [observe("memory_used_bytes")],
-            unit=sc.BYTES,
-            description="GPU memory in use",
-        )
-        meter.create_observable_up_down_counter(
-            sc.HW_GPU_MEMORY_LIMIT,
-            [observe("memory_total_bytes")],
-            unit=sc.BYTES,
-            description="GPU memory size",
-        )
-        meter.create_observable_gauge(
-            sc.HW_POWER,
-            [observe("power_watts")],
-            unit=sc.WATTS,
-            description="GPU power draw",
-        )
-        meter.create_observable_counter(
-            sc.HW_ENERGY,
-            [observe("energy_joules")],
-            unit=sc.JOULES,
-            description="Energy the GPU consumed",
-        )
-        meter.create_observable_gauge(
-            sc.HW_TEMPERATURE,
-            [observe("temperature_celsius")],
-            unit=sc.CELSIUS,
-            description="GPU temperature",
-        )
+        for kind, name, field, unit, description in _GPU_INSTRUMENTS:
+            create = getattr(meter, f"create_observable_{kind}")
+            create(name, [observe(field)], unit=unit, description=description)
 
     def _quiet_sdk_logs(self) -> None:
         # A failed export is logged by the SDK at ERROR on every try, and a full span queue
@@ -557,6 +524,23 @@ def _bucket_views() -> list[View]:
             (sc.TIME_TO_FIRST_CHUNK, sc.CHUNK_BUCKETS),
         )
     ]
+
+
+#: (observable kind, name, HardwareSample field, unit, description) of each GPU instrument.
+_GPU_INSTRUMENTS = (
+    (
+        "gauge",
+        sc.HW_GPU_UTILIZATION,
+        "gpu_utilization",
+        sc.RATIO,
+        "Fraction of time the GPU was busy (1 = 100 %)",
+    ),
+    ("up_down_counter", sc.HW_GPU_MEMORY_USAGE, "memory_used_bytes", sc.BYTES, "GPU memory in use"),
+    ("up_down_counter", sc.HW_GPU_MEMORY_LIMIT, "memory_total_bytes", sc.BYTES, "GPU memory size"),
+    ("gauge", sc.HW_POWER, "power_watts", sc.WATTS, "GPU power draw"),
+    ("counter", sc.HW_ENERGY, "energy_joules", sc.JOULES, "Energy the GPU consumed"),
+    ("gauge", sc.HW_TEMPERATURE, "temperature_celsius", sc.CELSIUS, "GPU temperature"),
+)
 
 
 def _hw_id(sample: HardwareSample) -> str:
