@@ -60,6 +60,8 @@ _EXPORTS = {
     "strip_userinfo": "aiperf._config",
     "REDACTED": "aiperf._config",
     "announce_artifacts": "aiperf._plugins",
+    "record_artifacts": "aiperf._rundir",
+    "run_artifacts": "aiperf._rundir",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]

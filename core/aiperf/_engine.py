@@ -142,6 +142,7 @@ class Engine:
     cancelled_in_flight: int = 0
     _load_scope: trio.CancelScope | None = None
     _phase_started: float = 0.0
+    _progress_started: float | None = None
 
     def __attrs_post_init__(self) -> None:
         self.aggregator = Aggregator(goodput=dict(self.config.goodput))
@@ -285,6 +286,8 @@ class Engine:
                         background.start_soon(self._report_progress)
                         await self._run_phases()
                         background.cancel_scope.cancel()
+                    # The once-a-second samples miss the end: sinks get the final counts.
+                    self._publish_progress()
                     self.bus.end_streams()
                     # Sinks drain what is queued; one stuck in a blocking call is abandoned.
                     sinks.cancel_scope.deadline = trio.current_time() + CLOSE_BUDGET_S
@@ -375,21 +378,24 @@ class Engine:
                     self._load_scope.cancel()
 
     async def _report_progress(self) -> None:
-        started = trio.current_time()
+        self._progress_started = trio.current_time()
         while True:
             await trio.sleep(1.0)
-            elapsed = trio.current_time() - started
-            self.bus.publish(
-                Progress(
-                    phase=self.run.phase,
-                    sent=self.sent,
-                    completed=self.completed,
-                    failed=self.failed,
-                    in_flight=self.in_flight,
-                    elapsed_s=elapsed,
-                )
+            self._show_progress(self._publish_progress())
+
+    def _publish_progress(self) -> float:
+        elapsed = trio.current_time() - (self._progress_started or trio.current_time())
+        self.bus.publish(
+            Progress(
+                phase=self.run.phase,
+                sent=self.sent,
+                completed=self.completed,
+                failed=self.failed,
+                in_flight=self.in_flight,
+                elapsed_s=elapsed,
             )
-            self._show_progress(elapsed)
+        )
+        return elapsed
 
     def _show_progress(self, elapsed: float) -> None:
         stream = self.progress_stream
@@ -398,13 +404,26 @@ class Engine:
         total = self.config.effective_request_count
         done = self.completed + self.failed
         target = f"/{total + self.config.warmup_request_count}" if total else ""
-        phase_elapsed = max(trio.current_time() - self._phase_started, 1e-9)
-        rate = self.aggregator.ok / phase_elapsed if self.run.phase is Phase.PROFILE else 0.0
+        rate = self.profile_rate()
         stream.write(
             f"\r[{self.run.phase.value}] {done}{target} requests  {rate:7.1f} req/s  "
             f"{self.failed} errors  {self.in_flight} in flight  {elapsed:6.1f} s "
         )
         stream.flush()
+
+    def profile_rate(self, now_ns: int | None = None) -> float:
+        """Successful requests per second of the measured phase so far.
+
+        Taken from the records this process has received and the phase's start on the
+        perf_counter clock, which worker processes share with their coordinator: the same
+        figure whether the load runs here or in workers (which set ``profile_start_ns`` only
+        through their messages).
+        """
+        start = self.run.profile_start_ns
+        if self.run.phase is not Phase.PROFILE or start is None:
+            return 0.0
+        seconds = ((now_ns or time.perf_counter_ns()) - start) / 1e9
+        return self.aggregator.ok / seconds if seconds > 0 else 0.0
 
     def _clear_progress(self) -> None:
         if self.progress_stream is not None:

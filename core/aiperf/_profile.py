@@ -27,6 +27,7 @@ from aiperf._exporters import (
 )
 from aiperf._http import request_url
 from aiperf._provider import infer_provider
+from aiperf._rundir import prepare_run_dir, record_artifacts
 from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     trio.run(check_server, config.url, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir)  # an earlier run's files move to previous/<its id>/
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -126,6 +127,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     run.state["argv"] = list(argv)
     run.state["plugins"] = plugin_list
     write_json(run_dir / METADATA_FILE, metadata(run, result=None))
+    record_artifacts(run, [run_dir / INPUTS_FILE, run_dir / METADATA_FILE, run_dir / JSONL_FILE])
 
     log.info(
         "benchmark_starting",
@@ -205,7 +207,7 @@ def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -
     failed = 0
     for exporter in exporters:
         try:
-            exporter.export(run, result)
+            record_artifacts(run, exporter.export(run, result) or ())
         except Exception as exc:  # noqa: BLE001 - one exporter failing must not stop the others
             failed += 1
             log.error("exporter_failed", exporter=exporter.name, error=f"{type(exc).__name__}: {exc}")

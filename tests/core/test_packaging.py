@@ -26,8 +26,16 @@ class TestPackaging:
         project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
         extras = project["optional-dependencies"]
         for name in ("otel", "mlflow", "gpu", "plot"):
-            assert [f"aiperf-{name}"] == extras[name]
+            assert f"aiperf-{name}" == extras[name][0]
             plugin = tomllib.loads((REPO / "plugins" / f"aiperf-{name}" / "pyproject.toml").read_text())
             assert f"aiperf-{name}" == plugin["project"]["name"]
             assert f"aiperf_{name}.plugin" == plugin["project"]["entry-points"]["aiperf"][name]
-        assert sorted(f"aiperf-{n}" for n in ("otel", "mlflow", "gpu", "plot")) == sorted(extras["all"])
+        plugins = [e for e in extras["all"] if e.startswith("aiperf-")]
+        assert sorted(f"aiperf-{n}" for n in ("otel", "mlflow", "gpu", "plot")) == sorted(plugins)
+
+    def test_mlflow_extra_installs_the_full_mlflow(self) -> None:
+        """`pip install "aiperf[mlflow]"` then `mlflow ui` works: the extra brings the full
+        mlflow (server, UI, sqlite store), not only the client the plugin needs."""
+        extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        for extra in ("mlflow", "all"):
+            assert any(e.split(">")[0].split("=")[0].strip() == "mlflow" for e in extras[extra]), extra

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from aiperf import AiperfError, RunContext, RunStatus, UsageError
+from aiperf import AiperfError, RunContext, RunStatus, UsageError, record_artifacts
 from aiperf_mlflow import environment
 from aiperf_mlflow.config import MlflowConfig
-from aiperf_mlflow.exporter import MlflowExporter, finish_run, run_files, upload_announced
+from aiperf_mlflow.exporter import MlflowExporter, finish_run, manifest_files, upload_announced
 from aiperf_mlflow.points import Point
 from aiperf_mlflow.session import EXPORT_FILE, MlflowSession
 from mlflow import MlflowClient
@@ -32,6 +32,8 @@ def run_with_files(tmp_path: Path) -> RunContext:
         (run.run_dir / name).write_text("{}\n")
     (run.run_dir / "plots").mkdir()
     (run.run_dir / "plots" / "ttft.png").write_bytes(b"\x89PNG")
+    record_artifacts(run, [run.run_dir / name for name in RESULT_FILES])
+    record_artifacts(run, [run.run_dir / "plots" / "ttft.png"])
     return run
 
 
@@ -127,7 +129,8 @@ class TestExport:
             MlflowExporter(session=session).export(run, make_result())
         assert [
             "mlflow: run files not uploaded to http://localhost:5000 (MLflow tracking server at "
-            "http://localhost:5000 did not respond within 5s)"
+            "http://localhost:5000 did not respond within 5s); MLflow run abc could not be "
+            "ended and shows RUNNING"
         ] == [
             e["event"] for e in logs if e["log_level"] == "warning"
         ]
@@ -161,18 +164,23 @@ class TestExport:
         assert warning.startswith("mlflow: run files not uploaded to "), warning
         assert "could not upload the run directory: ConnectionError" in warning
         exported = json.loads((run.run_dir / EXPORT_FILE).read_text())
-        assert (False, "RUNNING") == (exported["uploaded"], exported["run_status"])
+        # The run is ended all the same: it never stays RUNNING.
+        assert (False, "FINISHED") == (exported["uploaded"], exported["run_status"])
         assert [
             "could not upload the run directory: ConnectionError: connection reset by peer"
         ] == exported["errors"]
 
-    def test_run_files_lists_results_and_plots(self, tmp_path: Path) -> None:
-        """Top-level files and plots/*.png; mlflow_export.json is sent apart, last."""
+    def test_manifest_files_are_what_the_run_wrote_and_nothing_else(self, tmp_path: Path) -> None:
+        """The files this run recorded, in order; a .env or a stray file beside them never;
+        mlflow_export.json is sent apart, last."""
         run = run_with_files(tmp_path)
         (run.run_dir / EXPORT_FILE).write_text("{}")
-        (run.run_dir / "plots" / "notes.txt").write_text("x")
-        names = [p.relative_to(run.run_dir).as_posix() for p in run_files(run.run_dir)]
-        assert sorted(RESULT_FILES) + ["plots/ttft.png"] == names
+        record_artifacts(run, [run.run_dir / EXPORT_FILE])
+        (run.run_dir / ".env").write_text("OPENAI_API_KEY=sk-secret\n")
+        (run.run_dir / "notes.txt").write_text("x")
+        (run.run_dir / "plots" / "old.png").write_bytes(b"\x89PNG")
+        names = [p.relative_to(run.run_dir).as_posix() for p in manifest_files(run)]
+        assert [*RESULT_FILES, "plots/ttft.png"] == names
 
 
 class TestFinishRun:
@@ -268,3 +276,19 @@ def test_export_file_upload_failure_is_not_listed(file_store: str, tmp_path: Pat
     assert (False, "FINISHED") == (exported["uploaded"], exported["run_status"])
     assert EXPORT_FILE not in exported["artifacts"]
     assert "profile_export_aiperf.json" in exported["artifacts"]
+
+
+def test_upload_announced_refuses_another_runs_export_file(file_store: str, tmp_path: Path) -> None:
+    """Results of benchmark B beside the mlflow_export.json of benchmark A: one line, nothing
+    uploaded to A's run."""
+    run = run_with_files(tmp_path)
+    session = session_for(run, file_store)
+    run_id = session.start_run(run)
+    (run.run_dir / "profile_export_aiperf.json").write_text(json.dumps({"benchmark_id": "other"}))
+    png = run.run_dir / "plots" / "itl.png"
+    png.write_bytes(b"\x89PNG")
+    with pytest.raises(UsageError) as info:
+        upload_announced(run.run_dir, [png], environ={})
+    assert str(info.value).startswith("--mlflow-upload: the results in ")
+    assert "benchmark other" in str(info.value) and f"benchmark {run.benchmark_id}" in str(info.value)
+    assert "plots/itl.png" not in artifact_paths(MlflowClient(file_store), run_id)

@@ -46,6 +46,8 @@ class TestOptions:
                 "b:2",
                 "--mlflow-parent-run-id",
                 "abc123def456",
+                "--mlflow-upload-timeout",
+                "10",
             ],
         )
         assert {
@@ -54,6 +56,7 @@ class TestOptions:
             "mlflow_run_name": "r",
             "mlflow_tags": ["a=1", "b:2"],
             "mlflow_parent_run_id": "abc123def456",
+            "mlflow_upload_timeout": "10",
         } == got
 
     def test_plot_upload_flag(self) -> None:

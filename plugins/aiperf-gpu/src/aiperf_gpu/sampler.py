@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 import structlog
 import trio
-from aiperf import HardwareSample, Phase
+from aiperf import HardwareSample, Phase, record_artifacts
 
 from aiperf_gpu.readings import FIELD_NAMES, GpuReading, Source
 from aiperf_gpu.summary import TelemetryStore, build_sections
@@ -228,6 +228,8 @@ def create_sampler(gpu: GpuConfig, run: RunContext, ca_bundle: Path | None = Non
     # A scrape may take up to the interval (at least a second) before it counts as failed.
     timeout = max(1.0, gpu.interval_s)
     sources += [DcgmSource(url, timeout_s=timeout, ca_bundle=ca_bundle) for url in gpu.dcgm_urls]
+    # In the run's manifest, so that uploaders (MLflow) send it.
+    record_artifacts(run, [run.run_dir / JSONL_FILE])
     return GpuSampler(
         sources=sources,
         interval_s=gpu.interval_s,

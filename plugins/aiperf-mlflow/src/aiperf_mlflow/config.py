@@ -30,6 +30,10 @@ RUN_NAME = "mlflow_run_name"
 TAGS = "mlflow_tags"
 PARENT_RUN_ID = "mlflow_parent_run_id"
 UPLOAD = "mlflow_upload"
+UPLOAD_TIMEOUT = "mlflow_upload_timeout"
+
+#: seconds everything MLflow does after the load may take (final flush, upload, ending the run).
+DEFAULT_UPLOAD_TIMEOUT_S = 30.0
 
 _SERVER_SCHEMES = ("http", "https")
 #: schemes MLflow's client knows besides servers and local files; passed through untouched.
@@ -51,6 +55,8 @@ class MlflowConfig:
     run_name: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
     parent_run_id: str | None = None
+    #: ``--mlflow-upload-timeout``: the deadline for everything after the load.
+    upload_timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S
 
     @property
     def is_server(self) -> bool:
@@ -83,6 +89,7 @@ def from_options(
             (RUN_NAME, "--mlflow-run-name"),
             (TAGS, "--mlflow-tag"),
             (PARENT_RUN_ID, "--mlflow-parent-run-id"),
+            (UPLOAD_TIMEOUT, "--mlflow-upload-timeout"),
         )
         if options.get(dest)
     ]
@@ -103,7 +110,21 @@ def from_options(
         run_name=_optional_name(options.get(RUN_NAME), "--mlflow-run-name"),
         tags=parse_tags(options.get(TAGS) or ()),
         parent_run_id=_parent_run_id(options.get(PARENT_RUN_ID)),
+        upload_timeout_s=upload_timeout(options.get(UPLOAD_TIMEOUT)),
     )
+
+
+def upload_timeout(value: Any) -> float:
+    """``--mlflow-upload-timeout``: seconds, > 0; unset is the default."""
+    if value is None:
+        return DEFAULT_UPLOAD_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(f"--mlflow-upload-timeout: expected seconds > 0 (got {value!r})")
+    return seconds
 
 
 def normalize_tracking_uri(uri: str, cwd: Path | None = None) -> str:

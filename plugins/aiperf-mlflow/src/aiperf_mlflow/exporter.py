@@ -9,20 +9,21 @@ health probe first, then MLflow's client with the small retry counts set in
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import structlog
-from aiperf import AiperfError, RunContext, RunResult, RunStatus, UsageError
+from aiperf import AiperfError, RunContext, RunResult, RunStatus, UsageError, run_artifacts
 
 from aiperf_mlflow import environment
 from aiperf_mlflow.config import MlflowConfig, normalize_tracking_uri
 from aiperf_mlflow.session import (
     EXPORT_FILE,
-    PLOTS_DIR,
     MlflowSession,
     describe_error,
     read_export_file,
@@ -32,18 +33,53 @@ from aiperf_mlflow.session import (
 log = structlog.get_logger()
 
 
-def run_files(run_dir: Path) -> list[Path]:
-    """What goes into the run's artifacts: every file at the top of the run directory (results,
-    GPU telemetry, metadata) and ``plots/*.png``; ``mlflow_export.json`` is sent last, apart."""
-    files = sorted(
+#: of the deadline, the part kept for ending the run: a hung upload must not leave it RUNNING.
+END_SHARE = 1 / 3
+#: at most this long is kept for ending the run.
+END_RESERVE_S = 5.0
+#: after one Ctrl-C during the upload: how long ending the run KILLED may take.
+INTERRUPTED_END_S = 3.0
+
+
+class OutOfTime(Exception):
+    """A call to MLflow did not return before the deadline (it goes on in its thread)."""
+
+
+def call_within(fn: Callable[[], Any], seconds: float) -> Any:
+    """``fn()`` in a daemon thread; :class:`OutOfTime` when it takes longer than ``seconds``.
+
+    The caller waits in ``Thread.join``, which a Ctrl-C interrupts (KeyboardInterrupt here,
+    while the thread is abandoned); a daemon thread never holds up the process's exit.
+    """
+    if seconds <= 0:
+        raise OutOfTime
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="aiperf-mlflow-upload", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise OutOfTime
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def manifest_files(run: RunContext) -> list[Path]:
+    """What goes into the run's artifacts: exactly the files this run wrote (the run's
+    manifest: results, GPU telemetry, metadata, plots), never anything else in the directory;
+    ``mlflow_export.json`` is sent last, apart."""
+    return [
         p
-        for p in run_dir.iterdir()
-        if p.is_file() and p.name != EXPORT_FILE and not p.name.endswith(".tmp")
-    )
-    plots = run_dir / PLOTS_DIR
-    if plots.is_dir():
-        files.extend(sorted(plots.glob("*.png")))
-    return files
+        for p in run_artifacts(run)
+        if p.name != EXPORT_FILE and not p.name.endswith(".tmp")
+    ]
 
 
 @attrs.define(kw_only=True)
@@ -56,42 +92,77 @@ class MlflowExporter:
     def export(self, run: RunContext, result: RunResult) -> list[Path]:
         session = self.session
         session.exported = True
-        reused = session.run_id is not None
         extra: dict[str, Any] = {
-            "reused_live_run": reused,
+            "reused_live_run": session.run_id is not None,
             "benchmark_status": str(result.status),
             "uploaded": False,
         }
-        if not self._reachable():
+        try:
+            return self._export(run, result, extra)
+        except KeyboardInterrupt:
+            # One Ctrl-C during the upload: the run is ended KILLED (briefly: the user is
+            # waiting), the record says so, and the CLI exits 130.
+            session.errors.append("upload interrupted by Ctrl-C")
+            self._end(RunStatus.KILLED, INTERRUPTED_END_S)
+            session.write_export_file(**extra)
+            self._say_lost("interrupted by Ctrl-C")
+            raise
+
+    def _export(self, run: RunContext, result: RunResult, extra: dict[str, Any]) -> list[Path]:
+        session = self.session
+        total = session.config.upload_timeout_s
+        reserve = min(END_RESERVE_S, total * END_SHARE)
+        if not self._reachable(max(0.1, session.time_left() - reserve)):
             message = environment.unresponsive_message(session.config, session.probe_timeout_s)
             session.errors.append(f"{message} Nothing was uploaded.")
             self._say_lost(message.rstrip("."))
             return [session.write_export_file(**extra)]
-        step = "create the run"
-        try:
-            if not reused:
-                session.start_run(run)
-            if session.pending:
-                step = "log the live points"
-                session.log_points(session.pending)
-                session.live_counts.logged += len(session.pending)
-                session.pending.clear()
-            step = "log the summary metrics"
-            session.log_summary(result)
-            step = "upload the run directory"
-            session.upload(run_files(run.run_dir))
-            step = "end the run"
-            session.terminate(result.status)
-            step = f"upload {EXPORT_FILE}"
+        failures: list[str] = []
+
+        def log_pending() -> None:
+            session.log_points(session.pending)
+            session.live_counts.logged += len(session.pending)
+            session.pending.clear()
+
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        if session.run_id is None:
+            steps.append(("create the run", lambda: session.start_run(run)))
+        if session.pending:
+            steps.append(("log the live points", log_pending))
+        steps.append(("log the summary metrics", lambda: session.log_summary(result)))
+        files = manifest_files(run)
+        steps.append(("upload the run directory", lambda: session.upload(files)))
+        for step, call in steps:
+            try:
+                call_within(call, session.time_left() - reserve)
+            except OutOfTime:
+                failures.append(f"could not {step}: no answer within {total:g}s (--mlflow-upload-timeout)")
+                break
+            except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; each is reported the same way
+                failures.append(f"could not {step}: {describe_error(exc)}")
+                if session.run_id is None:
+                    break
+        failure = "; ".join(failures) or None
+        session.errors.extend(failures)
+        # Whatever failed above, the run is ended: it must never stay RUNNING.
+        ended = self._end(result.status, session.time_left())
+        if failure is None and ended:
             extra["uploaded"] = True
             # Listed before it is sent, so the copy in MLflow names itself too.
             session.artifacts.append(EXPORT_FILE)
             path = session.write_export_file(**extra)
-            session.upload([path])
-        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; each is reported the same way
-            error = f"could not {step}: {describe_error(exc)}"
-            session.errors.append(error)
-            self._say_lost(error)
+            try:
+                call_within(lambda: session.upload([path]), session.time_left())
+            except OutOfTime:
+                failure = f"could not upload {EXPORT_FILE}: no answer within {total:g}s"
+            except Exception as exc:  # noqa: BLE001
+                failure = f"could not upload {EXPORT_FILE}: {describe_error(exc)}"
+        elif failure is None:
+            failure = session.errors[-1] if session.errors else "could not end the run"
+        if failure is not None:
+            if failure not in session.errors:
+                session.errors.append(failure)
+            self._say_lost(failure)
             extra["uploaded"] = False
             if EXPORT_FILE in session.artifacts:
                 session.artifacts.remove(EXPORT_FILE)
@@ -102,7 +173,23 @@ class MlflowExporter:
             artifacts=len(session.artifacts),
             status=str(result.status),
         )
-        return [path]
+        return [run.run_dir / EXPORT_FILE]
+
+    def _end(self, status: RunStatus, seconds: float) -> bool:
+        """End the run with ``status``; False (and the reason recorded) when MLflow does not
+        take it in time. At least a second is given, even past the deadline."""
+        session = self.session
+        if session.run_id is None:
+            return False
+        try:
+            call_within(lambda: session.terminate(status), max(seconds, 1.0))
+        except OutOfTime:
+            session.errors.append(f"could not end the run: no answer within {max(seconds, 1.0):g}s")
+            return False
+        except Exception as exc:  # noqa: BLE001
+            session.errors.append(f"could not end the run: {describe_error(exc)}")
+            return False
+        return True
 
     def _say_lost(self, why: str) -> None:
         """The one line that says what MLflow did not get, after the last attempt."""
@@ -112,11 +199,18 @@ class MlflowExporter:
         session.pending.clear()
         lost = counts.failed + counts.dropped
         points = f"; {lost} live points lost" if lost else ""
-        log.warning(f"mlflow: run files not uploaded to {session.config.display_uri} ({why}){points}")
+        ended = (
+            f"; MLflow run {session.run_id} could not be ended and shows RUNNING"
+            if session.run_id and session.run_status == "RUNNING"
+            else ""
+        )
+        log.warning(
+            f"mlflow: run files not uploaded to {session.config.display_uri} ({why}){points}{ended}"
+        )
 
-    def _reachable(self) -> bool:
+    def _reachable(self, seconds: float) -> bool:
         session = self.session
-        return environment.probe(session.config, session.probe_timeout_s)
+        return environment.probe(session.config, min(session.probe_timeout_s, seconds))
 
 
 def finish_run(session: MlflowSession, status: RunStatus) -> None:
@@ -124,7 +218,7 @@ def finish_run(session: MlflowSession, status: RunStatus) -> None:
     if session.exported or session.run_id is None or session.run_status != "RUNNING":
         return
     try:
-        session.terminate(status)
+        call_within(lambda: session.terminate(status), max(session.time_left(), 1.0))
         session.write_export_file(benchmark_status=str(status), uploaded=False)
     except Exception as exc:  # noqa: BLE001
         log.warning("mlflow_end_run_failed", run_id=session.run_id, error=describe_error(exc))
@@ -151,6 +245,14 @@ def upload_announced(
         raise UsageError(
             f"--mlflow-upload: the profile in {run_dir} never reached MLflow, so there is no run "
             f"to add the plots to (see 'errors' in {EXPORT_FILE})"
+        )
+    results_id = _results_benchmark_id(run_dir)
+    exported_id = data.get("benchmark_id")
+    if results_id and exported_id and results_id != exported_id:
+        raise UsageError(
+            f"--mlflow-upload: the results in {run_dir} are from benchmark {results_id}, but its "
+            f"{EXPORT_FILE} names the MLflow run of benchmark {exported_id}; not uploading "
+            "another run's plots"
         )
     uri = tracking_uri or data.get("tracking_uri")
     if not uri:
@@ -182,3 +284,15 @@ def upload_announced(
 
 def _existing(paths: Iterable[Path]) -> list[Path]:
     return [Path(p) for p in paths if Path(p).is_file()]
+
+
+def _results_benchmark_id(run_dir: Path) -> str | None:
+    """The benchmark the run directory's results are from (summary, else metadata)."""
+    for name in ("profile_export_aiperf.json", "metadata.json"):
+        try:
+            value = json.loads((run_dir / name).read_text(encoding="utf-8")).get("benchmark_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value:
+            return str(value)
+    return None

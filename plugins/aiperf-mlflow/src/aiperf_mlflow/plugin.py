@@ -63,6 +63,14 @@ def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
             metavar="RUN_ID",
             help="log the run as a child of this run (for sweeps)",
         )
+        group.add_argument(
+            "--mlflow-upload-timeout",
+            dest=flags.UPLOAD_TIMEOUT,
+            metavar="SECONDS",
+            help="deadline for everything MLflow does after the load: the last live points, "
+            "the upload, ending the run; what misses it is reported in one line "
+            f"(default: {flags.DEFAULT_UPLOAD_TIMEOUT_S:g})",
+        )
     elif command == "plot":
         group = parser.add_argument_group("MLflow", "Upload the plots (aiperf-mlflow)")
         group.add_argument(

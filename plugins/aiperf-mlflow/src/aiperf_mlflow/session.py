@@ -139,7 +139,20 @@ class MlflowSession:
     pending: list[Point] = attrs.field(factory=list)
     #: the post-run exporter has done its part (uploaded, or given up and said why).
     exported: bool = False
+    #: time.monotonic() by which everything after the load must be done; set by the first
+    #: of the sink's final flush and the exporter (see :meth:`tail_deadline`).
+    deadline: float | None = None
     _start_lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def tail_deadline(self) -> float:
+        """The one deadline shared by the final flush, the upload and ending the run
+        (``--mlflow-upload-timeout``), so that a hung server costs that long once, not per step."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.config.upload_timeout_s
+        return self.deadline
+
+    def time_left(self) -> float:
+        return max(0.0, self.tail_deadline() - time.monotonic())
 
     def _client(self) -> Any:
         if self.client is None:
@@ -196,13 +209,21 @@ class MlflowSession:
                 experiment_id, start_time=_now_ms(), tags=tags, run_name=run_name
             )
             run_id = created.info.run_id
-            params = [Param(key, value) for key, value in run_params(run).items()]
-            client.log_batch(run_id, params=params, synchronous=True)
+            # Known (and written down) the moment it exists: whatever fails next, this run is
+            # the one that gets the points and is ended; no second run is ever made for it.
             self.experiment_id, self.experiment_name = experiment_id, name
             self.run_name, self.run_status = run_name, "RUNNING"
             self.parent_run_id = parent.info.run_id if parent is not None else None
             self.run_id = run_id
             self.write_export_file()
+            params = [Param(key, value) for key, value in run_params(run).items()]
+            try:
+                client.log_batch(run_id, params=params, synchronous=True)
+            except Exception as exc:  # noqa: BLE001 - the run exists; losing params is reported
+                error = f"could not log the params: {describe_error(exc)}"
+                self.errors.append(error)
+                log.warning("mlflow_params_not_logged", run_id=run_id, error=error)
+                self.write_export_file()
             log.info(
                 "mlflow_run_started",
                 run_id=run_id,

@@ -89,9 +89,14 @@ class MlflowLiveSink:
             nursery.start_soon(self._flush_loop)
             async for event in events:
                 self.accept(event)
-            # Let a batch in flight land (and count as logged); close() sends the rest.
+            # Let a batch in flight land (and count as logged); close() sends the rest. A batch
+            # stuck on a hung server gets half of what is left of the deadline it shares with
+            # the upload (--mlflow-upload-timeout), then is abandoned and counted as failed.
             self._stopped.set()
             self._wake.set()
+            nursery.cancel_scope.deadline = trio.current_time() + min(
+                self.close_budget_s, self.session.time_left() / 2
+            )
 
     def accept(self, event: LiveEvent) -> None:
         """Turn one event into points and buffer them; never blocks."""
@@ -169,7 +174,10 @@ class MlflowLiveSink:
             self.session.pending.extend(self._buffer)
             self._buffer.clear()
             return
-        with trio.move_on_after(self.close_budget_s):
+        # The final flush takes its time from the deadline it shares with the upload
+        # (--mlflow-upload-timeout), half of it at most: a hung server costs that long once, not once
+        # per step, and the exporter keeps time to end the run.
+        with trio.move_on_after(min(self.close_budget_s, self.session.time_left() / 2)):
             await self.flush()
         # What could not go out in time is lost: count it so the report is honest.
         self.session.live_counts.failed += len(self._buffer)
