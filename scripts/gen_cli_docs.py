@@ -30,7 +30,9 @@ def render() -> str:
             out += [f"### {group.title}", "", "| flag | meaning |", "|---|---|"]
             for action in rows:
                 flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.metavar or action.dest}`"
-                text = (action.help or "").replace("|", "\\|").replace("%%", "%")
+                # Expanded as `--help` shows it: %(default)s, %(choices)s, %% become text.
+                text = parser._get_formatter()._expand_help(action) if action.help else ""  # noqa: SLF001
+                text = text.replace("|", "\\|")
                 out.append(f"| {flags} | {text} |")
             out.append("")
     return "\n".join(out).rstrip() + "\n"

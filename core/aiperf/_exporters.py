@@ -193,7 +193,14 @@ def render_table(run: RunContext, result: RunResult) -> str:
     for stats in result.metrics.values():
         d = stats.as_dict()
         rows.append([f"{stats.header} ({stats.unit})", *(_fmt(d.get(c)) for c in CONSOLE_COLUMNS)])
-    lines = [title, *_grid(rows)]
+    lines = [title]
+    if len(rows) > 1:
+        lines += _grid(rows)
+    elif result.errors:
+        # An empty table says nothing; the errors (below) say why nothing was measured.
+        failed = sum(e.count for e in result.errors)
+        lines.append(f"No request succeeded: all {failed} failed. Errors by type:")
+        lines += _error_grid(result)
     run_rows = [["Run metric", "value"]]
     for stats in result.run_metrics.values():
         run_rows.append([f"{stats.header} ({stats.unit})", _fmt(stats.avg)])
@@ -209,16 +216,20 @@ def render_table(run: RunContext, result: RunResult) -> str:
             columns = list(section.rows[0].keys())
             lines.append(section.title)
             lines += _grid([columns, *[[str(r.get(c, "")) for c in columns] for r in section.rows]])
-    if result.errors:
+    if result.errors and len(rows) > 1:
         lines.append("Errors")
-        lines += _grid(
-            [["type", "count", "first message"]]
-            + [[e.type, str(e.count), e.first_message[:80]] for e in result.errors]
-        )
+        lines += _error_grid(result)
     for note in result.notes:
         lines.append(f"note: {note}")
     lines.append(f"Results: {run.run_dir}")
     return "\n".join(lines) + "\n"
+
+
+def _error_grid(result: RunResult) -> list[str]:
+    return _grid(
+        [["type", "count", "first message"]]
+        + [[e.type, str(e.count), e.first_message[:80]] for e in result.errors]
+    )
 
 
 def _grid(rows: list[list[str]]) -> list[str]:

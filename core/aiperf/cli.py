@@ -264,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plugins = Plugins.load()
         set_current(plugins)
         parser, parsers = build_parser(plugins)
+        if "plot" not in parsers and next((a for a in args if not a.startswith("-")), None) == "plot":
+            # Before parsing: argparse would reject the plot flags it does not know.
+            raise MissingExtra(FIRST_PARTY["plot"][1])
         ns = parser.parse_args(args)
         if ns.command is None:
             parser.print_help()

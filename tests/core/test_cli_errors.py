@@ -95,6 +95,16 @@ class TestMissingExtras:
         assert 0 != result.returncode
         assert line == one_line(result.stderr)
 
+    @pytest.mark.parametrize("args", [["plot"], ["plot", "--paths", "."], ["plot", "--paths", ".", "--mlflow-upload"]])
+    def test_plot_command_without_the_plugin_names_the_install(self, aiperf_cli, args: list[str]) -> None:
+        """`aiperf plot ...` with only the core: the install line, as `--plot` gives it."""
+        result = aiperf_cli(*args, env={"AIPERF_DISABLE_PLUGINS": "otel,mlflow,gpu,plot"})
+        assert 0 != result.returncode
+        assert (
+            "Plotting requires the 'aiperf-plot' plugin. Install with: pip install \"aiperf[plot]\""
+            == one_line(result.stderr)
+        )
+
     def test_turning_off_a_missing_plugin_is_fine(self, aiperf_cli) -> None:
         """--no-gpu-telemetry without aiperf-gpu is accepted (the run then fails on the dead URL)."""
         result = aiperf_cli(*BASE, "--no-gpu-telemetry", env={"AIPERF_DISABLE_PLUGINS": "gpu"})

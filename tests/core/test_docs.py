@@ -23,3 +23,12 @@ def test_every_flag_is_in_the_cli_reference() -> None:
         if f"`{flag}`" not in text
     ]
     assert [] == missing
+
+
+def test_cli_reference_has_no_unexpanded_format_strings() -> None:
+    """Help texts appear as `--help` prints them: no literal %(default)s, %(prog)s or %%."""
+    import re
+
+    text = (DOCS / "cli.md").read_text()
+    leftovers = re.findall(r"%\([a-z_]+\)[a-z]|%%", text)
+    assert [] == leftovers

@@ -184,13 +184,10 @@ class TestOptions:
         """No --otel-url, no OTel."""
         assert from_options({"otel_url": None, "otel_stream": None}) is None
 
-    def test_from_options_stream_alone_is_ignored(self) -> None:
-        """--stream names a strategy; without a destination it is not an error."""
-        assert from_options({"otel_stream": "metrics"}) is None
-
     @pytest.mark.parametrize(
         ("dest", "value", "flag"),
         [
+            ("otel_stream", "metrics", "--stream"),
             ("otel_resource_attributes", ["a=b"], "--otel-resource-attributes"),
             ("otel_export_interval", "2", "--otel-export-interval"),
         ],

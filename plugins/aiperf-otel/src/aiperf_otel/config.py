@@ -170,8 +170,9 @@ def parse_stream(value: Any) -> Stream:
 def from_options(options: Mapping[str, Any]) -> OtelConfig | None:
     """Build the config from the profile flags; ``None`` when OTel was not asked for.
 
-    ``--otel-url`` turns the integration on; the other ``--otel-*`` flags need it. ``--stream``
-    alone is accepted and ignored: it names a strategy, not a destination.
+    ``--otel-url`` turns the integration on; every other flag of this plugin (``--stream``
+    included) needs it, and is an error without it, like ``--mlflow-*`` without a tracking URI:
+    a flag that would silently do nothing is a mistake worth one line.
     """
     url = options.get(URL)
     stream = options.get(STREAM)
@@ -179,9 +180,12 @@ def from_options(options: Mapping[str, Any]) -> OtelConfig | None:
     attributes = options.get(RESOURCE_ATTRIBUTES)
     interval = options.get(EXPORT_INTERVAL)
     if url is None:
-        for dest, given in ((RESOURCE_ATTRIBUTES, attributes), (EXPORT_INTERVAL, interval)):
+        for flag, given in (
+            ("--stream", stream),
+            ("--otel-resource-attributes", attributes),
+            ("--otel-export-interval", interval),
+        ):
             if given is not None:
-                flag = "--" + dest.replace("_", "-")
                 raise UsageError(f"{flag}: needs --otel-url (where to send the telemetry)")
         return None
     if not isinstance(url, str):
