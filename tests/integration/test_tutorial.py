@@ -132,9 +132,10 @@ def run_step(walk: Walk, command: str) -> Step:
     if command.startswith("mlflow runs create"):
         found = re.search(r'"run_id":\s*"([0-9a-f]{32})"', step.result.stdout)
         walk.parent_id = found.group(1) if found else None
-    if command.startswith("aiperf profile"):
+    if command.startswith(("aiperf profile", "aiperf plot")):
+        # Later commands may reuse the directory (its files then move to previous/).
         load = re.search(r"--concurrency (\d+)", command)
-        run_dir = walk.cwd / "artifacts" / f"my-model-chat-concurrency{load.group(1) if load else 1}"
+        run_dir = walk.cwd / "artifacts" / f"my-model-chat-concurrency{load.group(1) if load else 4}"
         for name in ("mlflow_export.json", "profile_export_aiperf.json"):
             step.files[name] = read_json(run_dir / name)
     return step
@@ -360,7 +361,7 @@ def test_plot_upload_succeeds(walk: Walk) -> None:
 
 
 def test_plots_appear_under_the_runs_artifacts(walk: Walk, client: MlflowClient) -> None:
-    exported = read_json(walk.cwd / RUN_DIR / "mlflow_export.json")
+    exported = walk.step("aiperf plot").files["mlflow_export.json"]
     pngs = [a.path for a in client.list_artifacts(exported["run_id"], "plots")]
     assert pngs and all(p.endswith(".png") for p in pngs), (
         "uploads the generated PNG files as artifacts on the existing run"
@@ -368,8 +369,8 @@ def test_plots_appear_under_the_runs_artifacts(walk: Walk, client: MlflowClient)
 
 
 def test_plots_went_to_the_run_of_the_folders_results(walk: Walk, client: MlflowClient) -> None:
-    exported = read_json(walk.cwd / RUN_DIR / "mlflow_export.json")
-    results = read_json(walk.cwd / RUN_DIR / "profile_export_aiperf.json")
+    step = walk.step("aiperf plot")
+    exported, results = step.files["mlflow_export.json"], step.files["profile_export_aiperf.json"]
     tagged = client.get_run(exported["run_id"]).data.tags.get("aiperf.benchmark_id")
     assert results["benchmark_id"] == tagged, (
         "generate and upload plots to the same MLflow run (the one whose results are in the folder)"

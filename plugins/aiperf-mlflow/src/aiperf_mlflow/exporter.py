@@ -269,11 +269,17 @@ def upload_announced(
     if not environment.probe(config, session.probe_timeout_s):
         message = environment.unresponsive_message(config, session.probe_timeout_s)
         raise AiperfError(f"{message} The plots were not uploaded.")
+    files = _existing(paths)
     try:
-        done = session.upload(_existing(paths))
+        done = call_within(lambda: session.upload(files), session.time_left())
         data["artifacts"] = session.artifacts
         write_json(run_dir / EXPORT_FILE, data)
-        session.upload([run_dir / EXPORT_FILE])
+        call_within(lambda: session.upload([run_dir / EXPORT_FILE]), session.time_left())
+    except OutOfTime:
+        raise AiperfError(
+            f"MLflow upload to run {session.run_id} did not finish within "
+            f"{session.config.upload_timeout_s:g}s; the plots may be incomplete there"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         raise AiperfError(
             f"MLflow upload to run {session.run_id} failed: {describe_error(exc)}"
