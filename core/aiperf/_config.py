@@ -192,6 +192,7 @@ class ProfileConfig:
     dataset: str | None = None
     num_prompts: int = attrs.field(default=100, validator=_positive)
     tokenizer: str = "builtin"
+    use_server_token_count: bool = False
     random_seed: int | None = None
     concurrency: int | None = attrs.field(default=None, validator=_positive)
     request_rate: float | None = attrs.field(default=None, validator=_positive)

@@ -21,7 +21,7 @@ import trio
 
 from aiperf._http import Sender, make_client, request_headers, request_url
 from aiperf._live import CLOSE_BUDGET_S, LiveBus
-from aiperf._metrics import METRICS, inter_chunk_gaps
+from aiperf._metrics import METRICS, TokenTally, inter_chunk_gaps
 from aiperf._stats import Aggregator
 from aiperf._types import (
     EndpointType,
@@ -131,6 +131,7 @@ class Engine:
     stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 
     aggregator: Aggregator = attrs.field(init=False)
+    tokens: TokenTally = attrs.field(factory=TokenTally)
     bus: LiveBus = attrs.field(init=False)
     sender: Sender | None = None
     next_index: int = 0
@@ -211,6 +212,8 @@ class Engine:
             self.failed += 1
         lag = record.start_ns - record.intended_ns if record.intended_ns is not None else None
         self.aggregator.add(metrics, lag)
+        if record.ok and record.phase is Phase.PROFILE:
+            self.tokens.add(record, metrics.values)
         self._write_jsonl(record, metrics)
         self.bus.publish(RequestDone(metrics=metrics, record=record))
 
@@ -254,6 +257,7 @@ class Engine:
                 {"type": record.error.type, "message": record.error.message} if record.error else None
             ),
             "response_model": record.response_model,
+            **_token_fields(record),
             "metrics": shown,
         }
         self.jsonl.write(json.dumps(line, separators=(",", ":")) + "\n")
@@ -414,6 +418,10 @@ class Engine:
     def _result(self, status: RunStatus) -> RunResult:
         agg = self.aggregator
         notes = self.bus.notes()
+        for note in self.tokens.notes(self.config.use_server_token_count):
+            # One line on stderr at the end of the run, and the same words in the summary.
+            log.warning("token_counts", note=note)
+            notes.append(note)
         if self.cancelled_in_flight and not self.run.cancelled:
             notes.append(
                 f"{self.cancelled_in_flight} requests were still in flight when the grace "
@@ -430,6 +438,33 @@ class Engine:
             send_lag=agg.send_lag(),
             notes=tuple(notes),
         )
+
+
+def _token_fields(record: RequestRecord) -> dict[str, Any]:
+    """The server's ``usage`` (checked) and the tokenizer's counts, side by side."""
+    counts = record.token_counts
+    if counts is None:
+        return {"token_source": None, "usage": None, "usage_ignored": None, "client_tokens": None}
+    server = counts.server
+    usage = None
+    if server is not None:
+        usage = {
+            k: v for k, v in (
+                ("prompt_tokens", server.prompt_tokens),
+                ("completion_tokens", server.completion_tokens),
+                ("reasoning_tokens", server.reasoning_tokens),
+            ) if v is not None
+        }
+    return {
+        "token_source": counts.source,
+        "usage": usage,
+        "usage_ignored": counts.usage_ignored,
+        "client_tokens": {
+            "input": counts.client_input,
+            "output": counts.client_output,
+            "reasoning": counts.client_reasoning,
+        },
+    }
 
 
 async def check_server(url: str, wait_s: float, ca_bundle: Path | None = None) -> None:

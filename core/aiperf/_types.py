@@ -86,6 +86,23 @@ class Usage:
 
 
 @attrs.frozen(kw_only=True)
+class TokenCounts:
+    """One request's token counts from both sources, and which one its metrics used.
+
+    ``server`` is the response's ``usage`` once checked (``None`` when absent or ignored as
+    absurd, then ``usage_ignored`` says why); ``client_*`` are the tokenizer's counts.
+    """
+
+    source: str
+    server: Usage | None = None
+    usage_ignored: str | None = None
+    client_input: int | None = None
+    client_output: int | None = None
+    client_reasoning: int | None = None
+    client_first_chunk: int | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ResponseData:
     """What an endpoint parser found in one response body or one stream event."""
 
@@ -130,6 +147,8 @@ class RequestRecord:
     input_tokens: int | None = None
     max_tokens: int | None = None
     cancelled: bool = False
+    #: set by the metrics processor: both token counts and the one the metrics used.
+    token_counts: TokenCounts | None = None
 
     @property
     def ok(self) -> bool:

@@ -85,6 +85,10 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--dataset", help="prompt source by name (default: input_file when --input-file, else synthetic)")
     data.add_argument("--num-prompts", "--num-dataset-entries", type=int, metavar="N", help="distinct synthetic prompts (default 100)")
     data.add_argument("--tokenizer", help="builtin (default), a tokenizer.json path or directory, or a Hugging Face id")
+    data.add_argument(
+        "--use-server-token-count", action="store_true",
+        help="count tokens with the server's usage instead of the tokenizer (default: the tokenizer)",
+    )
     data.add_argument("--random-seed", type=int, help="seed for prompts and arrivals (default: random, recorded)")
 
     load = parser.add_argument_group("Load")
