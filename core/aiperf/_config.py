@@ -81,6 +81,39 @@ def strip_userinfo(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def redact_url(url: str) -> str:
+    """For anything recorded: no ``user:password@`` and no query values (an Azure-style
+    ``?api-version=...&sig=...`` may carry a credential): ``?api-version=***``."""
+    try:
+        url = strip_userinfo(url)
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if not parts.query:
+        return url
+    query = "&".join(
+        f"{name}={REDACTED}" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def query_values(url: str) -> list[str]:
+    """The values in a URL's query string (for the log scrubber)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    return [value for _, sep, value in (i.partition("=") for i in query.split("&")) if sep and value]
+
+
+def _normalize_urls(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    if not all(isinstance(item, str) for item in items):
+        raise UsageError("--url: expected URLs")
+    return tuple(normalize_url(item) for item in items)
+
+
 def is_secret_header(name: str) -> bool:
     return bool(_SECRET_HEADER.search(name))
 
@@ -90,6 +123,44 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
         raise UsageError(f"--header: expected 'Name:Value' (got {_show(text, name)})")
     return name.strip(), value.strip()
+
+
+def parse_headers(items: Any) -> tuple[tuple[str, str], ...]:
+    """``-H`` values: ``Name:Value``, ``Name: Value`` or a JSON object of several; a config
+    file may also give a table or ``[name, value]`` pairs."""
+    if isinstance(items, (str, dict)):
+        items = [items]
+    out: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, str) and item.strip().startswith("{"):
+            item = _json_object("--header", item)
+        if isinstance(item, dict):
+            out.extend((str(name), _header_value(name, value)) for name, value in item.items())
+        elif isinstance(item, str):
+            out.append(parse_header(item))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            out.append((item[0], item[1]))
+        else:
+            raise UsageError(f"--header: expected 'Name:Value' or a JSON object (got {type(item).__name__})")
+    return tuple(out)
+
+
+def _header_value(name: Any, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UsageError(f"--header: the value of {str(name)!r} must be a string or a number")
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _json_object(flag: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{flag}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag}: a JSON value must be an object")
+    return value
 
 
 def _show(text: str, name: str) -> str:
@@ -110,17 +181,11 @@ def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
     """``key:value`` pairs (values parsed as JSON when they are JSON) or whole JSON objects."""
     out: dict[str, Any] = {}
     for item in items:
+        if not isinstance(item, str):
+            raise UsageError(f"--extra-inputs: expected 'key:value' or a JSON object (got {type(item).__name__})")
         text = item.strip()
         if text.startswith("{"):
-            try:
-                value = json.loads(text, parse_constant=_not_json)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"--extra-inputs: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            except ValueError as exc:
-                raise UsageError(f"--extra-inputs: not valid JSON ({exc})") from None
-            if not isinstance(value, dict):
-                raise UsageError("--extra-inputs: a JSON value must be an object")
-            out.update(value)
+            out.update(_json_object("--extra-inputs", text))
             continue
         key, sep, raw = text.partition(":")
         if not sep or not key.strip():
@@ -128,7 +193,7 @@ def parse_extra_inputs(items: list[str]) -> dict[str, Any]:
         try:
             # NaN/Infinity are not JSON: such a value stays the string it was.
             out[key.strip()] = json.loads(raw, parse_constant=_not_json)
-        except ValueError:
+        except (ValueError, RecursionError):
             out[key.strip()] = raw
     return out
 
@@ -177,7 +242,10 @@ class ProfileConfig:
     """Everything ``aiperf profile`` was asked to do. Field names are the flags' names."""
 
     model: str
+    #: the first of ``urls``: where the server check and telemetry labels point.
     url: str = attrs.field(default="http://localhost:8000", converter=normalize_url)
+    #: every ``--url``; request ``i`` goes to ``urls[i % len(urls)]``. Empty means ``(url,)``.
+    urls: tuple[str, ...] = attrs.field(default=(), converter=_normalize_urls)
     endpoint_type: str = "chat"
     endpoint: str | None = None
     streaming: bool = False
@@ -215,6 +283,8 @@ class ProfileConfig:
     plugin_options: dict[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
+        if not self.urls:
+            object.__setattr__(self, "urls", (self.url,))
         if not self.model.strip():
             raise UsageError("--model: must not be empty")
         if self.endpoint is not None and not self.endpoint.startswith("/"):
@@ -248,7 +318,8 @@ class ProfileConfig:
 
     @property
     def url_without_userinfo(self) -> str:
-        return strip_userinfo(self.url)
+        """The URL as it may be recorded: no userinfo, no query values."""
+        return redact_url(self.url)
 
 
 def redacted_config(config: ProfileConfig) -> dict[str, Any]:
@@ -256,7 +327,8 @@ def redacted_config(config: ProfileConfig) -> dict[str, Any]:
     data = unstructure(config)
     if data.get("api_key"):
         data["api_key"] = REDACTED
-    data["url"] = strip_userinfo(config.url)
+    data["url"] = redact_url(config.url)
+    data["urls"] = [redact_url(url) for url in config.urls]
     data["headers"] = [
         [name, REDACTED if is_secret_header(name) else value] for name, value in config.headers
     ]
@@ -273,10 +345,7 @@ def redacted_config(config: ProfileConfig) -> dict[str, Any]:
 def _strip_url_userinfo(value: Any) -> Any:
     """Plugin flags that take URLs (``--gpu-telemetry``, ``--mlflow-tracking-uri``): no userinfo."""
     if isinstance(value, str) and "://" in value:
-        try:
-            return strip_userinfo(value)
-        except ValueError:  # a port that is not a number: keep nothing of it
-            return REDACTED
+        return redact_url(value)
     if isinstance(value, (list, tuple)):
         return [_strip_url_userinfo(v) for v in value]
     return value
@@ -312,12 +381,61 @@ def build_config(values: Mapping[str, Any]) -> ProfileConfig:
     """Structure plain values (from flags and a config file) into a :class:`ProfileConfig`."""
     import cattrs
 
+    values = dict(values)
+    url = values.get("url")
+    if isinstance(url, (list, tuple)):
+        # Several --url values (or a list in a config file): round-robin over all of them.
+        urls = _normalize_urls(url)
+        if not urls:
+            raise UsageError("--url: expected at least one URL")
+        values["url"], values["urls"] = urls[0], urls
     try:
-        return converter().structure(dict(values), ProfileConfig)
+        config = converter().structure(values, ProfileConfig)
     except UsageError:
         raise
     except cattrs.BaseValidationError as exc:
         raise UsageError(_first_problem(exc)) from None
+    # After the values themselves are checked: a bad value is the first thing to fix.
+    _check_unused(values)
+    return config
+
+
+#: flags that only mean something together with another one: (flag, needs, what it needs).
+_NEEDS = (
+    ("request_rate_mode", "request_rate", "--request-rate"),
+    ("benchmark_grace_period", "benchmark_duration", "--benchmark-duration"),
+    ("output_tokens_stddev", "output_tokens_mean", "--output-tokens-mean"),
+)
+#: flags the input-file dataset does not use (its prompts are the file's).
+_SYNTHETIC_ONLY = ("synthetic_input_tokens_mean", "synthetic_input_tokens_stddev", "num_prompts")
+
+
+def _check_unused(values: Mapping[str, Any]) -> None:
+    """A flag that was given but would change nothing is an error, not a silent no-op."""
+    for name, needs, flag in _NEEDS:
+        if values.get(name) is not None and values.get(needs) is None:
+            raise UsageError(f"{_flag(name)}: only applies with {flag}; add {flag} or drop {_flag(name)}")
+    dataset = values.get("dataset")
+    if dataset == "synthetic" and values.get("input_file") is not None:
+        raise UsageError("--input-file: --dataset synthetic does not read it; drop one of them")
+    if dataset == "input_file" or (dataset is None and values.get("input_file") is not None):
+        for name in _SYNTHETIC_ONLY:
+            if values.get(name) is not None:
+                raise UsageError(
+                    f"{_flag(name)}: synthetic prompts only; the prompts come from --input-file"
+                )
+    if values.get("ca_bundle") is not None:
+        urls = values.get("url") or "http://localhost:8000"
+        urls = [urls] if isinstance(urls, str) else list(urls)
+        if not any(str(url).strip().lower().startswith("https:") for url in urls):
+            raise UsageError("--ca-bundle: only used for https:// URLs, and no --url is one")
+    goodput = values.get("goodput")
+    if isinstance(goodput, dict) and not values.get("streaming"):
+        from aiperf._metrics import METRICS
+
+        for tag in goodput:
+            if tag in METRICS and METRICS[tag].streaming_only:
+                raise UsageError(f"--goodput: {tag} is measured only with --streaming")
 
 
 def _first_problem(exc: BaseException) -> str:

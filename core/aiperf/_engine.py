@@ -19,6 +19,7 @@ import attrs
 import structlog
 import trio
 
+from aiperf._config import redact_url
 from aiperf._http import Sender, make_client, request_headers, request_url
 from aiperf._live import CLOSE_BUDGET_S, LiveBus
 from aiperf._metrics import METRICS, TokenTally, inter_chunk_gaps
@@ -134,6 +135,10 @@ class Engine:
     tokens: TokenTally = attrs.field(factory=TokenTally)
     bus: LiveBus = attrs.field(init=False)
     sender: Sender | None = None
+    #: one sender per ``--url``, sharing one client: request ``i`` uses ``senders[i % n]``.
+    senders: list[Sender] = attrs.field(factory=list)
+    #: each URL as it is recorded in the JSONL (no userinfo, no query values).
+    shown_urls: list[str] = attrs.field(init=False)
     next_index: int = 0
     stopping: bool = False
     sent: int = 0
@@ -147,6 +152,7 @@ class Engine:
     def __attrs_post_init__(self) -> None:
         self.aggregator = Aggregator(goodput=dict(self.config.goodput))
         self.bus = LiveBus.for_sinks(list(self.sinks))
+        self.shown_urls = [redact_url(url) for url in request_urls(self.config, self.endpoint)]
 
     # -- the request path ------------------------------------------------------------------
 
@@ -159,11 +165,12 @@ class Engine:
             input_tokens=prompt.input_tokens,
             max_tokens=prompt.max_tokens,
         )
-        assert self.sender is not None
+        assert self.senders, "run_benchmark builds the senders before any request"
+        sender = self.senders[index % len(self.senders)]
         self.sent += 1
         self.in_flight += 1
         try:
-            await self.sender.send(record, self.bodies[index % len(self.bodies)])
+            await sender.send(record, self.bodies[index % len(self.bodies)])
         except trio.Cancelled:
             # Stopped by Ctrl-C or by the end of the grace period: keep what we saw, but a
             # request cut short by us says nothing about the server, so it is not counted.
@@ -242,6 +249,7 @@ class Engine:
             "request_index": record.index,
             "phase": record.phase.value,
             "worker": record.worker,
+            "url": self.shown_urls[record.index % len(self.shown_urls)],
             "start_time_ns": run.to_wall_ns(record.start_ns) if record.start_ns else None,
             "end_time_ns": run.to_wall_ns(end) if end else None,
             "intended_start_time_ns": (
@@ -267,15 +275,25 @@ class Engine:
     async def run_benchmark(self) -> RunResult:
         config = self.config
         concurrency = config.effective_concurrency
-        client = make_client(config, concurrency if config.request_rate is None else config.concurrency)
-        self.sender = Sender(
-            client=client,
-            url=request_url(config, self.endpoint),
-            headers=request_headers(config),
-            endpoint=self.endpoint,
-            streaming=config.streaming,
-            timeout_s=config.request_timeout_seconds,
+        # One client (one pool) for every URL: its TLS settings come from an https URL if any.
+        tls_url = next((u for u in config.urls if u.startswith("https:")), config.url)
+        client = make_client(
+            attrs.evolve(config, url=tls_url, urls=()),
+            concurrency if config.request_rate is None else config.concurrency,
         )
+        headers = request_headers(config)
+        self.senders = [
+            Sender(
+                client=client,
+                url=url,
+                headers=headers,
+                endpoint=self.endpoint,
+                streaming=config.streaming,
+                timeout_s=config.request_timeout_seconds,
+            )
+            for url in request_urls(config, self.endpoint)
+        ]
+        self.sender = self.senders[0]
         status = RunStatus.FINISHED
         async with client:
             await self.bus.open_all(self.run)
@@ -438,6 +456,26 @@ class Engine:
             send_lag=agg.send_lag(),
             notes=tuple(notes),
         )
+
+
+def request_urls(config: ProfileConfig, endpoint: EndpointType) -> list[str]:
+    """Where requests go, one per ``--url``: base URL + endpoint path, then the base URL's
+    query string (``http://h/v1?api-version=2`` -> ``http://h/v1/chat/completions?api-version=2``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    out = []
+    for url in config.urls:
+        parts = urlsplit(url)
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        full = request_url(attrs.evolve(config, url=base, urls=()), endpoint)
+        out.append(full + (f"?{parts.query}" if parts.query else ""))
+    return out
+
+
+async def check_servers(urls: Sequence[str], wait_s: float, ca_bundle: Path | None = None) -> None:
+    """:func:`check_server` for every ``--url``, one after the other."""
+    for url in urls:
+        await check_server(url, wait_s, ca_bundle)
 
 
 def _token_fields(record: RequestRecord) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import attrs
 import structlog
 
 from aiperf import __version__
-from aiperf._config import strip_userinfo
+from aiperf._config import redact_url
 from aiperf._exporters import (
     INPUTS_FILE,
     JSONL_FILE,
@@ -25,7 +25,6 @@ from aiperf._exporters import (
     metadata,
     write_json,
 )
-from aiperf._http import request_url
 from aiperf._provider import infer_provider
 from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
 
@@ -74,12 +73,12 @@ def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
 def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) -> int:
     import trio
 
-    from aiperf._engine import Engine, check_server
+    from aiperf._engine import Engine, check_servers, request_urls
     from aiperf._tokenizer import load_tokenizer
 
     config = resolve(config, plugins)
     endpoint = plugins.endpoints()[config.endpoint_type]
-    url = request_url(config, endpoint)
+    url = request_urls(config, endpoint)[0]
 
     tokenizer = load_tokenizer(config.tokenizer)
     dataset_name = config.dataset or ("input_file" if config.input_file else "synthetic")
@@ -89,7 +88,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     payloads = [endpoint.build_payload(p, config) for p in prompts]
     bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
 
-    trio.run(check_server, config.url, config.wait_for_model_timeout, config.ca_bundle)
+    trio.run(check_servers, config.urls, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,8 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
 
     log.info(
         "benchmark_starting",
-        url=strip_userinfo(url),
+        url=redact_url(url),
+        **({"servers": len(config.urls)} if len(config.urls) > 1 else {}),
         model=config.model,
         load=run.load_setting,
         requests=config.effective_request_count,

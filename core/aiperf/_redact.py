@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aiperf._config import REDACTED, is_secret_header, strip_userinfo
+from aiperf._config import REDACTED, is_secret_header, redact_url
 
 _SECRET_FLAGS = {"--api-key"}
 _HEADER_FLAGS = {"-H", "--header"}
@@ -51,6 +51,17 @@ def structlog_processor(logger: Any, method: str, event_dict: dict[str, Any]) ->
 
 
 def _redact_header(text: str) -> str:
+    if text.strip().startswith("{"):
+        # -H '{"X-A": "b", "Api-Key": "..."}': the secret may be any of the keys.
+        import json
+
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            return REDACTED
+        if not isinstance(data, dict):
+            return REDACTED
+        return json.dumps({k: REDACTED if is_secret_header(str(k)) else v for k, v in data.items()})
     name, sep, _value = text.partition(":")
     return f"{name}:{REDACTED}" if sep and is_secret_header(name) else text
 
@@ -73,6 +84,6 @@ def redact_argv(argv: list[str]) -> list[str]:
             pending = None if eq else flag
             continue
         if "://" in arg:
-            arg = strip_userinfo(arg)
+            arg = redact_url(arg)
         out.append(scrub(arg))
     return out

@@ -55,7 +55,11 @@ _PROFILE_INTERNAL = {"command", "config_file", "_handler"}
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     endpoint = parser.add_argument_group("Endpoint")
     endpoint.add_argument("-m", "--model", help="model name sent in every request (required)")
-    endpoint.add_argument("-u", "--url", help="server base URL (default http://localhost:8000)")
+    endpoint.add_argument(
+        "-u", "--url", nargs="+", action="append", metavar="URL",
+        help="server base URL (default http://localhost:8000); several (repeated or after one "
+        "--url) spread requests round-robin over the servers",
+    )
     endpoint.add_argument(
         "--endpoint-type", help="API shape: chat, completions, embeddings (default chat)"
     )
@@ -64,11 +68,12 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     endpoint.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'; never logged or exported")
     endpoint.add_argument(
         "-H", "--header", dest="headers", action="append", metavar="NAME:VALUE",
-        help="extra HTTP header (repeatable)",
+        help="extra HTTP header, 'Name:Value' or a JSON object of several (repeatable)",
     )
     endpoint.add_argument(
-        "--extra-inputs", action="append", metavar="KEY:VALUE|JSON",
-        help="extra request fields, e.g. ignore_eos:true or '{\"min_tokens\": 128}' (repeatable)",
+        "--extra-inputs", nargs="+", action="append", metavar="KEY:VALUE|JSON",
+        help="extra request fields, e.g. ignore_eos:true min_tokens:128 or '{\"min_tokens\": 128}'; "
+        "values are JSON when they parse as JSON, else strings (repeatable)",
     )
     endpoint.add_argument("--ca-bundle", type=Path, help="CA bundle (PEM) to verify an https server with")
     endpoint.add_argument(
@@ -141,7 +146,7 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         load_config_file,
         parse_extra_inputs,
         parse_goodput,
-        parse_header,
+        parse_headers,
     )
 
     given = {k: v for k, v in vars(ns).items() if k not in _PROFILE_INTERNAL and not k.startswith("_")}
@@ -167,13 +172,16 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             values[key] = value
     values["plugin_options"] = plugin_options
 
+    url = values.get("url")
+    if isinstance(url, list):
+        values["url"] = _flatten_flag(url)
     headers = values.get("headers")
     if headers:
-        items = [headers] if isinstance(headers, str) else headers
-        values["headers"] = tuple(parse_header(h) if isinstance(h, str) else tuple(h) for h in items)
+        values["headers"] = parse_headers(headers)
     extra = values.get("extra_inputs")
     if extra is not None and not isinstance(extra, dict):
-        values["extra_inputs"] = parse_extra_inputs([extra] if isinstance(extra, str) else list(extra))
+        items = [extra] if isinstance(extra, str) else _flatten_flag(list(extra))
+        values["extra_inputs"] = parse_extra_inputs(items)
     goodput = values.get("goodput")
     if isinstance(goodput, str):
         values["goodput"] = parse_goodput(goodput)
@@ -182,8 +190,16 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return values
 
 
+def _flatten_flag(values: list[Any]) -> list[Any]:
+    """``--flag a b --flag c`` arrives as ``[[a, b], [c]]``; a config file gives a flat list."""
+    out: list[Any] = []
+    for value in values:
+        out.extend(value if isinstance(value, list) else [value])
+    return out
+
+
 def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
-    from aiperf._config import build_config, is_secret_header
+    from aiperf._config import build_config, is_secret_header, query_values
     from aiperf._profile import run_profile
     from aiperf._redact import remember_secrets
 
@@ -193,7 +209,9 @@ def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.Argu
     remember_secrets([config.api_key, *(v for n, v in config.headers if is_secret_header(n))])
     # Passwords in any URL, plugin flags included (--otel-url, --mlflow-tracking-uri, ...):
     # libraries log the URLs they call at -vv.
-    remember_secrets(_url_passwords([config.url, *config.plugin_options.values()]))
+    remember_secrets(_url_passwords([*config.urls, *config.plugin_options.values()]))
+    # Query values (``?api-version=...&sig=...``) are never recorded either.
+    remember_secrets(v for url in config.urls for v in query_values(url))
     _configure_logging(config.verbose, config.log_format)
     return run_profile(config, plugins, argv)
 
