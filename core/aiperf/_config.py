@@ -46,13 +46,37 @@ def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise UsageError(f"{_flag(attribute.name)}: must be >= 0 (got {value})")
 
 
+#: upper bounds of values that size memory or work before the first request (see docs/cli.md).
+MAX_NUM_PROMPTS = 1_000_000
+MAX_SEQUENCE_TOKENS = 1_000_000
+MAX_CONCURRENCY = 100_000
+MAX_WORKERS = 1_024
+#: synthetic prompts held in memory at once: num-prompts x isl tokens.
+MAX_PROMPT_POOL_TOKENS = 100_000_000
+
+
+def _at_most(bound: int) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and value > bound:
+            raise UsageError(f"{_flag(attribute.name)}: must be <= {bound} (got {value})")
+
+    return check
+
+
 def normalize_url(url: str) -> str:
     """``localhost:8000`` -> ``http://localhost:8000``; reject what cannot be a server URL."""
     raw = url.strip()
     if "://" not in raw:
         raw = "http://" + raw
-    parts = urlsplit(raw)
     shown = _without_userinfo(url)
+    if "@" in shown:  # userinfo the pattern could not place (``http:/user:pw@host``)
+        shown = f"{REDACTED}@{shown.rsplit('@', 1)[1]}"
+    if _has_control(raw):
+        raise UsageError(f"--url: must not contain control characters or spaces (got {shown!r})")
+    try:
+        parts = urlsplit(raw)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
+        raise UsageError(f"--url: not a valid URL ({exc}) (got {shown!r})") from None
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"--url: expected an http:// or https:// URL (got {shown!r})")
     try:
@@ -62,6 +86,29 @@ def normalize_url(url: str) -> str:
     if not parts.hostname or port == 0:
         raise UsageError(f"--url: expected a URL such as http://localhost:8000 (got {shown!r})")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+def _has_control(text: str, allow_space: bool = False) -> bool:
+    """Control characters (a newline could forge a log line or a header) and, for URLs,
+    whitespace inside."""
+    import unicodedata
+
+    return any(
+        unicodedata.category(c) in ("Cc", "Zl", "Zp") or (c.isspace() and not allow_space)
+        for c in text
+    )
+
+
+def _header_problem(name: str, value: str) -> str | None:
+    """What makes a header unsendable (HTTP/1.1 headers are ASCII tokens and printable text)."""
+    if not name or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name):
+        return f"the name {name!r} must be letters, digits and !#$%&'*+-.^_`|~ only"
+    shown = REDACTED if is_secret_header(name) else repr(value)
+    if _has_control(value, allow_space=True):
+        return f"the value of {name} must not contain control characters (got {shown})"
+    if not value.isascii():
+        return f"the value of {name} must be ASCII (got {shown})"
+    return None
 
 
 def _without_userinfo(url: str) -> str:
@@ -252,17 +299,25 @@ class ProfileConfig:
     api_key: str | None = attrs.field(default=None, repr=False)
     headers: tuple[tuple[str, str], ...] = ()
     extra_inputs: dict[str, Any] = attrs.field(factory=dict)
-    synthetic_input_tokens_mean: int = attrs.field(default=550, validator=_positive)
-    synthetic_input_tokens_stddev: float = attrs.field(default=0.0, validator=_non_negative)
-    output_tokens_mean: int | None = attrs.field(default=None, validator=_positive)
-    output_tokens_stddev: float = attrs.field(default=0.0, validator=_non_negative)
+    synthetic_input_tokens_mean: int = attrs.field(
+        default=550, validator=[_positive, _at_most(MAX_SEQUENCE_TOKENS)]
+    )
+    synthetic_input_tokens_stddev: float = attrs.field(
+        default=0.0, validator=[_non_negative, _at_most(MAX_SEQUENCE_TOKENS)]
+    )
+    output_tokens_mean: int | None = attrs.field(
+        default=None, validator=[_positive, _at_most(MAX_SEQUENCE_TOKENS)]
+    )
+    output_tokens_stddev: float = attrs.field(
+        default=0.0, validator=[_non_negative, _at_most(MAX_SEQUENCE_TOKENS)]
+    )
     input_file: Path | None = None
     dataset: str | None = None
-    num_prompts: int = attrs.field(default=100, validator=_positive)
+    num_prompts: int = attrs.field(default=100, validator=[_positive, _at_most(MAX_NUM_PROMPTS)])
     tokenizer: str = "builtin"
     use_server_token_count: bool = False
     random_seed: int | None = None
-    concurrency: int | None = attrs.field(default=None, validator=_positive)
+    concurrency: int | None = attrs.field(default=None, validator=[_positive, _at_most(MAX_CONCURRENCY)])
     request_rate: float | None = attrs.field(default=None, validator=_positive)
     request_rate_mode: str = "poisson"
     request_count: int | None = attrs.field(default=None, validator=_positive)
@@ -274,7 +329,7 @@ class ProfileConfig:
     goodput: dict[str, float] = attrs.field(factory=dict, validator=_check_goodput)
     artifact_dir: Path | None = None
     gen_ai_provider: str | None = None
-    workers: int | None = attrs.field(default=None, validator=_positive)
+    workers: int | None = attrs.field(default=None, validator=[_positive, _at_most(MAX_WORKERS)])
     ca_bundle: Path | None = None
     progress: bool | None = None
     verbose: int = 0
@@ -287,12 +342,38 @@ class ProfileConfig:
             object.__setattr__(self, "urls", (self.url,))
         if not self.model.strip():
             raise UsageError("--model: must not be empty")
+        if _has_control(self.model, allow_space=True):
+            # A newline in the model name would forge lines in logs and console output.
+            raise UsageError(f"--model: must not contain control characters (got {self.model!r})")
+        self._check_headers()
+        pool = self.num_prompts * self.synthetic_input_tokens_mean
+        if self.input_file is None and pool > MAX_PROMPT_POOL_TOKENS:
+            raise UsageError(
+                f"--num-prompts x --synthetic-input-tokens-mean: {self.num_prompts} prompts of "
+                f"{self.synthetic_input_tokens_mean} tokens is {pool} tokens; at most "
+                f"{MAX_PROMPT_POOL_TOKENS} (the run cycles through the prompts: fewer do)"
+            )
         if self.endpoint is not None and not self.endpoint.startswith("/"):
             raise UsageError(f"--endpoint: expected a path starting with '/' (got {self.endpoint!r})")
         if self.log_format not in ("console", "json"):
             raise UsageError(f"--log-format: expected console or json (got {self.log_format!r})")
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
-            raise UsageError(f"--ca-bundle: no such file: {self.ca_bundle}")
+        if self.ca_bundle is not None:
+            _check_ca_bundle(self.ca_bundle)
+
+    def _check_headers(self) -> None:
+        for name, value in self.headers:
+            problem = _header_problem(name, value)
+            if problem is not None:
+                raise UsageError(f"--header: {problem}")
+        if self.api_key is not None:
+            key = self.api_key.strip()
+            if not key or _has_control(key) or not key.isascii():
+                raise UsageError("--api-key: must be printable ASCII without spaces (value not shown)")
+            if any(name.lower() == "authorization" for name, _ in self.headers):
+                raise UsageError(
+                    "--api-key: an 'Authorization' header was given too, and both set the same "
+                    "header; give only one of them"
+                )
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -320,6 +401,25 @@ class ProfileConfig:
     def url_without_userinfo(self) -> str:
         """The URL as it may be recorded: no userinfo, no query values."""
         return redact_url(self.url)
+
+
+def _check_ca_bundle(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"--ca-bundle: no such file: {path}")
+    try:
+        data = path.read_bytes()[: 64 * 1024 * 1024]
+    except OSError as exc:
+        raise UsageError(f"--ca-bundle: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise UsageError(
+            f"--ca-bundle: {path} is not a PEM CA bundle (no '-----BEGIN CERTIFICATE-----' block)"
+        )
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise UsageError(f"--ca-bundle: {path} is not a PEM CA bundle ({exc.reason or exc})") from None
 
 
 def redacted_config(config: ProfileConfig) -> dict[str, Any]:
@@ -475,16 +575,24 @@ def load_config_file(path: Path, plugin_keys: set[str]) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--config: no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--config: {path} is not a text file (not UTF-8); expected TOML") from None
     except OSError as exc:
-        raise UsageError(f"--config: cannot read {path}: {exc.strerror}") from None
+        raise UsageError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config: {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"--config: {path} is nested too deeply") from None
     fields = config_fields()
     out: dict[str, Any] = {}
     plugin: dict[str, Any] = {}
-    for dotted, value in _flatten(raw):
+    try:
+        flat = _flatten(raw)
+    except RecursionError:
+        raise UsageError(f"--config: {path} is nested too deeply") from None
+    for dotted, value in flat:
         name = dotted.rsplit(".", 1)[-1].replace("-", "_")
         if name in fields and name != "plugin_options":
             out[name] = value

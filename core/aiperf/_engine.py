@@ -133,6 +133,8 @@ class Engine:
 
     aggregator: Aggregator = attrs.field(init=False)
     tokens: TokenTally = attrs.field(factory=TokenTally)
+    #: requests that failed because this process ran out of file descriptors.
+    out_of_fds: int = 0
     bus: LiveBus = attrs.field(init=False)
     sender: Sender | None = None
     #: one sender per ``--url``, sharing one client: request ``i`` uses ``senders[i % n]``.
@@ -221,6 +223,8 @@ class Engine:
         self.aggregator.add(metrics, lag)
         if record.ok and record.phase is Phase.PROFILE:
             self.tokens.add(record, metrics.values)
+        elif record.error is not None and _out_of_fds(record.error.message):
+            self.out_of_fds += 1
         self._write_jsonl(record, metrics)
         self.bus.publish(RequestDone(metrics=metrics, record=record))
 
@@ -436,6 +440,9 @@ class Engine:
     def _result(self, status: RunStatus) -> RunResult:
         agg = self.aggregator
         notes = self.bus.notes()
+        if self.out_of_fds:
+            notes.append(_fd_note(self.out_of_fds))
+            log.warning("out_of_file_descriptors", note=notes[-1])
         for note in self.tokens.notes(self.config.use_server_token_count):
             # One line on stderr at the end of the run, and the same words in the summary.
             log.warning("token_counts", note=note)
@@ -456,6 +463,23 @@ class Engine:
             send_lag=agg.send_lag(),
             notes=tuple(notes),
         )
+
+
+def _out_of_fds(message: str) -> bool:
+    return "Too many open files" in message or "EMFILE" in message
+
+
+def _fd_note(failed: int) -> str:
+    try:
+        import resource
+
+        limit = f" ({resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    except (ImportError, OSError, ValueError):
+        limit = ""
+    return (
+        f"{failed} requests failed because aiperf ran out of file descriptors{limit}: this is "
+        "the client's limit, not the server's; lower --concurrency or raise 'ulimit -n'"
+    )
 
 
 def request_urls(config: ProfileConfig, endpoint: EndpointType) -> list[str]:
@@ -542,16 +566,33 @@ async def check_server(url: str, wait_s: float, ca_bundle: Path | None = None) -
             await trio.sleep(0.5)
 
 
+#: what OpenSSL says when the answer to a ClientHello is not TLS (e.g. ``HTTP/1.1 400``).
+_PLAIN_TEXT_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE",
+     "UNKNOWN_PROTOCOL"}
+)
+
+
 async def _check_tls(stream: trio.SocketStream, host: str, shown: str, ca_bundle: Path | None) -> None:
     import ssl
 
     context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle is not None else None)
     tls = trio.SSLStream(stream, context, server_hostname=host)
+    plain = (
+        f"the server at {shown} does not speak TLS (it sent no TLS answer to the handshake); "
+        f"use {shown.replace('https://', 'http://', 1)} if it serves plain HTTP"
+    )
     try:
         with trio.fail_after(5):
             await tls.do_handshake()
+    except trio.TooSlowError:
+        # It accepted the connection but never answered the handshake: a plain-HTTP server
+        # waits for the end of a request line that never comes.
+        raise RunFailure(plain) from None
     except trio.BrokenResourceError as exc:
         cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError) and cause.reason in _PLAIN_TEXT_REASONS:
+            raise RunFailure(plain) from None
         if isinstance(cause, ssl.SSLCertVerificationError):
             hint = (
                 "pass --ca-bundle FILE with the CA that signed it" if ca_bundle is None

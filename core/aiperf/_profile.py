@@ -26,7 +26,7 @@ from aiperf._exporters import (
     write_json,
 )
 from aiperf._provider import infer_provider
-from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
+from aiperf._types import Exporter, RunContext, RunFailure, RunResult, RunStatus, UsageError
 
 if TYPE_CHECKING:
     from aiperf._config import ProfileConfig
@@ -42,6 +42,40 @@ SWITCH_INTERVAL_S = 0.0005
 def default_run_dir(config: ProfileConfig) -> Path:
     model = _UNSAFE.sub("_", config.model).strip("_") or "model"
     return Path("artifacts") / f"{model}-{config.endpoint_type}-{config.load_setting}"
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft open-file limit to the hard one: every connection is a descriptor, and
+    a default soft limit of 1024 would fail requests at high concurrency for the client's
+    sake, not the server's."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:  # macOS caps it below an infinite hard limit
+        log.debug("fd_limit_unchanged", soft=soft, hard=hard, error=str(exc))
+        return
+    log.debug("fd_limit_raised", soft=soft, to=target)
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory and prove it writable, or end with one line (exit 1)."""
+    probe = run_dir / f".aiperf-write-check-{uuid.uuid4().hex[:8]}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunFailure(
+            f"cannot write the run directory {run_dir}: {exc.strerror or exc}; "
+            "choose another with --artifact-dir"
+        ) from None
 
 
 def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
@@ -76,6 +110,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     from aiperf._engine import Engine, check_servers, request_urls
     from aiperf._tokenizer import load_tokenizer
 
+    raise_fd_limit()
     config = resolve(config, plugins)
     endpoint = plugins.endpoints()[config.endpoint_type]
     url = request_urls(config, endpoint)[0]
@@ -91,7 +126,7 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     trio.run(check_servers, config.urls, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir)
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)

@@ -40,6 +40,41 @@ FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+def _int(text: str) -> int:
+    """An integer flag: ``100``, or ``2e9`` / ``1e6`` (whole numbers in float notation), so a
+    value too large is reported against its bound rather than as a parse failure."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value == value and abs(value) != float("inf") and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")
+    return int(value)
+
+
+def _ensure_std_streams() -> None:
+    """Started with stdout or stderr closed (``aiperf profile ... >&-``): point the closed
+    descriptor at /dev/null, so that nothing fails on a missing stream and no file this run
+    opens lands on descriptor 1 or 2 to receive output meant for the terminal."""
+    import os
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what is wrong, where to look), exit 2."""
 
@@ -65,7 +100,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
     endpoint.add_argument("--endpoint", help="request path, e.g. /v1/chat/completions (default: the type's)")
     endpoint.add_argument("--streaming", action="store_true", help="stream responses (needed for TTFT and ITL)")
-    endpoint.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'; never logged or exported")
+    endpoint.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY' (not together with -H Authorization); never logged or exported")
     endpoint.add_argument(
         "-H", "--header", dest="headers", action="append", metavar="NAME:VALUE",
         help="extra HTTP header, 'Name:Value' or a JSON object of several (repeatable)",
@@ -82,31 +117,31 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     data = parser.add_argument_group("Input")
-    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=int, metavar="N", help="prompt length in tokens (default 550)")
+    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=_int, metavar="N", help="prompt length in tokens (default 550, at most 1000000)")
     data.add_argument("--synthetic-input-tokens-stddev", "--isl-stddev", type=float, metavar="N", help="(default 0)")
-    data.add_argument("--output-tokens-mean", "--osl", type=int, metavar="N", help="max_tokens per request (default: server's choice)")
+    data.add_argument("--output-tokens-mean", "--osl", type=_int, metavar="N", help="max_tokens per request (default: server's choice; at most 1000000)")
     data.add_argument("--output-tokens-stddev", "--osl-stddev", type=float, metavar="N", help="(default 0)")
     data.add_argument("--input-file", type=Path, help="JSONL prompts: {\"text\": ...} or {\"messages\": [...]} per line")
     data.add_argument("--dataset", help="prompt source by name (default: input_file when --input-file, else synthetic)")
-    data.add_argument("--num-prompts", "--num-dataset-entries", type=int, metavar="N", help="distinct synthetic prompts (default 100)")
+    data.add_argument("--num-prompts", "--num-dataset-entries", type=_int, metavar="N", help="distinct synthetic prompts (default 100, at most 1000000, and at most 10^8 prompt tokens in all)")
     data.add_argument("--tokenizer", help="builtin (default), a tokenizer.json path or directory, or a Hugging Face id")
     data.add_argument(
         "--use-server-token-count", action="store_true",
         help="count tokens with the server's usage instead of the tokenizer (default: the tokenizer)",
     )
-    data.add_argument("--random-seed", type=int, help="seed for prompts and arrivals (default: random, recorded)")
+    data.add_argument("--random-seed", type=_int, help="seed for prompts and arrivals (default: random, recorded)")
 
     load = parser.add_argument_group("Load")
-    load.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 1); with --request-rate, a cap")
+    load.add_argument("--concurrency", type=_int, metavar="N", help="requests in flight (default 1, at most 100000); with --request-rate, a cap")
     load.add_argument("--request-rate", type=float, metavar="R", help="requests per second, open loop")
     load.add_argument("--request-rate-mode", metavar="MODE", help="constant or poisson (default poisson)")
-    load.add_argument("--request-count", "--num-requests", type=int, metavar="N", help="requests to measure (default 10)")
+    load.add_argument("--request-count", "--num-requests", type=_int, metavar="N", help="requests to measure (default 10)")
     load.add_argument("--benchmark-duration", type=float, metavar="S", help="measure for S seconds instead of a count")
     load.add_argument("--benchmark-grace-period", type=float, metavar="S", help="after --benchmark-duration, time for in-flight requests to finish (default 30)")
-    load.add_argument("--warmup-request-count", type=int, metavar="N", help="requests sent first and left out of the results (default 0)")
+    load.add_argument("--warmup-request-count", type=_int, metavar="N", help="requests sent first and left out of the results (default 0)")
     load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
     load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
-    load.add_argument("--workers", type=int, metavar="N", help="load-generating processes (default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
+    load.add_argument("--workers", type=_int, metavar="N", help="load-generating processes (at most 1024; default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
 
     out = parser.add_argument_group("Output")
     out.add_argument("--artifact-dir", type=Path, help="run directory (default artifacts/<model>-<type>-<load>)")
@@ -278,6 +313,7 @@ def build_parser(plugins: Plugins) -> tuple[Parser, dict[str, argparse.ArgumentP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _ensure_std_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "-vv", "--verbose") for a in args)
     try:

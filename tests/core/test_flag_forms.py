@@ -111,7 +111,9 @@ class TestFlagsThatWouldDoNothing:
     def test_flag_that_changes_nothing_is_an_error(self, args: list[str], needle: str, tmp_path, monkeypatch) -> None:
         """Accepted but not honoured would be a silent no-op: one line instead."""
         monkeypatch.chdir(tmp_path)
-        (tmp_path / "ca.pem").write_text("")
+        import trustme
+
+        trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
         with pytest.raises(UsageError) as caught:
             config_of(*args)
         assert needle in str(caught.value)

@@ -44,7 +44,8 @@ def secret_flags(server_url: str) -> list[str]:
     return [
         "--url", with_userinfo(server_url),
         "--api=" + f"key-{CANARY}",  # argparse's abbreviation of --api-key
-        "-H", f"Authorization: Bearer auth-{CANARY}",
+        # Not "Authorization": with --api-key that pair is refused (both set the same header).
+        "-H", f"Proxy-Authorization: Bearer auth-{CANARY}",
         f"--header=X-Api-Key: hdr-{CANARY}",
         f"-HCookie: session=cookie-{CANARY}",
         "-H", f"X-Request-Source: {VISIBLE}",
@@ -55,7 +56,7 @@ def secret_config(server_url: str, path: Path) -> list[str]:
     path.write_text(
         f'url = "{with_userinfo(server_url)}"\n'
         f'api_key = "key-{CANARY}"\n'
-        f'headers = ["Authorization: Bearer auth-{CANARY}", "X-Auth-Token: tok-{CANARY}", '
+        f'headers = ["Proxy-Authorization: Bearer auth-{CANARY}", "X-Auth-Token: tok-{CANARY}", '
         f'"X-Request-Source: {VISIBLE}"]\n'
     )
     return ["--config", str(path)]
