@@ -483,17 +483,8 @@ def _fd_note(failed: int) -> str:
 
 
 def request_urls(config: ProfileConfig, endpoint: EndpointType) -> list[str]:
-    """Where requests go, one per ``--url``: base URL + endpoint path, then the base URL's
-    query string (``http://h/v1?api-version=2`` -> ``http://h/v1/chat/completions?api-version=2``)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    out = []
-    for url in config.urls:
-        parts = urlsplit(url)
-        base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        full = request_url(attrs.evolve(config, url=base, urls=()), endpoint)
-        out.append(full + (f"?{parts.query}" if parts.query else ""))
-    return out
+    """Where requests go, one per ``--url`` (request ``i`` to the ``i % n``-th)."""
+    return [request_url(attrs.evolve(config, url=url, urls=()), endpoint) for url in config.urls]
 
 
 async def check_servers(urls: Sequence[str], wait_s: float, ca_bundle: Path | None = None) -> None:

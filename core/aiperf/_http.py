@@ -54,10 +54,15 @@ def network_error_message(exc: BaseException) -> str:
 
 
 def request_url(config: ProfileConfig, endpoint: EndpointType) -> str:
-    """Where requests go: ``--url`` plus ``--endpoint`` (or the type's default path)."""
-    base = config.url.rstrip("/")
-    if config.endpoint:
-        return base + config.endpoint
+    """Where requests go: ``--url`` plus ``--endpoint`` (or the type's default path), then
+    the URL's query string (``http://h/v1?api-version=2`` -> ``.../v1/chat/completions?api-version=2``)."""
+    base, _, query = config.url.partition("?")
+    return _with_path(base.rstrip("/"), config.endpoint, endpoint) + (f"?{query}" if query else "")
+
+
+def _with_path(base: str, explicit: str | None, endpoint: EndpointType) -> str:
+    if explicit:
+        return base + explicit
     path = endpoint.default_path
     if base.endswith(path):
         return base

@@ -143,12 +143,12 @@ class RequestRecord:
     status_code: int | None = None
     error: ErrorInfo | None = None
     usage: Usage | None = None
+    #: set by the metrics processor: both token counts and the one the metrics used.
+    token_counts: TokenCounts | None = None
     response_model: str | None = None
     input_tokens: int | None = None
     max_tokens: int | None = None
     cancelled: bool = False
-    #: set by the metrics processor: both token counts and the one the metrics used.
-    token_counts: TokenCounts | None = None
 
     @property
     def ok(self) -> bool:
