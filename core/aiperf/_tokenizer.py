@@ -176,7 +176,7 @@ def builtin_tokenizer() -> BuiltinTokenizer:
     encoding is built here, not fetched with ``tiktoken.get_encoding``)."""
     import tiktoken
 
-    pieces = _read_ranks(resources.files("aiperf").joinpath("data", _BUILTIN_RESOURCE).read_bytes())
+    pieces = builtin_pieces()
     encoding = tiktoken.Encoding(
         name=BUILTIN_ENCODING,
         pat_str=_O200K_PATTERN,
@@ -184,6 +184,12 @@ def builtin_tokenizer() -> BuiltinTokenizer:
         special_tokens=dict(_O200K_SPECIAL_TOKENS),
     )
     return BuiltinTokenizer(name=BUILTIN, encoding=encoding, pieces=pieces)
+
+
+@functools.cache
+def builtin_pieces() -> tuple[bytes, ...]:
+    """The bytes of every ordinary ``o200k_base`` token, by id, from the shipped file."""
+    return _read_ranks(resources.files("aiperf").joinpath("data", _BUILTIN_RESOURCE).read_bytes())
 
 
 def _read_ranks(packed: bytes) -> tuple[bytes, ...]:
@@ -210,10 +216,9 @@ def builtin_words() -> tuple[str, ...]:
     """Lower-case ASCII words that are each one token, space included, in the builtin
     vocabulary (``" word"``), in rank order (roughly the most frequent first): the material
     of synthetic prompts."""
+    # From the ranks alone: a run with another tokenizer need not build the o200k encoding.
     return tuple(
-        piece[1:].decode("ascii")
-        for piece in builtin_tokenizer().pieces
-        if _SPACED_WORD.fullmatch(piece)
+        piece[1:].decode("ascii") for piece in builtin_pieces() if _SPACED_WORD.fullmatch(piece)
     )
 
 

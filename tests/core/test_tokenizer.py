@@ -27,7 +27,7 @@ import pytest
 import structlog
 from aiperf import _tokenizer
 from aiperf._datasets import SyntheticDataset
-from aiperf._tokenizer import builtin_tokenizer, builtin_words, load_tokenizer
+from aiperf._tokenizer import builtin_pieces, builtin_tokenizer, builtin_words, load_tokenizer
 from aiperf.mock_server import MOCK_WORDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,6 +73,11 @@ def one_line_usage_error(excinfo: pytest.ExceptionInfo[aiperf.UsageError]) -> st
     assert "\n" not in message
     assert message.startswith("--tokenizer: ")
     return message
+
+
+def clear_builtin_caches() -> None:
+    for loader in (builtin_pieces, builtin_tokenizer, builtin_words):
+        loader.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -229,15 +234,23 @@ class TestBuiltin:
         monkeypatch.setattr(tiktoken.load, "read_file_cached", refuse)
         monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        builtin_tokenizer.cache_clear()
-        builtin_words.cache_clear()
+        clear_builtin_caches()
         try:
             assert KNOWN_IDS["hello world"] == load_tokenizer("builtin").encode("hello world")
             assert builtin_words()
         finally:
-            builtin_tokenizer.cache_clear()
-            builtin_words.cache_clear()
+            clear_builtin_caches()
         assert not (tmp_path / "tiktoken").exists()
+
+    def test_word_list_needs_no_encoding(self) -> None:
+        """Synthetic prompts for another tokenizer read the word list from the ranks alone,
+        without the cost of building the o200k encoding."""
+        clear_builtin_caches()
+        try:
+            assert "the" == builtin_words()[0]
+            assert 0 == builtin_tokenizer.cache_info().currsize
+        finally:
+            clear_builtin_caches()
 
     def test_builtin_in_a_fresh_process_without_network(self, tmp_path: Path) -> None:
         """The same from a new interpreter with the hub switched off and an empty tiktoken
