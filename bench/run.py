@@ -32,6 +32,7 @@ from benchlib import machine  # noqa: E402 (after the sys.path line above)
 from benchlib.figures import Figures, markdown_document, results_document  # noqa: E402
 from benchlib.suite import (  # noqa: E402
     FULL,
+    NEEDS,
     QUICK,
     SCENARIOS,
     SLOW,
@@ -83,7 +84,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def chosen_scenarios(args: argparse.Namespace) -> list[str]:
     if args.scenario:
         return [name for name in SCENARIOS if name in args.scenario]
-    return [name for name in SCENARIOS if not (args.quick and name in SLOW)]
+    names = []
+    for name in SCENARIOS:
+        if args.quick and name in SLOW:
+            continue
+        program = NEEDS.get(name)
+        if program and shutil.which(program) is None:
+            print(
+                f"bench: leaving out the {name} scenario: {program} is not installed "
+                f"(Debian/Ubuntu: apt-get install {program}; it needs root or CAP_NET_RAW)",
+                file=sys.stderr,
+            )
+            continue
+        names.append(name)
+    return names
 
 
 def default_output(args: argparse.Namespace) -> Path:

@@ -24,11 +24,22 @@ run = _load_run()
 
 
 class TestScenarioChoice:
-    def test_full_suite_runs_every_scenario_in_order(self) -> None:
+    def test_full_suite_runs_every_scenario_in_order(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """No flags: every scenario, start-up first and the long memory run last."""
+        monkeypatch.setattr(run.shutil, "which", lambda name: f"/usr/bin/{name}")
         args = run.parse_args([])
-        assert ["startup", "postproc", "capacity", "accuracy", "rate", "sinks", "memory"] == run.chosen_scenarios(args)
+        assert ["startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "memory"] == run.chosen_scenarios(args)
         assert BENCH / "results.json" == run.default_output(args)
+
+    def test_full_suite_leaves_out_wire_without_tcpdump(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without tcpdump the full suite still runs, says what it left out and how to get it."""
+        monkeypatch.setattr(run.shutil, "which", lambda name: None)
+        assert "wire" not in run.chosen_scenarios(run.parse_args([]))
+        assert "apt-get install tcpdump" in capsys.readouterr().err
+        # Named explicitly, it is kept: the scenario itself then fails with the reason.
+        assert ["wire"] == run.chosen_scenarios(run.parse_args(["--scenario", "wire"]))
 
     def test_quick_leaves_out_memory(self) -> None:
         """--quick skips the 100k-request run and writes its own results file."""
