@@ -497,13 +497,17 @@ class LoopFigures:
     gc_slow: int
     #: the longest collection of each generation.
     gc_max_by_generation: tuple[float, float, float]
+    #: the most CPU one collection took (wall time above also counts time without a CPU).
+    gc_cpu_max: float
+    gc_count: int
 
 
 def loop_figures(probe: Mapping[str, Any], window: tuple[int, int]) -> LoopFigures:
     """The probe's lag samples and GC timings between ``window``'s wall-clock ns."""
     start, end = window
     lag = [late for late, at in probe.get("lag", ()) if start <= at <= end]
-    collections = [(gen, ms) for gen, ms, _collected, at in probe.get("gc", ()) if start <= at <= end]
+    collections = [(gen, ms) for gen, ms, _cpu_ms, at in probe.get("gc", ()) if start <= at <= end]
+    cpu = [cpu_ms for _gen, _ms, cpu_ms, at in probe.get("gc", ()) if start <= at <= end]
     by_generation = tuple(max((ms for g, ms in collections if g == gen), default=0.0) for gen in range(3))
     return LoopFigures(
         lag_p99=pct(lag, 99),
@@ -512,4 +516,6 @@ def loop_figures(probe: Mapping[str, Any], window: tuple[int, int]) -> LoopFigur
         gc_max=max((ms for _, ms in collections), default=0.0),
         gc_slow=sum(1 for _, ms in collections if ms > STALL_MS),
         gc_max_by_generation=by_generation,  # type: ignore[arg-type]
+        gc_cpu_max=max(cpu, default=0.0),
+        gc_count=len(collections),
     )

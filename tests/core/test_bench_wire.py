@@ -240,7 +240,8 @@ def test_steady_rate_leaves_out_the_first_round() -> None:
 def test_loop_figures_keep_the_load_window() -> None:
     probe = {
         "lag": [[0.1, 100], [7.0, 150], [0.2, 200], [30.0, 900]],
-        "gc": [[0, 0.05, 10, 120], [2, 12.0, 500, 180], [2, 40.0, 0, 950]],
+        # generation, wall ms, CPU ms, wall-clock ns when it ended
+        "gc": [[0, 0.05, 0.04, 120], [2, 12.0, 9.5, 180], [2, 40.0, 39.0, 950]],
     }
     figures = wire.loop_figures(probe, (100, 500))
     assert figures.lag_max == 7.0
@@ -248,3 +249,5 @@ def test_loop_figures_keep_the_load_window() -> None:
     assert figures.gc_max == 12.0
     assert figures.gc_slow == 1
     assert figures.gc_max_by_generation == (0.05, 0.0, 12.0)
+    assert figures.gc_cpu_max == 9.5
+    assert figures.gc_count == 2
