@@ -134,6 +134,9 @@ class Bench:
     repeats: int
     figures: Figures
     workers: int | None = None
+    #: an ``inference-perf`` executable (its own environment) to grade beside aiperf in the
+    #: wire scenario; None leaves it out.
+    inference_perf: str | None = None
     memory_repeats: int = 1
     python: str = sys.executable
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
@@ -851,11 +854,115 @@ def wire(bench: Bench) -> None:
             ("dropped", "packets tcpdump dropped", "", None, 0),
         ):  # fmt: skip
             bench.figure(f"wire_{fid}_c{c}", "wire", f"c{c}: {name}", unit, goal, digits)
+    if bench.inference_perf:
+        for c in WIRE_CONCURRENCIES:
+            for fid, name, unit, digits in OTHER_CLIENT_FIGURES:
+                bench.figure(f"wire_ip_{fid}_c{c}", "wire", f"c{c}, inference-perf: {name}", unit, digits=digits)
     probe = [bench.python, str(Path(lagprobe.__file__))]
     with mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
         for rep in range(bench.repeats):
             for c in WIRE_CONCURRENCIES:
                 measure_wire(bench, server, tcpdump, probe, c, rep)
+                if bench.inference_perf:
+                    measure_inference_perf(bench, server, tcpdump, bench.inference_perf, c, rep)
+
+
+#: what the wire says about another client (its own records are not read).
+OTHER_CLIENT_FIGURES = (
+    ("send_spread_p50", "request send spread p50", "ms", 3),
+    ("send_spread_p99", "request send spread p99", "ms", 3),
+    ("multi_packet", "requests sent as more than one packet", "", 0),
+    ("turnaround_p50", "turnaround p50", "ms", 3),
+    ("turnaround_p99", "turnaround p99", "ms", 3),
+    ("turnaround_stalls", f"turnarounds over {wirelib.STALL_MS:g} ms", "", 0),
+    ("ttft_p50", "TTFT by the wire p50", "ms", 2),
+    ("ttft_p99", "TTFT by the wire p99", "ms", 2),
+    ("rate", "steady request rate by the wire", "req/s", 1),
+    ("rate_pct", "steady request rate / ideal", "%", 1),
+)
+
+
+def measure_inference_perf(bench: Bench, server: Any, tcpdump: str, executable: str, c: int, rep: int) -> None:
+    """The same load from inference-perf: a concurrent stage, the same token counts.
+
+    inference-perf's random prompts exist only for its completion API, so it streams from
+    ``/v1/completions`` where aiperf uses chat; the mock server times both alike.
+    """
+    count = bench.sizes.wire[c]
+    tag = f"wire_ip_c{c}_{rep + 1}"
+    work = bench.scratch / tag
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer = inference_perf_tokenizer(bench.scratch)
+    spec = {
+        "api": {"type": "completion", "streaming": True},
+        "data": {
+            "type": "random",
+            "input_distribution": {"min": INPUT_TOKENS, "max": INPUT_TOKENS, "mean": INPUT_TOKENS, "std_dev": 0, "total_count": count},
+            "output_distribution": {"min": OUTPUT_TOKENS, "max": OUTPUT_TOKENS, "mean": OUTPUT_TOKENS, "std_dev": 0, "total_count": count},
+        },
+        "load": {"type": "concurrent", "stages": [{"num_requests": count, "concurrency_level": c}]},
+        "server": {"type": "vllm", "model_name": MODEL, "base_url": server.url, "ignore_eos": True},
+        "tokenizer": {"pretrained_model_name_or_path": str(tokenizer)},
+        "storage": {"local_storage": {"path": str(work / "out")}},
+    }  # fmt: skip
+    config = work / "config.yml"
+    config.write_text(json.dumps(spec))  # JSON is YAML
+    capture_file = work / "lo.pcap"
+    load = load1()
+    server.reset_stats()
+    env = {**bench.env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with packet_capture(tcpdump, capture_file, server.port):
+        done = subprocess.run(
+            [executable, "-c", str(config)], cwd=work, env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise ScenarioError(f"inference-perf exited {done.returncode}: {(done.stderr or done.stdout)[-400:]}")
+    served = server.stats()["requests"]["ok"]
+    if served != count:
+        raise ScenarioError(f"inference-perf: the server completed {served} requests of {count}")
+    grade = wirelib.grade(wirelib.exchanges(pcap.read_tcp(capture_file), server.port), None, c)
+    ideal = c / WIRE_LATENCY_S
+    values = {
+        "send_spread_p50": grade.send_spread_p50,
+        "send_spread_p99": grade.send_spread_p99,
+        "multi_packet": grade.multi_packet_requests,
+        "turnaround_p50": grade.turnaround_p50,
+        "turnaround_p99": grade.turnaround_p99,
+        "turnaround_stalls": grade.turnarounds_over_stall,
+        "ttft_p50": grade.wire_ttft_p50,
+        "ttft_p99": grade.wire_ttft_p99,
+        "rate": grade.steady_rate,
+        "rate_pct": 100 * grade.steady_rate / ideal,
+    }
+    for fid, value in values.items():
+        bench.figures[f"wire_ip_{fid}_c{c}"].add(value, load)
+    bench.say(
+        f"  wire inference-perf c{c} run {rep + 1}/{bench.repeats}: spread p99 {grade.send_spread_p99:.2f} ms "
+        f"({grade.multi_packet_requests} multi-packet), turnaround p50 {grade.turnaround_p50:.2f} "
+        f"p99 {grade.turnaround_p99:.2f} ms, {grade.steady_rate:.1f} req/s, load {load:.1f}"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def inference_perf_tokenizer(scratch: Path) -> Path:
+    """aiperf's built-in tokenizer as a local Hugging Face tokenizer folder.
+
+    inference-perf loads a tokenizer with ``transformers`` (by default the model's, from the
+    Hub); a folder with ``tokenizer.json`` works offline and counts tokens as aiperf does.
+    """
+    import gzip
+    from importlib import resources
+
+    folder = scratch / "hf-tokenizer"
+    if not (folder / "tokenizer.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        packed = resources.files("aiperf") / "data" / "builtin_tokenizer.json.gz"
+        (folder / "tokenizer.json").write_bytes(gzip.decompress(packed.read_bytes()))
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000})
+        )
+    return folder
 
 
 def measure_wire(bench: Bench, server: Any, tcpdump: str, probe: list[str], c: int, rep: int) -> None:

@@ -435,8 +435,14 @@ class WireGrade:
         return attrs.asdict(self)
 
 
-def grade(found: Sequence[Exchange], records: Sequence[Mapping[str, Any]], concurrency: int) -> WireGrade:
-    """Every figure of one run, from its exchanges and aiperf's JSONL records."""
+def grade(
+    found: Sequence[Exchange], records: Sequence[Mapping[str, Any]] | None, concurrency: int
+) -> WireGrade:
+    """Every figure of one run, from its exchanges and aiperf's JSONL records.
+
+    Without records (another client, whose per-request output is not read) the figures
+    against aiperf's own measurements are NaN; the wire's own figures are all there.
+    """
     done = [x for x in found if x.complete]
     if not done:
         raise ValueError("the capture holds no complete exchange")
@@ -444,7 +450,7 @@ def grade(found: Sequence[Exchange], records: Sequence[Mapping[str, Any]], concu
     turns = [t / 1e6 for t in turnarounds_ns(found)]
     ttfts = [x.ttft_ns / 1e6 for x in done if x.ttft_ns is not None]
     from_last = [(x.content_ns[0] - x.request_last_ns) / 1e6 for x in done if x.content_ns]
-    pairs = match(found, records)
+    pairs = match(found, records) if records is not None else []
     ttft_err, gap_err, uncompared = [], [], 0
     for pair in pairs:
         metrics = pair.record.get("metrics") or {}
@@ -458,6 +464,8 @@ def grade(found: Sequence[Exchange], records: Sequence[Mapping[str, Any]], concu
         else:
             uncompared += 1
     offsets = [abs(p.offset_ns) / 1e6 for p in pairs]
+    if records is None:
+        uncompared = 0
     return WireGrade(
         requests=len(done),
         send_spread_p50=pct(spreads, 50),

@@ -57,6 +57,11 @@ class TestScenarioChoice:
         """A scenario named explicitly runs even in --quick."""
         assert ["memory"] == run.chosen_scenarios(run.parse_args(["--quick", "--scenario", "memory"]))
 
+    def test_inference_perf_is_off_unless_given(self) -> None:
+        """--inference-perf PATH adds that client to the wire scenario; without it, aiperf alone."""
+        assert run.parse_args([]).inference_perf is None
+        assert "/opt/ip/bin/inference-perf" == run.parse_args(["--inference-perf", "/opt/ip/bin/inference-perf"]).inference_perf
+
     def test_output_flag_wins(self, tmp_path: Path) -> None:
         """--output overrides the default results path."""
         assert tmp_path / "r.json" == run.default_output(run.parse_args(["--output", str(tmp_path / "r.json")]))

@@ -204,6 +204,18 @@ def test_grade_matches_records_and_measures_errors() -> None:
     assert not math.isnan(grade.steady_rate)
 
 
+def test_grade_without_records_keeps_the_wire_figures() -> None:
+    """Another client's run: no records to compare with, every wire figure still there."""
+    conn = Conn(40006).syn(0)
+    end = conn.exchange(1 * MS, ["a", "b"], split=True)
+    conn.exchange(end + 3 * MS, ["c", "d"], split=True)
+    grade = wire.grade(wire.exchanges(conn.packets, SERVER[1]), None, concurrency=1)
+    assert grade.requests == 2 and grade.multi_packet_requests == 2
+    assert grade.turnaround_p50 == pytest.approx(3.0)
+    assert grade.wire_ttft_p50 == pytest.approx(50.0)
+    assert math.isnan(grade.ttft_err_p50) and math.isnan(grade.gap_err_p99)
+
+
 def test_grade_refuses_a_count_mismatch() -> None:
     conn = Conn(40004).syn(0)
     conn.exchange(1 * MS, ["a"], split=False)
