@@ -136,3 +136,17 @@ class TestHardKill:
         lines = [json.loads(line) for line in text.splitlines()]
         assert not text or text.endswith("\n")
         assert finished <= len([r for r in lines if r["error"] is None])
+
+
+class TestJsonlWriter:
+    def test_a_failed_write_is_reported_once_and_never_raises(self) -> None:
+        """Writing to a device that is always full: one report naming the path and ENOSPC, the
+        run's writes go on without an exception, and the lost lines are counted."""
+        from aiperf._exporters import JsonlWriter
+
+        reports = []
+        with JsonlWriter(Path("/dev/full"), on_error=reports.append) as writer:
+            for n in range(3):
+                assert 0 == writer.write(f'{{"n": {n}}}\n')
+        assert ["cannot write /dev/full: No space left on device (ENOSPC)"] == [str(r) for r in reports]
+        assert (0, 3) == (writer.lines, writer.lost)

@@ -243,3 +243,29 @@ class TestEchoedKey:
             assert [] == files_containing(tmp_path, probe)
             assert probe not in result.stdout + result.stderr
             assert probe not in received
+
+
+class TestScrubber:
+    def test_error_messages_lose_whole_and_cut_secrets(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A secret anywhere in an error message is replaced; so is its start where the message
+        was cut inside it (a body shown up to N bytes)."""
+        from aiperf import ErrorInfo, _redact
+
+        monkeypatch.setattr(_redact, "_known", set())
+        _redact.remember_secrets([ECHOED_KEY])
+        whole = _redact.scrub_error(ErrorInfo(type="401", message=f"HTTP 401: bad key Bearer {ECHOED_KEY}!"))
+        assert "HTTP 401: bad key Bearer ***!" == whole.message
+        cut = _redact.scrub_error(ErrorInfo(type="401", message=f"HTTP 401: bad key {ECHOED_KEY[:9]}"))
+        assert "HTTP 401: bad key ***" == cut.message
+        clean = ErrorInfo(type="500", message="HTTP 500: sk-")  # under 4 characters: kept
+        assert clean is _redact.scrub_error(clean)
+
+    def test_api_key_whitespace_stripped_control_characters_refused(self) -> None:
+        """Whitespace around a key is dropped; a line break inside it is one line, exit 2."""
+        from aiperf import UsageError
+        from aiperf._config import build_config
+
+        assert ECHOED_KEY == build_config({"model": "m", "api_key": f" {ECHOED_KEY}\r\n"}).api_key
+        with pytest.raises(UsageError, match="control character") as caught:
+            build_config({"model": "m", "api_key": f"{ECHOED_KEY}\r\nX-Other: 1"})
+        assert ECHOED_KEY not in str(caught.value)
