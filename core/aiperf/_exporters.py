@@ -128,7 +128,10 @@ class JsonlWriter:
 
     def __init__(self, path: Path, on_error: Any = None) -> None:
         self.path = path
-        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise ArtifactWriteError(path, exc) from None
         #: bytes of whole lines in the file.
         self.size = 0
         self.lines = 0

@@ -94,7 +94,10 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     trio.run(check_server, config.url, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactWriteError(run_dir, exc) from None
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
