@@ -357,6 +357,8 @@ class WorkerPool:
     stall_timeout_s: float = STALL_TIMEOUT_S
     #: how the workers that did not finish ended, one sentence each.
     failures: list[str] = attrs.field(factory=list)
+    #: a worker was lost: the others are being stopped because of it.
+    failing: bool = False
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -443,7 +445,7 @@ class WorkerPool:
                 engine.cancelled_in_flight += cut
                 self.pending.pop(i, None)
                 # Stopped because another worker failed is not a user's cancellation.
-                if cancelled and engine.failure is None:
+                if cancelled and not self.failing:
                     engine.run.cancelled = True
                 if start is not None:
                     starts.append(start)
@@ -466,6 +468,9 @@ class WorkerPool:
         """Worker ``i`` stopped without its final message: say so, stop the run, and write a
         line for each request it had in flight."""
         process, _reader = self.processes[i]
+        # Before the first await: from now on, a worker that reports it was stopped was stopped
+        # because of this, not by the user.
+        self.failing = True
         if stalled:
             process.kill()
         await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
