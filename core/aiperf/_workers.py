@@ -213,16 +213,31 @@ class MessageReader:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of a worker process."""
+    # The coordinator stops us with SIGTERM; Ctrl-C on the terminal, or its hangup, is its to
+    # handle (both reach the whole process group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        _work(spec, conn)
+    except Exception as exc:  # noqa: BLE001 - before the loop ran: said once, by the coordinator
+        if spec.config.verbose:
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        try:
+            os.write(conn.fileno(), encode(("failed", _describe(exc))))
+        except (OSError, ValueError):  # the pipe is gone (or was handed to the loop): exit is enough
+            pass
+        sys.exit(1)
+
+
+def _work(spec: WorkerSpec, conn: Connection) -> None:
     from aiperf._engine import Engine
     from aiperf._plugins import Plugins
     from aiperf._redact import remember_secrets
     from aiperf._tokenizer import load_tokenizer
     from aiperf._types import RunContext
 
-    # The coordinator stops us with SIGTERM; Ctrl-C on the terminal, or its hangup, is its to
-    # handle (both reach the whole process group).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     remember_secrets(spec.secrets)
     config = spec.config
     plugins = Plugins.load()

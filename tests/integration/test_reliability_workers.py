@@ -77,6 +77,9 @@ class Exit:
 
 @hookimpl
 def aiperf_register_record_processors(register):
+    import multiprocessing
+    if os.environ.get("CRASH_IN_SETUP") and multiprocessing.current_process().name != "MainProcess":
+        raise RuntimeError("setup boom in the worker")
     register(Exit())
 
 class Boom:
@@ -172,6 +175,18 @@ class TestDeadWorker:
         profile_runs.append(run)
         line = assert_failed_partial(run, run.wait(), "worker 1 ", "RuntimeError: boom from the load strategy")
         assert "exited with code 1" in line
+
+    def test_worker_that_fails_before_its_loop_runs(
+        self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path, crash_site: dict[str, str]
+    ) -> None:
+        """A worker that cannot even set up (a plugin raising in it) is named with the error."""
+        run = Profile(slow_server.url, tmp_path / "run", "--workers", "2", env={**crash_site, "CRASH_IN_SETUP": "1"})
+        profile_runs.append(run)
+        code = run.wait()
+        assert 1 == code, run.stderr
+        assert "RuntimeError: setup boom in the worker (exited with code 1)" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert run.summary()["partial"] is True
 
     def test_live_sink_worker_killed(
         self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path
