@@ -255,3 +255,20 @@ class TestCancelledWithWorkers:
         assert received(very_slow_server) == len(records) >= 4
         assert all(r["error"]["type"] == "cancelled" for r in records)
         assert f"{len(records)} requests were still in flight" in run.stdout
+
+    def test_sigint_with_a_live_sink_writes_a_line_per_request_sent(
+        self, very_slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path
+    ) -> None:
+        """With a live sink on (the load in one worker), Ctrl-C too: one line per request."""
+        from support.otlp_receiver import OtlpReceiver
+
+        with OtlpReceiver() as collector:
+            very_slow_server.reset_stats()
+            run = Profile(very_slow_server.url, tmp_path / "run", "--concurrency", "3", "--otel-url", collector.url)
+            profile_runs.append(run)
+            wait_until(lambda: received(very_slow_server) >= 3)
+            run.signal_group(signal.SIGINT)
+            assert 130 == run.wait(), run.stderr
+        records = run.records()
+        assert received(very_slow_server) == len(records)
+        assert 3 <= len([r for r in records if r["error"] and r["error"]["type"] == "cancelled"])
