@@ -186,7 +186,7 @@ class Engine:
             raise
         finally:
             self.in_flight -= 1
-            del self.pending[index]
+            self.pending.pop(index, None)
         self._finish(record)
 
     def _finish(self, record: RequestRecord) -> None:
