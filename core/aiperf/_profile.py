@@ -22,6 +22,8 @@ from aiperf._exporters import (
     INPUTS_FILE,
     JSONL_FILE,
     METADATA_FILE,
+    ArtifactWriteError,
+    JsonlWriter,
     metadata,
     write_json,
 )
@@ -92,7 +94,10 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     trio.run(check_server, config.url, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactWriteError(run_dir, exc) from None
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -151,7 +156,10 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     )
     run.state["workers"] = len(remote.specs) if remote else 1
 
-    with (run_dir / JSONL_FILE).open("w", encoding="utf-8") as jsonl:
+    def artifact_failed(error: ArtifactWriteError) -> None:
+        _report_artifact_error(run, error, "the run goes on; the statistics are kept in memory")
+
+    with JsonlWriter(run_dir / JSONL_FILE, on_error=artifact_failed) as jsonl:
         engine = Engine(
             config=config,
             run=run,
@@ -178,6 +186,11 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
             result = trio.run(engine.run_benchmark, restrict_keyboard_interrupt_to_checkpoints=True)
         finally:
             sys.setswitchinterval(switch)
+    if jsonl.lost:
+        result = attrs.evolve(
+            result,
+            notes=(*result.notes, f"{jsonl.lost} lines of {JSONL_FILE} were not written ({jsonl.error})"),
+        )
 
     result = _add_sections(run, result, samplers)
     failed_exports = _export(run, result, plugins.exporters(config, run))
@@ -201,11 +214,21 @@ def _add_sections(run: RunContext, result: RunResult, samplers: Sequence[object]
     return attrs.evolve(result, sections=tuple(sections), notes=tuple(notes))
 
 
+def _report_artifact_error(run: RunContext, error: ArtifactWriteError, consequence: str) -> None:
+    """One line on stderr per file that could not be written, and a record for metadata.json."""
+    run.state.setdefault("artifact_errors", []).append(str(error))
+    sys.stderr.write(f"aiperf: {error}; {consequence}\n")
+    sys.stderr.flush()
+
+
 def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -> int:
     failed = 0
     for exporter in exporters:
         try:
             exporter.export(run, result)
+        except ArtifactWriteError as exc:
+            failed += 1
+            _report_artifact_error(run, exc, f"the {exporter.name} export is missing")
         except Exception as exc:  # noqa: BLE001 - one exporter failing must not stop the others
             failed += 1
             log.error("exporter_failed", exporter=exporter.name, error=f"{type(exc).__name__}: {exc}")
@@ -213,6 +236,8 @@ def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -
 
 
 def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
+    if result.partial:
+        return 1
     if result.was_cancelled:
         return 128 + int(run.state.get("signal", signal.SIGINT))
     if result.status is RunStatus.FAILED:
@@ -221,4 +246,4 @@ def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
     if result.value("request_count") == 0:
         log.error("No request completed.")
         return 1
-    return 1 if failed_exports else 0
+    return 1 if failed_exports or run.state.get("artifact_errors") else 0
