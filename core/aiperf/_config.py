@@ -63,6 +63,18 @@ def _at_most(bound: int) -> Any:
     return check
 
 
+def _clean_api_key(value: Any) -> Any:
+    """A key pasted or read from a file often ends in a newline or ``\\r``: sent as is, it would
+    not match on the server, and no scrubber looking for the key would find it. Whitespace
+    around the key is dropped; a control character inside it is refused (never echoed)."""
+    if not isinstance(value, str):
+        return value
+    key = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise UsageError("--api-key: the key holds a control character (a line break?); give the key alone")
+    return key or None
+
+
 def normalize_url(url: str) -> str:
     """``localhost:8000`` -> ``http://localhost:8000``; reject what cannot be a server URL."""
     raw = url.strip()
@@ -296,7 +308,7 @@ class ProfileConfig:
     endpoint_type: str = "chat"
     endpoint: str | None = None
     streaming: bool = False
-    api_key: str | None = attrs.field(default=None, repr=False)
+    api_key: str | None = attrs.field(default=None, repr=False, converter=_clean_api_key)
     headers: tuple[tuple[str, str], ...] = ()
     extra_inputs: dict[str, Any] = attrs.field(factory=dict)
     synthetic_input_tokens_mean: int = attrs.field(

@@ -22,11 +22,13 @@ from aiperf._exporters import (
     INPUTS_FILE,
     JSONL_FILE,
     METADATA_FILE,
+    ArtifactWriteError,
+    JsonlWriter,
     metadata,
     write_json,
 )
 from aiperf._provider import infer_provider
-from aiperf._types import Exporter, RunContext, RunFailure, RunResult, RunStatus, UsageError
+from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
 
 if TYPE_CHECKING:
     from aiperf._config import ProfileConfig
@@ -72,10 +74,7 @@ def prepare_run_dir(run_dir: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise RunFailure(
-            f"cannot write the run directory {run_dir}: {exc.strerror or exc}; "
-            "choose another with --artifact-dir"
-        ) from None
+        raise ArtifactWriteError(run_dir, exc) from None
 
 
 def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
@@ -186,7 +185,10 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     )
     run.state["workers"] = len(remote.specs) if remote else 1
 
-    with (run_dir / JSONL_FILE).open("w", encoding="utf-8") as jsonl:
+    def artifact_failed(error: ArtifactWriteError) -> None:
+        _report_artifact_error(run, error, "the run goes on; the statistics are kept in memory")
+
+    with JsonlWriter(run_dir / JSONL_FILE, on_error=artifact_failed) as jsonl:
         engine = Engine(
             config=config,
             run=run,
@@ -213,6 +215,11 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
             result = trio.run(engine.run_benchmark, restrict_keyboard_interrupt_to_checkpoints=True)
         finally:
             sys.setswitchinterval(switch)
+    if jsonl.lost:
+        result = attrs.evolve(
+            result,
+            notes=(*result.notes, f"{jsonl.lost} lines of {JSONL_FILE} were not written ({jsonl.error})"),
+        )
 
     result = _add_sections(run, result, samplers)
     failed_exports = _export(run, result, plugins.exporters(config, run))
@@ -236,11 +243,21 @@ def _add_sections(run: RunContext, result: RunResult, samplers: Sequence[object]
     return attrs.evolve(result, sections=tuple(sections), notes=tuple(notes))
 
 
+def _report_artifact_error(run: RunContext, error: ArtifactWriteError, consequence: str) -> None:
+    """One line on stderr per file that could not be written, and a record for metadata.json."""
+    run.state.setdefault("artifact_errors", []).append(str(error))
+    sys.stderr.write(f"aiperf: {error}; {consequence}\n")
+    sys.stderr.flush()
+
+
 def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -> int:
     failed = 0
     for exporter in exporters:
         try:
             exporter.export(run, result)
+        except ArtifactWriteError as exc:
+            failed += 1
+            _report_artifact_error(run, exc, f"the {exporter.name} export is missing")
         except Exception as exc:  # noqa: BLE001 - one exporter failing must not stop the others
             failed += 1
             log.error("exporter_failed", exporter=exporter.name, error=f"{type(exc).__name__}: {exc}")
@@ -248,6 +265,8 @@ def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -
 
 
 def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
+    if result.partial:
+        return 1
     if result.was_cancelled:
         return 128 + int(run.state.get("signal", signal.SIGINT))
     if result.status is RunStatus.FAILED:
@@ -256,4 +275,4 @@ def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
     if result.value("request_count") == 0:
         log.error("No request completed.")
         return 1
-    return 1 if failed_exports else 0
+    return 1 if failed_exports or run.state.get("artifact_errors") else 0

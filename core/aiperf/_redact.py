@@ -7,9 +7,12 @@ last-resort scrubber that replaces every known secret value wherever it appears 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiperf._config import REDACTED, is_secret_header, redact_url
+
+if TYPE_CHECKING:
+    from aiperf._types import ErrorInfo
 
 _SECRET_FLAGS = {"--api-key"}
 _HEADER_FLAGS = {"-H", "--header"}
@@ -32,6 +35,35 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def scrub_secrets(text: str) -> str:
+    """:func:`scrub`, and also the start of a secret at the very end of ``text``.
+
+    For text that may have been cut to a length (an error body shown up to N bytes, a span
+    status up to 200 characters): the cut can fall inside a secret, and its first characters
+    must not get out either.
+    """
+    text = scrub(text)
+    for secret in _known:
+        for size in range(min(len(secret) - 1, len(text)), 3, -1):
+            if text.endswith(secret[:size]):
+                text = text[:-size] + REDACTED
+                break
+    return text
+
+
+def scrub_error(error: ErrorInfo) -> ErrorInfo:
+    """The error with every known secret taken out of its message (a server that echoes the
+    request's ``Authorization`` header in its 401 body must not put the key into the exports)."""
+    if not _known:
+        return error
+    message = scrub_secrets(error.message)
+    if message == error.message:
+        return error
+    import attrs
+
+    return attrs.evolve(error, message=message)
 
 
 def scrub_value(value: Any) -> Any:

@@ -335,6 +335,12 @@ class RunResult:
     send_lag: MetricStats | None = None
     #: lines the sinks and samplers reported at the end (drops, failed exports).
     notes: tuple[str, ...] = ()
+    #: why the results hold only part of the run (a worker process died), or None.
+    partial_reason: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.partial_reason is not None
 
     def value(self, tag: str, stat: str = "avg") -> float | None:
         """Look a statistic up by metric tag, e.g. ``result.value("time_to_first_token", "p99")``."""
