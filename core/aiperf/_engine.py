@@ -19,7 +19,7 @@ import attrs
 import structlog
 import trio
 
-from aiperf._http import Sender, make_client, request_headers, request_url
+from aiperf._http import Sender, make_sender
 from aiperf._live import CLOSE_BUDGET_S, LiveBus
 from aiperf._metrics import METRICS, inter_chunk_gaps
 from aiperf._stats import Aggregator
@@ -33,6 +33,7 @@ from aiperf._types import (
     Progress,
     Prompt,
     RecordProcessor,
+    ReportSection,
     RequestDone,
     RequestMetrics,
     RequestRecord,
@@ -140,6 +141,8 @@ class Engine:
     failed: int = 0
     in_flight: int = 0
     cancelled_in_flight: int = 0
+    #: requests sent twice because the first try never reached the server (keep-alive race).
+    retries: int = 0
     _load_scope: trio.CancelScope | None = None
     _phase_started: float = 0.0
 
@@ -188,7 +191,17 @@ class Engine:
     def _measure(self, record: RequestRecord) -> RequestMetrics:
         values: dict[str, float] = {}
         for processor in self.processors:
-            processor.process(record, values, self.run)
+            try:
+                processor.process(record, values, self.run)
+            except Exception as exc:  # noqa: BLE001 - one response must never end the run
+                # What a response held made a metric fail: that request is an error, its
+                # half-computed values are dropped, the run goes on.
+                values = {}
+                record.error = ErrorInfo(
+                    type="parse_error",
+                    message=f"measuring failed in {processor.name}: {type(exc).__name__}: {exc}"[:300],
+                )
+                break
         end = record.chunk_ns[-1] if record.chunk_ns else (record.end_ns or record.start_ns)
         metrics = RequestMetrics(
             index=record.index,
@@ -209,6 +222,7 @@ class Engine:
             self.completed += 1
         else:
             self.failed += 1
+        self.retries += record.retries
         lag = record.start_ns - record.intended_ns if record.intended_ns is not None else None
         self.aggregator.add(metrics, lag)
         self._write_jsonl(record, metrics)
@@ -262,18 +276,9 @@ class Engine:
 
     async def run_benchmark(self) -> RunResult:
         config = self.config
-        concurrency = config.effective_concurrency
-        client = make_client(config, concurrency if config.request_rate is None else config.concurrency)
-        self.sender = Sender(
-            client=client,
-            url=request_url(config, self.endpoint),
-            headers=request_headers(config),
-            endpoint=self.endpoint,
-            streaming=config.streaming,
-            timeout_s=config.request_timeout_seconds,
-        )
+        self.sender = make_sender(config, self.endpoint)
         status = RunStatus.FINISHED
-        async with client:
+        try:
             await self.bus.open_all(self.run)
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._watch_signals, outer.cancel_scope)
@@ -296,6 +301,8 @@ class Engine:
                 # watcher stays up meanwhile, so a second Ctrl-C still exits at once.
                 await self.bus.close_all(status)
                 outer.cancel_scope.cancel()
+        finally:
+            self.sender.close()
         self._clear_progress()
         return self._result(status)
 
@@ -429,6 +436,11 @@ class Engine:
             end_wall_ns=self.run.to_wall_ns(agg.last_end_ns) if agg.last_end_ns else None,
             send_lag=agg.send_lag(),
             notes=tuple(notes),
+            sections=(
+                # Requests sent a second time on a fresh connection because the first try
+                # provably never reached the server (see docs/reliability.md).
+                ReportSection(name="connections", title="Connections", data={"retries": self.retries}),
+            ),
         )
 
 

@@ -690,7 +690,10 @@ class _Body(_Job):
             )
         )
         if fault == "close":
-            self.terminate(fault, b"")
+            # The head, then a clean close before the body: the client knows the server took
+            # the request (a close before any byte of a response may be retried by clients,
+            # as the keep-alive race looks the same).
+            self.terminate(fault, head)
             return
         if fault in ("reset", "disconnect"):
             self.terminate(fault, head + body[:half])
