@@ -160,7 +160,7 @@ def make_sender(config: ProfileConfig, endpoint: EndpointType) -> Sender:
         endpoint=endpoint,
         streaming=config.streaming,
         timeout_s=config.request_timeout_seconds,
-        max_response_bytes=getattr(config, "max_response_bytes", MAX_RESPONSE_BYTES),
+        max_response_bytes=config.max_response_bytes,
     )
 
 

@@ -17,6 +17,7 @@ start before it has the body), and spent more CPU per request than the rest of a
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import struct
@@ -109,6 +110,7 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
         self.socket = inner.socket
         self.kernel_stamps = False
         self.last_read_ns = 0
+        self.last_send_ns = 0
         self.bytes_sent = 0
         if sys.platform.startswith("linux") and _ANCILLARY_SIZE:
             try:
@@ -138,20 +140,30 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        # Our own loop over send(), not SocketStream.send_all: it counts what the kernel
-        # accepted, which decides whether a failed request may be retried.
+        # Our own loop, not SocketStream.send_all: it counts what the kernel accepted (which
+        # decides whether a failed request may be retried), and it stamps the moment the
+        # last byte was accepted before yielding to the scheduler: trio's send() yields after
+        # the syscall, and under load other tasks would run before we could read the clock.
+        await trio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(data)
         total = len(view)
         sent = 0
         try:
+            try:
+                sent = os.write(self.socket.fileno(), view)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            self.bytes_sent += sent
             while sent < total:
                 count = await self.socket.send(view[sent:])
                 sent += count
                 self.bytes_sent += count
+            self.last_send_ns = _now()
         except OSError as exc:
             raise trio.BrokenResourceError from exc
         finally:
             view.release()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -198,7 +210,7 @@ class Connection:
             error = WriteError(str(exc) or type(exc).__name__)
             error.accepted = self.raw.bytes_sent - before
             raise error from exc
-        return first, _now()
+        return first, self.raw.last_send_ns
 
     async def receive(self) -> bool:
         """Read more into the buffer; False at end of stream."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -150,22 +151,31 @@ GOOD = sse(chunk(role=True), chunk("Hello"), chunk(" world", finish="stop"), usa
 
 
 class TestOneWrite:
-    async def test_head_and_body_leave_in_one_send(self, serve: Any) -> None:
-        """The whole request is handed to the kernel in one send(), head and body together."""
+    async def test_head_and_body_leave_in_one_send(
+        self, serve: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The whole request is handed to the kernel in one write, head and body together."""
         server = await serve(stream_response(GOOD), stream_response(GOOD))
         sender = make_sender(server)
         conn = await sender.pool.connect()
+        fd = conn.raw.socket.fileno()
         sends: list[int] = []
-        real = conn.raw.socket
+        real_write, real_socket = os.write, conn.raw.socket
+
+        def write(target: int, data: Any) -> int:
+            if target == fd:
+                sends.append(len(data))
+            return real_write(target, data)
 
         class Counting:
             def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
+                return getattr(real_socket, name)
 
             async def send(self, data: Any) -> int:
                 sends.append(len(data))
-                return await real.send(data)
+                return await real_socket.send(data)
 
+        monkeypatch.setattr(os, "write", write)
         conn.raw.socket = Counting()  # type: ignore[assignment]
         sender.pool._idle.append(conn)  # noqa: SLF001 - the connection the next request takes
         for i in range(2):
