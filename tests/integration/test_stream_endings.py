@@ -257,3 +257,39 @@ class TestBadResponses:
         assert list(range(GOOD, GOOD + len(bad))) == bad_lines
         for record in run.errors():
             assert record["error"]["message"]
+
+
+RAISING_PROCESSOR = '''
+from aiperf import hookimpl
+
+@hookimpl
+def aiperf_register_record_processors(register):
+    class Fragile:
+        name = "fragile"
+        order = 10
+        def process(self, record, values, run):
+            if record.index == 3:
+                raise OverflowError("cannot convert float infinity to integer")
+    register(Fragile())
+'''
+
+
+class TestMeasuring:
+    def test_a_metric_processor_that_raises_fails_one_request(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A per-request metric computation that raises makes that request a parse_error
+        naming the processor; the run finishes with every other request."""
+        from support.fake_plugins import install_fake_distribution
+
+        site = tmp_path / "site"
+        site.mkdir()
+        install_fake_distribution(site, "aiperf-fragile", "aiperf_fragile_plugin", RAISING_PROCESSOR)
+        monkeypatch.setenv("PYTHONPATH", str(site))
+        with MockServer() as server:
+            run = profile(server.url, tmp_path / "run", count=10, concurrency=1)
+        assert 0 == run.code, run.output
+        run.assert_complete()
+        assert {"parse_error": 1} == dict(run.error_types())
+        (error,) = run.errors()
+        assert 3 == error["request_index"]
+        assert "fragile" in error["error"]["message"] and "OverflowError" in error["error"]["message"]
+        assert 9 == run.metric("request_count")
