@@ -5,7 +5,7 @@ A request is written in one ``send`` (head and body together) on a keep-alive co
 delivers it. Whatever goes wrong with one response (the network, HTTP, the stream's format,
 its JSON, a bug in a parser) ends that request as an error record and nothing more.
 
-How a stream ends (see docs/compatibility.md): ``data: [DONE]`` ends the request at once,
+How a stream ends (see docs/reliability.md): ``data: [DONE]`` ends the request at once,
 whatever the server does with the connection afterwards; a body that ends after a chunk with
 a ``finish_reason`` is complete too (several engines never send ``[DONE]``); a body that ends
 with neither is ``incomplete_stream``.
@@ -115,14 +115,22 @@ def request_head(url: str, headers: dict[str, str]) -> bytes:
     if parts.query:
         target += "?" + parts.query
     host = parts.netloc.rpartition("@")[2]
-    fields: dict[str, tuple[str, str]] = {}
-    for name, value in (
+    base: list[tuple[str, str]] = [
         ("Host", host),
         ("User-Agent", f"aiperf/{__version__}"),
         # No compression: a measured stream must arrive as the server made it.
         ("Accept-Encoding", "identity"),
-        *headers.items(),
-    ):
+    ]
+    if parts.username is not None:
+        # ``http://user:password@host`` means HTTP Basic authentication (as httpx did);
+        # an explicit Authorization header below still wins.
+        import base64
+        from urllib.parse import unquote
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        base.append(("Authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
+    fields: dict[str, tuple[str, str]] = {}
+    for name, value in (*base, *headers.items()):
         if name.lower() not in _FRAMING:
             fields[name.lower()] = (name, value)
     lines = [f"POST {target} HTTP/1.1"]

@@ -382,3 +382,26 @@ class TestKeepAlive:
             server.answers.insert(0, hold)
             await make_sender(server).send(RequestRecord(index=2, phase=Phase.PROFILE), b"{}")
         assert scope.cancelled_caught
+
+
+class TestRequestHead:
+    def test_userinfo_is_basic_auth_and_never_in_host(self) -> None:
+        head = request_head("http://us%40er:p%3Aw@127.0.0.1:9/v1/chat/completions?x=1", {})
+        assert head.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+        assert b"\r\nAuthorization: Basic dXNAZXI6cDp3\r\n" in head  # base64("us@er:p:w")
+        assert head.endswith(b"\r\nContent-Length: ")
+
+    def test_explicit_header_wins_and_framing_is_ours(self) -> None:
+        head = request_head(
+            "http://u:p@h/v1", {"authorization": "Bearer k", "Content-Length": "5", "X-A": "b"}
+        )
+        assert b"Basic" not in head and b"\r\nauthorization: Bearer k\r\n" in head
+        assert 1 == head.lower().count(b"content-length")
+        assert b"\r\nX-A: b\r\n" in head
+
+    @pytest.mark.parametrize("headers", [{"X-A": "b\r\nEvil: 1"}, {"X A:": "b"}, {"X-A": "☃"}])
+    def test_header_injection_and_non_latin1_are_usage_errors(self, headers: dict[str, str]) -> None:
+        from aiperf._types import UsageError
+
+        with pytest.raises(UsageError):
+            request_head("http://h/v1", headers)
