@@ -256,7 +256,12 @@ class Sender:
             record.error = _status_error(status, response, body)
         elif self.streaming and response.content_type != "application/json":
             if await self._read_stream(record, conn, reader):
-                return response.keep_alive and reader.finish_buffered()
+                # The answer ended at [DONE]; whatever follows decides only whether the
+                # connection can be reused, never the request's outcome.
+                try:
+                    return response.keep_alive and reader.finish_buffered()
+                except TransportError:
+                    return False
         else:
             await self._read_body(record, conn, reader)
         return response.keep_alive and reader.done

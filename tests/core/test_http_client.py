@@ -405,3 +405,16 @@ class TestRequestHead:
 
         with pytest.raises(UsageError):
             request_head("http://h/v1", headers)
+
+
+class TestAfterDone:
+    async def test_garbage_framing_after_done_does_not_fail_the_request(self, serve: Any) -> None:
+        """The answer is complete at [DONE]; broken chunk framing after it only costs the
+        connection."""
+        data = stream_response(GOOD, end=False) + b"zz\r\n"
+        server = await serve(data, stream_response(GOOD))
+        sender = make_sender(server)
+        record = await send(sender)
+        assert record.ok, record.error
+        assert (await send(sender, 1)).ok
+        assert 2 == server.connections
