@@ -68,6 +68,19 @@ class SSEParser:
             if buffer.startswith(_BOM):
                 del buffer[: len(_BOM)]
         events: list[SSEEvent] = []
+        if b"\r" not in chunk:
+            # The common case (``\n`` line ends only): one split of the new bytes. The
+            # buffer never holds a line end, so the unfinished line is joined exactly once,
+            # when its end arrives.
+            if b"\n" not in chunk:
+                self._scanned = len(buffer)
+                return events
+            lines = buffer.split(b"\n")
+            buffer[:] = lines.pop()
+            self._scanned = len(buffer)
+            for raw in lines:
+                self._line(raw, events)
+            return events
         start = 0
         search = self._scanned
         size = len(buffer)
@@ -96,6 +109,11 @@ class SSEParser:
         return events
 
     def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
+        if raw[:5] == b"data:":
+            # nearly every line of an LLM stream: skip the general field parsing
+            value = raw[6:] if raw[5:6] == b" " else raw[5:]
+            self._data.append(value.decode("utf-8", errors="replace"))
+            return
         if not raw:
             if self._data:
                 events.append(SSEEvent("\n".join(self._data), self._event, self._id))
