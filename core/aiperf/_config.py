@@ -337,6 +337,8 @@ class ProfileConfig:
     benchmark_grace_period: float = attrs.field(default=30.0, validator=_non_negative)
     warmup_request_count: int = attrs.field(default=0, validator=_non_negative)
     request_timeout_seconds: float = attrs.field(default=600.0, validator=_positive)
+    #: a response body larger than this is an error of type ``response_too_large``.
+    max_response_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     wait_for_model_timeout: float = attrs.field(default=0.0, validator=_non_negative)
     goodput: dict[str, float] = attrs.field(factory=dict, validator=_check_goodput)
     artifact_dir: Path | None = None

@@ -22,7 +22,7 @@ import structlog
 import trio
 
 from aiperf._config import redact_url
-from aiperf._http import Sender, make_client, request_headers, request_url
+from aiperf._http import Sender, make_sender, request_url
 from aiperf._live import CLOSE_BUDGET_S, LiveBus
 from aiperf._metrics import METRICS, TokenTally, inter_chunk_gaps
 from aiperf._redact import scrub_error
@@ -37,6 +37,7 @@ from aiperf._types import (
     Progress,
     Prompt,
     RecordProcessor,
+    ReportSection,
     RequestDone,
     RequestMetrics,
     RequestRecord,
@@ -165,7 +166,7 @@ class Engine:
     out_of_fds: int = 0
     bus: LiveBus = attrs.field(init=False)
     sender: Sender | None = None
-    #: one sender per ``--url``, sharing one client: request ``i`` uses ``senders[i % n]``.
+    #: one sender per ``--url``, each with its own pool: request ``i`` uses ``senders[i % n]``.
     senders: list[Sender] = attrs.field(factory=list)
     #: each URL as it is recorded in the JSONL (no userinfo, no query values).
     shown_urls: list[str] = attrs.field(init=False)
@@ -180,6 +181,8 @@ class Engine:
     pending: dict[int, RequestRecord] = attrs.field(factory=dict)
     #: why the run could not be carried out whole (a worker process died), or None.
     failure: str | None = None
+    #: requests sent twice because the first try never reached the server (keep-alive race).
+    retries: int = 0
     _load_scope: trio.CancelScope | None = None
     _phase_started: float = 0.0
 
@@ -239,7 +242,17 @@ class Engine:
     def _measure(self, record: RequestRecord) -> RequestMetrics:
         values: dict[str, float] = {}
         for processor in self.processors:
-            processor.process(record, values, self.run)
+            try:
+                processor.process(record, values, self.run)
+            except Exception as exc:  # noqa: BLE001 - one response must never end the run
+                # What a response held made a metric fail: that request is an error, its
+                # half-computed values are dropped, the run goes on.
+                values = {}
+                record.error = ErrorInfo(
+                    type="parse_error",
+                    message=f"measuring failed in {processor.name}: {type(exc).__name__}: {exc}"[:300],
+                )
+                break
         end = record.chunk_ns[-1] if record.chunk_ns else (record.end_ns or record.start_ns)
         metrics = RequestMetrics(
             index=record.index,
@@ -260,6 +273,7 @@ class Engine:
             self.completed += 1
         else:
             self.failed += 1
+        self.retries += record.retries
         lag = record.start_ns - record.intended_ns if record.intended_ns is not None else None
         self.aggregator.add(metrics, lag)
         if record.ok and record.phase is Phase.PROFILE:
@@ -324,28 +338,13 @@ class Engine:
 
     async def run_benchmark(self) -> RunResult:
         config = self.config
-        concurrency = config.effective_concurrency
-        # One client (one pool) for every URL: its TLS settings come from an https URL if any.
-        tls_url = next((u for u in config.urls if u.startswith("https:")), config.url)
-        client = make_client(
-            attrs.evolve(config, url=tls_url, urls=()),
-            concurrency if config.request_rate is None else config.concurrency,
-        )
-        headers = request_headers(config)
+        # One sender (its own connection pool) per --url: request i goes to senders[i % n].
         self.senders = [
-            Sender(
-                client=client,
-                url=url,
-                headers=headers,
-                endpoint=self.endpoint,
-                streaming=config.streaming,
-                timeout_s=config.request_timeout_seconds,
-            )
-            for url in request_urls(config, self.endpoint)
+            make_sender(attrs.evolve(config, url=url, urls=()), self.endpoint) for url in config.urls
         ]
         self.sender = self.senders[0]
         status = RunStatus.FINISHED
-        async with client:
+        try:
             await self.bus.open_all(self.run)
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._watch_signals, outer.cancel_scope)
@@ -371,6 +370,9 @@ class Engine:
                 # watcher stays up meanwhile, so a second Ctrl-C still exits at once.
                 await self.bus.close_all(status)
                 outer.cancel_scope.cancel()
+        finally:
+            for sender in self.senders:
+                sender.close()
         self._clear_progress()
         return self._result(status)
 
@@ -512,6 +514,11 @@ class Engine:
             send_lag=agg.send_lag(),
             notes=tuple(notes),
             partial_reason=self.failure,
+            sections=(
+                # Requests sent a second time on a fresh connection because the first try
+                # provably never reached the server (see docs/reliability.md).
+                ReportSection(name="connections", title="Connections", data={"retries": self.retries}),
+            ),
         )
 
 

@@ -42,6 +42,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("time_to_first_token", "Time to First Token", "ms", _MS, "request", True),
         MetricSpec("time_to_second_token", "Time to Second Token", "ms", _MS, "request", True),
         MetricSpec("request_latency", "Request Latency", "ms", _MS, "request"),
+        MetricSpec("request_send_time", "Request Send Time", "ms", _MS, "request"),
         MetricSpec("inter_token_latency", "Inter Token Latency", "ms", _MS, "request", True),
         MetricSpec("inter_chunk_latency", "Inter Chunk Latency", "ms", _MS, "request", True),
         MetricSpec(
@@ -161,6 +162,8 @@ class TimingProcessor:
         end = chunks[-1] if chunks else record.end_ns
         if end is not None and record.start_ns:
             values["request_latency"] = end - record.start_ns
+        if record.sent_end_ns and record.start_ns:
+            values["request_send_time"] = record.sent_end_ns - record.start_ns
         if not record.ok:
             return
         use_server = bool(getattr(run.config, "use_server_token_count", False))

@@ -110,11 +110,15 @@ class ResponseData:
     reasoning: str = ""
     usage: Usage | None = None
     model: str | None = None
+    #: the chunk's (or body's) ``finish_reason`` when it was not null: the answer is complete.
+    finish_reason: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class ErrorInfo:
-    #: ``timeout``, an HTTP status such as ``"500"``, ``parse_error``, or an exception class.
+    #: ``timeout``, an HTTP status such as ``"500"``, ``parse_error``, ``incomplete_stream``,
+    #: ``empty_response``, ``no_content``, ``redirect``, ``server_error_body``,
+    #: ``response_too_large``, or a network failure (``ConnectError``, ``ReadError``, ...).
     type: str
     message: str
 
@@ -132,7 +136,10 @@ class RequestRecord:
     worker: int = 0
     #: when an open-loop schedule wanted this request sent (None for closed loop).
     intended_ns: int | None = None
+    #: when the first byte of the request was handed to the kernel (TTFT starts here).
     start_ns: int = 0
+    #: when the last byte of the request was handed to the kernel.
+    sent_end_ns: int | None = None
     response_ns: int | None = None
     end_ns: int | None = None
     chunk_ns: list[int] = attrs.field(factory=list)
@@ -149,6 +156,9 @@ class RequestRecord:
     input_tokens: int | None = None
     max_tokens: int | None = None
     cancelled: bool = False
+    #: times the request was sent again because the first try provably never reached the
+    #: server (a keep-alive connection the server had closed).
+    retries: int = 0
 
     @property
     def ok(self) -> bool:

@@ -140,6 +140,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--benchmark-grace-period", type=float, metavar="S", help="after --benchmark-duration, time for in-flight requests to finish (default 30)")
     load.add_argument("--warmup-request-count", type=_int, metavar="N", help="requests sent first and left out of the results (default 0)")
     load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
+    load.add_argument("--max-response-bytes", type=int, metavar="N", help="a larger response is an error of type response_too_large (default 67108864, 64 MiB)")
     load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
     load.add_argument("--workers", type=_int, metavar="N", help="load-generating processes (at most 1024; default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
 
