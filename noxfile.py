@@ -62,7 +62,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """aiperf's own overhead, accuracy, capacity and start-up figures: bench/results.json."""
+    """aiperf's own overhead, accuracy, capacity and start-up figures: bench/results.json.
+
+    The wire scenario also needs tcpdump, a system package (apt-get install tcpdump), and
+    root or CAP_NET_RAW; without it the suite leaves that scenario out and says so.
+    """
     _install_local(session, *PLUGINS)
     session.install("opentelemetry-proto>=1.31", "pyinstrument")  # pyinstrument: --profile
     session.run("python", "bench/run.py", *session.posargs)

@@ -32,6 +32,7 @@ from benchlib import machine  # noqa: E402 (after the sys.path line above)
 from benchlib.figures import Figures, markdown_document, results_document  # noqa: E402
 from benchlib.suite import (  # noqa: E402
     FULL,
+    NEEDS,
     QUICK,
     SCENARIOS,
     SLOW,
@@ -59,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (default 3, at least 3 for a published figure)")
     parser.add_argument("--memory-repeats", type=int, default=1, help="runs of the long memory scenario (default 1)")
     parser.add_argument("--workers", type=int, default=None, help="pass --workers N to every aiperf profile (default: aiperf's choice)")
+    parser.add_argument(
+        "--inference-perf",
+        metavar="PATH",
+        default=None,
+        help="an inference-perf executable (installed in its own environment) to grade beside aiperf in the wire scenario",
+    )
     parser.add_argument("--output", type=Path, default=None, help="results JSON path; the Markdown table goes next to it (.md)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory with every run directory")
     parser.add_argument(
@@ -83,7 +90,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def chosen_scenarios(args: argparse.Namespace) -> list[str]:
     if args.scenario:
         return [name for name in SCENARIOS if name in args.scenario]
-    return [name for name in SCENARIOS if not (args.quick and name in SLOW)]
+    names = []
+    for name in SCENARIOS:
+        if args.quick and name in SLOW:
+            continue
+        program = NEEDS.get(name)
+        if program and shutil.which(program) is None:
+            print(
+                f"bench: leaving out the {name} scenario: {program} is not installed "
+                f"(Debian/Ubuntu: apt-get install {program}; it needs root or CAP_NET_RAW)",
+                file=sys.stderr,
+            )
+            continue
+        names.append(name)
+    return names
 
 
 def default_output(args: argparse.Namespace) -> Path:
@@ -109,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_repeats=args.memory_repeats,
         figures=figures,
         workers=args.workers,
+        inference_perf=args.inference_perf,
     )
     started = datetime.now(UTC)
     load_start = os.getloadavg()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,8 @@ from typing import Any
 
 import attrs
 
-from benchlib import analysis
+from benchlib import analysis, lagprobe, pcap
+from benchlib import wire as wirelib
 from benchlib.figures import Figure, Figures, Goal
 from benchlib.proc import Measured, cpu_seconds, run_measured
 
@@ -63,6 +65,8 @@ class Sizes:
     sinks_capacity: int
     sinks_accuracy: int
     startup_repeats: int
+    #: requests per concurrency of the wire scenario.
+    wire: Mapping[int, int]
 
 
 FULL = Sizes(
@@ -74,6 +78,7 @@ FULL = Sizes(
     sinks_capacity=2000,
     sinks_accuracy=1000,
     startup_repeats=7,
+    wire={16: 2000, 64: 2000},
 )
 QUICK = Sizes(
     capacity={1: 100, 16: 200, 64: 400, 256: 800},
@@ -84,6 +89,7 @@ QUICK = Sizes(
     sinks_capacity=400,
     sinks_accuracy=256,
     startup_repeats=5,
+    wire={16: 320, 64: 640},
 )
 
 
@@ -128,6 +134,9 @@ class Bench:
     repeats: int
     figures: Figures
     workers: int | None = None
+    #: an ``inference-perf`` executable (its own environment) to grade beside aiperf in the
+    #: wire scenario; None leaves it out.
+    inference_perf: str | None = None
     memory_repeats: int = 1
     python: str = sys.executable
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
@@ -798,6 +807,279 @@ def scrub(text: str, urls: Sequence[str], scratch: Path) -> str:
     return text
 
 
+# -- wire ----------------------------------------------------------------------------------------
+
+WIRE_CONCURRENCIES = (16, 64)
+#: a request's ideal latency against the 50/10 server: TTFT plus 15 token gaps.
+WIRE_LATENCY_S = (TTFT_MS + (OUTPUT_TOKENS - 1) * ITL_MS) / 1000
+
+
+def wire(bench: Bench) -> None:
+    """aiperf graded by a loopback packet capture: send spread, turnaround, TTFT, stalls."""
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        raise ScenarioError(
+            "the wire scenario needs tcpdump to capture loopback traffic: apt-get install tcpdump"
+        )
+    for c in WIRE_CONCURRENCIES:
+        gated = c == 64
+        ideal = c / WIRE_LATENCY_S
+        for fid, name, unit, goal, digits in (
+            ("send_spread_p50", "request send spread (last − first packet) p50", "ms", None, 3),
+            ("send_spread_p99", "request send spread p99", "ms", None, 3),
+            ("multi_packet", "requests sent as more than one packet", "", None, 0),
+            ("turnaround_p50", "turnaround (response end → next request) p50", "ms",
+             Goal(op="<=", bound=1.0, text="≤ 1 ms") if gated else None, 3),
+            ("turnaround_p99", "turnaround p99", "ms", Goal(op="<=", bound=5.0, text="≤ 5 ms") if gated else None, 3),
+            ("turnaround_max", "turnaround max", "ms", None, 2),
+            ("turnaround_stalls", f"turnarounds over {wirelib.STALL_MS:g} ms", "", None, 0),
+            ("ttft_p50", "TTFT by the wire (first request packet → first content) p50", "ms", None, 2),
+            ("ttft_p99", "TTFT by the wire p99", "ms", None, 2),
+            ("ttft_last_p99", "TTFT from the last request packet (the server's view) p99", "ms", None, 2),
+            ("ttft_err_p50", "aiperf TTFT − wire TTFT, per request, p50", "ms", None, 3),
+            ("ttft_err_p99", "aiperf TTFT − wire TTFT, per request, p99", "ms", None, 3),
+            ("gap_err_p99", "aiperf chunk gap − wire gap, per gap, p99", "ms", None, 3),
+            ("rate", f"steady request rate by the wire (ideal {ideal:.0f})", "req/s",
+             Goal(op=">=", bound=round(0.99 * ideal), text=f"≥ {0.99 * ideal:.0f} req/s (99 %)") if gated else None, 1),
+            ("rate_pct", "steady request rate / ideal", "%", None, 1),
+            ("throughput", "aiperf's request_throughput (whole run, ramp and drain included)", "req/s", None, 1),
+            ("lag_p99", "event-loop lag p99 (1 ms probe)", "ms", None, 3),
+            ("lag_max", "event-loop lag max", "ms", None, 2),
+            ("loop_stalls", f"event-loop stalls over {wirelib.STALL_MS:g} ms", "",
+             Goal(op="<=", bound=0, text="0") if gated else None, 0),
+            ("gc_max", "longest garbage collection during the load", "ms", None, 2),
+            ("gc_cpu_max", "CPU time of the costliest collection during the load", "ms", None, 2),
+            ("gc_slow", f"garbage collections over {wirelib.STALL_MS:g} ms during the load", "", None, 0),
+            ("match_offset_p99", "first request packet − aiperf's start time, p99 (pairing check)", "ms", None, 3),
+            ("dropped", "packets tcpdump dropped", "", None, 0),
+        ):  # fmt: skip
+            bench.figure(f"wire_{fid}_c{c}", "wire", f"c{c}: {name}", unit, goal, digits)
+    if bench.inference_perf:
+        for c in WIRE_CONCURRENCIES:
+            for fid, name, unit, digits in OTHER_CLIENT_FIGURES:
+                bench.figure(f"wire_ip_{fid}_c{c}", "wire", f"c{c}, inference-perf: {name}", unit, digits=digits)
+    probe = [bench.python, str(Path(lagprobe.__file__))]
+    with mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
+        for rep in range(bench.repeats):
+            for c in WIRE_CONCURRENCIES:
+                measure_wire(bench, server, tcpdump, probe, c, rep)
+                if bench.inference_perf:
+                    measure_inference_perf(bench, server, tcpdump, bench.inference_perf, c, rep)
+
+
+#: what the wire says about another client (its own records are not read).
+OTHER_CLIENT_FIGURES = (
+    ("send_spread_p50", "request send spread p50", "ms", 3),
+    ("send_spread_p99", "request send spread p99", "ms", 3),
+    ("multi_packet", "requests sent as more than one packet", "", 0),
+    ("turnaround_p50", "turnaround p50", "ms", 3),
+    ("turnaround_p99", "turnaround p99", "ms", 3),
+    ("turnaround_stalls", f"turnarounds over {wirelib.STALL_MS:g} ms", "", 0),
+    ("ttft_p50", "TTFT by the wire p50", "ms", 2),
+    ("ttft_p99", "TTFT by the wire p99", "ms", 2),
+    ("rate", "steady request rate by the wire", "req/s", 1),
+    ("rate_pct", "steady request rate / ideal", "%", 1),
+)
+
+
+def measure_inference_perf(bench: Bench, server: Any, tcpdump: str, executable: str, c: int, rep: int) -> None:
+    """The same load from inference-perf: a concurrent stage, the same token counts.
+
+    inference-perf's random prompts exist only for its completion API, so it streams from
+    ``/v1/completions`` where aiperf uses chat; the mock server times both alike.
+    """
+    count = bench.sizes.wire[c]
+    tag = f"wire_ip_c{c}_{rep + 1}"
+    work = bench.scratch / tag
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer = inference_perf_tokenizer(bench.scratch)
+    spec = {
+        "api": {"type": "completion", "streaming": True},
+        "data": {
+            "type": "random",
+            "input_distribution": {"min": INPUT_TOKENS, "max": INPUT_TOKENS, "mean": INPUT_TOKENS, "std_dev": 0, "total_count": count},
+            "output_distribution": {"min": OUTPUT_TOKENS, "max": OUTPUT_TOKENS, "mean": OUTPUT_TOKENS, "std_dev": 0, "total_count": count},
+        },
+        "load": {"type": "concurrent", "stages": [{"num_requests": count, "concurrency_level": c}]},
+        "server": {"type": "vllm", "model_name": MODEL, "base_url": server.url, "ignore_eos": True},
+        "tokenizer": {"pretrained_model_name_or_path": str(tokenizer)},
+        "storage": {"local_storage": {"path": str(work / "out")}},
+    }  # fmt: skip
+    config = work / "config.yml"
+    config.write_text(json.dumps(spec))  # JSON is YAML
+    capture_file = work / "lo.pcap"
+    load = load1()
+    server.reset_stats()
+    env = {**bench.env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with packet_capture(tcpdump, capture_file, server.port):
+        done = subprocess.run(
+            [executable, "-c", str(config)], cwd=work, env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise ScenarioError(f"inference-perf exited {done.returncode}: {(done.stderr or done.stdout)[-400:]}")
+    served = server.stats()["requests"]["ok"]
+    if served != count:
+        raise ScenarioError(f"inference-perf: the server completed {served} requests of {count}")
+    grade = wirelib.grade(wirelib.exchanges(pcap.read_tcp(capture_file), server.port), None, c)
+    ideal = c / WIRE_LATENCY_S
+    values = {
+        "send_spread_p50": grade.send_spread_p50,
+        "send_spread_p99": grade.send_spread_p99,
+        "multi_packet": grade.multi_packet_requests,
+        "turnaround_p50": grade.turnaround_p50,
+        "turnaround_p99": grade.turnaround_p99,
+        "turnaround_stalls": grade.turnarounds_over_stall,
+        "ttft_p50": grade.wire_ttft_p50,
+        "ttft_p99": grade.wire_ttft_p99,
+        "rate": grade.steady_rate,
+        "rate_pct": 100 * grade.steady_rate / ideal,
+    }
+    for fid, value in values.items():
+        bench.figures[f"wire_ip_{fid}_c{c}"].add(value, load)
+    bench.say(
+        f"  wire inference-perf c{c} run {rep + 1}/{bench.repeats}: spread p99 {grade.send_spread_p99:.2f} ms "
+        f"({grade.multi_packet_requests} multi-packet), turnaround p50 {grade.turnaround_p50:.2f} "
+        f"p99 {grade.turnaround_p99:.2f} ms, {grade.steady_rate:.1f} req/s, load {load:.1f}"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def inference_perf_tokenizer(scratch: Path) -> Path:
+    """aiperf's built-in tokenizer as a local Hugging Face tokenizer folder.
+
+    inference-perf loads a tokenizer with ``transformers`` (by default the model's, from the
+    Hub); a folder with ``tokenizer.json`` works offline and counts tokens as aiperf does.
+    """
+    import gzip
+    from importlib import resources
+
+    folder = scratch / "hf-tokenizer"
+    if not (folder / "tokenizer.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        packed = resources.files("aiperf") / "data" / "builtin_tokenizer.json.gz"
+        (folder / "tokenizer.json").write_bytes(gzip.decompress(packed.read_bytes()))
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000})
+        )
+    return folder
+
+
+def measure_wire(bench: Bench, server: Any, tcpdump: str, probe: list[str], c: int, rep: int) -> None:
+    count = bench.sizes.wire[c]
+    tag = f"wire_c{c}_{rep + 1}"
+    capture_file = bench.scratch / f"{tag}.pcap"
+    probe_file = bench.scratch / f"{tag}.probe.json"
+    load = load1()
+    server.reset_stats()
+    with packet_capture(tcpdump, capture_file, server.port) as dropped:
+        run = bench.profile(
+            server.url, count=count, concurrency=c, seed=rep + 1, command=[*probe, str(probe_file)]
+        )
+    check_counts(run, count, server.stats()["requests"]["ok"])
+    stats = pcap.ReadStats()
+    found = wirelib.exchanges(pcap.read_tcp(capture_file, stats), server.port)
+    records = list(analysis.iter_records(run.run_dir))
+    try:
+        grade = wirelib.grade(found, records, c)
+    except ValueError as exc:
+        raise ScenarioError(f"wire c{c}: {exc} (capture: {stats})") from None
+    window = (min(r["start_time_ns"] for r in records), max(r["end_time_ns"] for r in records))
+    loop = wirelib.loop_figures(json.loads(probe_file.read_text()), window)
+    ideal = c / WIRE_LATENCY_S
+    values = {
+        "send_spread_p50": grade.send_spread_p50,
+        "send_spread_p99": grade.send_spread_p99,
+        "multi_packet": grade.multi_packet_requests,
+        "turnaround_p50": grade.turnaround_p50,
+        "turnaround_p99": grade.turnaround_p99,
+        "turnaround_max": grade.turnaround_max,
+        "turnaround_stalls": grade.turnarounds_over_stall,
+        "ttft_p50": grade.wire_ttft_p50,
+        "ttft_p99": grade.wire_ttft_p99,
+        "ttft_last_p99": grade.wire_ttft_from_last_p99,
+        "ttft_err_p50": grade.ttft_err_p50,
+        "ttft_err_p99": grade.ttft_err_p99,
+        "gap_err_p99": grade.gap_err_p99,
+        "rate": grade.steady_rate,
+        "rate_pct": 100 * grade.steady_rate / ideal,
+        "throughput": run.throughput,
+        "lag_p99": loop.lag_p99,
+        "lag_max": loop.lag_max,
+        "loop_stalls": loop.stalls,
+        "gc_max": loop.gc_max,
+        "gc_cpu_max": loop.gc_cpu_max,
+        "gc_slow": loop.gc_slow,
+        "match_offset_p99": grade.match_offset_p99,
+        "dropped": dropped[0],
+    }
+    for fid, value in values.items():
+        bench.figures[f"wire_{fid}_c{c}"].add(value, load)
+    if grade.gaps_uncompared_requests and rep == 0:
+        bench.figures[f"wire_gap_err_p99_c{c}"].notes.append(
+            f"{grade.gaps_uncompared_requests} requests had a different number of chunks in "
+            "aiperf's record and on the wire; their gaps are left out"
+        )
+    bench.say(
+        f"  wire c{c} run {rep + 1}/{bench.repeats}: spread p99 {grade.send_spread_p99:.2f} ms "
+        f"({grade.multi_packet_requests} multi-packet), turnaround p50 {grade.turnaround_p50:.2f} "
+        f"p99 {grade.turnaround_p99:.2f} ms, TTFT err p50 {grade.ttft_err_p50:+.3f} "
+        f"p99 {grade.ttft_err_p99:+.3f} ms, {grade.steady_rate:.1f} req/s ({100 * grade.steady_rate / ideal:.1f} %), "
+        f"loop lag max {loop.lag_max:.1f} ms, {loop.stalls} stalls, gc max {loop.gc_max:.1f} ms, "
+        f"match offset p99 {grade.match_offset_p99:.3f} ms, load {load:.1f}"
+    )
+    bench.drop(run)
+    capture_file.unlink(missing_ok=True)
+
+
+CAPTURE_SETTLE_S = 1.5
+
+
+@contextmanager
+def packet_capture(tcpdump: str, path: Path, port: int) -> Iterator[list[int]]:
+    """tcpdump on the loopback device for the length of the block; yields [packets dropped],
+    filled when the capture has stopped."""
+    dropped = [0]
+    process = subprocess.Popen(
+        # -B: a 32 MiB kernel buffer, so that a burst of 64 streams is not dropped while
+        # tcpdump waits for a CPU; nanosecond stamps, the kernel's own.
+        [tcpdump, "-i", "lo", "-n", "-s", "0", "-B", "32768", "--time-stamp-precision=nano",
+         # As root, tcpdump drops to a "tcpdump" user that a container may not have.
+         *(["-Z", "root"] if os.geteuid() == 0 else []),
+         "-w", str(path), f"tcp port {port}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        said = ""
+        while "listening on" not in said:
+            line = process.stderr.readline()
+            if not line:  # tcpdump exited: no permission, no such device, ...
+                process.wait(timeout=5)
+                raise ScenarioError(f"tcpdump did not start: {said.strip()[-300:]}")
+            said += line
+        yield dropped
+    finally:
+        # libpcap hands packets over a block at a time, when a block fills or its timeout
+        # (tcpdump's is 1 s) expires, and tcpdump stops at SIGINT without reading a block the
+        # kernel has not handed over: the last requests' packets would be missing. Waiting
+        # past the timeout keeps them; immediate mode would cost a wake-up per packet, CPU
+        # taken from the client being measured.
+        time.sleep(CAPTURE_SETTLE_S)
+        process.send_signal(signal.SIGINT)
+        try:
+            _, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        for text in (err or "").splitlines():
+            if "dropped by kernel" in text:
+                dropped[0] = int(text.split()[0])
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "startup": startup,
     "postproc": postproc,
@@ -805,10 +1087,14 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "accuracy": accuracy,
     "rate": rate,
     "sinks": sinks,
+    "wire": wire,
     "memory": memory,
 }
 #: left out of --quick unless named with --scenario.
 SLOW = ("memory",)
+#: scenarios that need a program aiperf does not install: the full suite leaves them out,
+#: with a message, where it is missing; naming one with --scenario fails with its reason.
+NEEDS = {"wire": "tcpdump"}
 
 
 def run_scenario(bench: Bench, name: str) -> float:

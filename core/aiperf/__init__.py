@@ -59,6 +59,7 @@ _EXPORTS = {
     "is_secret_header": "aiperf._config",
     "strip_userinfo": "aiperf._config",
     "REDACTED": "aiperf._config",
+    "scrub_secrets": "aiperf._redact",
     "announce_artifacts": "aiperf._plugins",
     "record_artifacts": "aiperf._rundir",
     "run_artifacts": "aiperf._rundir",
@@ -87,4 +88,5 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
     from aiperf._metrics import METRICS, MetricSpec  # noqa: F401
     from aiperf._plugins import announce_artifacts  # noqa: F401
     from aiperf._provider import infer_provider  # noqa: F401
+    from aiperf._redact import scrub_secrets  # noqa: F401
     from aiperf._types import *  # noqa: F403

@@ -320,6 +320,25 @@ def _read_entries(path: Path) -> Iterator[_Entry]:
             raise UsageError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
 
 
+#: JSON nesting an input line may have: messages with content parts need a handful; far more
+#: would only make every later ``json.dumps`` of the payload recurse that deep.
+MAX_NESTING = 64
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """Iterative (a recursive walk would itself hit the recursion limit)."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            if depth > limit:
+                return True
+            stack.extend((item, depth + 1) for item in value)
+    return False
+
+
 def _parse_line(number: int, raw: bytes) -> _Entry:
     where = f"--input-file: line {number}:"
     try:
@@ -330,6 +349,10 @@ def _parse_line(number: int, raw: bytes) -> _Entry:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where} not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise UsageError(f"{where} nested too deeply (more than {MAX_NESTING} levels)") from None
+    if _too_deep(obj, MAX_NESTING):
+        raise UsageError(f"{where} nested too deeply (more than {MAX_NESTING} levels)")
     if not isinstance(obj, dict):
         raise UsageError(f"{where} expected a JSON object, got {_json_type(obj)}")
     present = [key for key in _PROMPT_KEYS if key in obj]

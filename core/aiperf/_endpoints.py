@@ -14,24 +14,43 @@ class ParseError(ValueError):
     """The server sent something that is not the API's shape (an error of type parse_error)."""
 
 
+class ServerErrorBody(ParseError):
+    """The server answered with a JSON error object (``{"error": ...}``) instead of an
+    answer: an error of type ``server_error_body``."""
+
+
+def _count(raw: dict[str, Any], name: str) -> Any:
+    # Kept as the server sent it: an absurd count (a string, NaN, a negative or huge number)
+    # is not this request's failure. The metrics step checks it, ignores it for this request
+    # with a counted note, and the tokenizer's count stands in (see checked_usage).
+    return raw.get(name)
+
+
 def _usage(data: dict[str, Any]) -> Usage | None:
     raw = data.get("usage")
     if not isinstance(raw, dict):
         return None
     details = raw.get("completion_tokens_details")
-    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    reasoning = _count(details, "reasoning_tokens") if isinstance(details, dict) else None
     return Usage(
-        prompt_tokens=raw.get("prompt_tokens"),
-        completion_tokens=raw.get("completion_tokens"),
+        prompt_tokens=_count(raw, "prompt_tokens"),
+        completion_tokens=_count(raw, "completion_tokens"),
         reasoning_tokens=reasoning,
     )
+
+
+def _finish_reason(choice: dict[str, Any] | None) -> str | None:
+    if choice is None:
+        return None
+    reason = choice.get("finish_reason")
+    return str(reason) if reason else None
 
 
 def _first_choice(data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ParseError(f"expected a JSON object, got {type(data).__name__}")
-    if "error" in data and "choices" not in data:
-        raise ParseError(f"server error in stream: {str(data['error'])[:200]}")
+    if data.get("error") is not None and "choices" not in data:
+        raise ServerErrorBody(f"the server sent an error object: {str(data['error'])[:200]}")
     choices = data.get("choices")
     if not choices:
         return None
@@ -86,7 +105,13 @@ def parse_chat_chunk(data: Any) -> ResponseData:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
         if not isinstance(text, str) or not isinstance(reasoning, str):
             raise ParseError("'content' is not a string")
-    return ResponseData(text=text, reasoning=reasoning, usage=_usage(data), model=data.get("model"))
+    return ResponseData(
+        text=text,
+        reasoning=reasoning,
+        usage=_usage(data),
+        model=_model(data),
+        finish_reason=_finish_reason(choice),
+    )
 
 
 def parse_completion_chunk(data: Any) -> ResponseData:
@@ -96,13 +121,22 @@ def parse_completion_chunk(data: Any) -> ResponseData:
         text = choice.get("text") or ""
         if not isinstance(text, str):
             raise ParseError("'text' is not a string")
-    return ResponseData(text=text, usage=_usage(data), model=data.get("model"))
+    return ResponseData(
+        text=text, usage=_usage(data), model=_model(data), finish_reason=_finish_reason(choice)
+    )
+
+
+def _model(data: dict[str, Any]) -> str | None:
+    model = data.get("model")
+    return model if isinstance(model, str) else None
 
 
 def parse_embeddings(data: Any) -> ResponseData:
+    if isinstance(data, dict) and data.get("error") is not None and "data" not in data:
+        raise ServerErrorBody(f"the server sent an error object: {str(data['error'])[:200]}")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ParseError("expected an embeddings response with a 'data' list")
-    return ResponseData(usage=_usage(data), model=data.get("model"))
+    return ResponseData(usage=_usage(data), model=_model(data))
 
 
 CHAT = EndpointType(

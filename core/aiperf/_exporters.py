@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import os
 import platform
@@ -20,7 +22,7 @@ from typing import IO, Any
 import attrs
 
 from aiperf._stats import STD_KIND
-from aiperf._types import RunContext, RunResult
+from aiperf._types import RunContext, RunFailure, RunResult
 
 JSON_FILE = "profile_export_aiperf.json"
 CSV_FILE = "profile_export_aiperf.csv"
@@ -38,12 +40,150 @@ def iso(wall_ns: int | None) -> str | None:
     return datetime.fromtimestamp(wall_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class ArtifactWriteError(RunFailure):
+    """A file of the run directory could not be written (disk full, read-only, quota)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = path
+        self.errno = exc.errno
+        super().__init__(f"cannot write {path}: {describe_os_error(exc)}")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the words and the name scripts grep for."""
+    name = errno.errorcode.get(exc.errno or 0)
+    text = exc.strerror or str(exc)
+    return f"{text} ({name})" if name else text
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``path`` so that a reader (or a crash) never sees half a file.
+
+    The text goes to ``NAME.tmp`` first, then replaces ``path`` in one rename. When that fails
+    the temporary file is removed; when it failed for lack of space and ``path`` already exists
+    with enough space allocated to it (``metadata.json`` written at the start of the run), the
+    text is written over it in place, so the final status can still be recorded on a full disk.
+    Raises :class:`ArtifactWriteError` (one line: the path and the errno) when nothing worked.
+    """
+    data = text.encode("utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return path
+    except OSError as exc:
+        _remove(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and _overwrite_in_place(path, data):
+            return path
+        raise ArtifactWriteError(path, exc) from None
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    # Only into blocks the file already owns: a write there needs no free space, so it cannot
+    # stop halfway for lack of it.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if len(data) > os.fstat(fd).st_blocks * 512:
+            return False
+        written = os.pwrite(fd, data, 0)
+        if written != len(data):
+            return False
+        os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def write_json(path: Path, data: Any) -> Path:
     """Write atomically: a reader (or a crash) never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class JsonlWriter:
+    """``profile_export.jsonl``, written as requests finish.
+
+    Each line goes to the file with one ``write`` on an unbuffered descriptor: a SIGKILL (the
+    OOM killer, a CI timeout) loses only the requests not finished yet, never lines held in a
+    buffer. It costs about 1 microsecond more per line than block buffering (2 us against 1 us
+    per 300-byte line, measured), a fraction of the time spent building the line.
+
+    A write that fails (disk full, quota, I/O error) never stops the run: the file is cut back
+    to its last whole line, the failure is said once on stderr (``on_error``), the lines that
+    follow are counted as lost, and everything else (the summary, the console table) goes on
+    from the statistics held in memory.
+    """
+
+    def __init__(self, path: Path, on_error: Any = None) -> None:
+        self.path = path
+        try:
+            self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise ArtifactWriteError(path, exc) from None
+        #: bytes of whole lines in the file.
+        self.size = 0
+        self.lines = 0
+        self.lost = 0
+        self.error: ArtifactWriteError | None = None
+        self._on_error = on_error
+
+    def write(self, text: str) -> int:
+        if self.fd is None:
+            self.lost += 1
+            return 0
+        data = text.encode("utf-8")
+        try:
+            written = os.write(self.fd, data)
+            while written < len(data):  # a short write: the next one says why (ENOSPC)
+                written += os.write(self.fd, data[written:])
+        except OSError as exc:
+            self._fail(exc)
+            self.lost += 1
+            return 0
+        self.size += len(data)
+        self.lines += 1
+        return len(text)
+
+    def _fail(self, exc: OSError) -> None:
+        fd, self.fd = self.fd, None
+        assert fd is not None
+        try:
+            os.ftruncate(fd, self.size)  # drop the part of a line that made it
+        except OSError:
+            pass
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        self.error = ArtifactWriteError(self.path, exc)
+        if self._on_error is not None:
+            self._on_error(self.error)
+
+    def flush(self) -> None:
+        """Nothing is held back: every line is written when it is given."""
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def summary(run: RunContext, result: RunResult) -> dict[str, Any]:
@@ -54,6 +194,8 @@ def summary(run: RunContext, result: RunResult) -> dict[str, Any]:
         "benchmark_id": run.benchmark_id,
         "status": result.status.value,
         "was_cancelled": result.was_cancelled,
+        "partial": result.partial,
+        "partial_reason": result.partial_reason,
         "start_time": iso(result.start_wall_ns),
         "end_time": iso(result.end_wall_ns),
         "start_time_ns": result.start_wall_ns,
@@ -72,6 +214,7 @@ def summary(run: RunContext, result: RunResult) -> dict[str, Any]:
         "client": {"send_lag": result.send_lag.as_dict() if result.send_lag else None},
         "input_config": run.redacted_config(),
         "notes": list(result.notes),
+        "artifact_errors": list(run.state.get("artifact_errors", [])),
     }
     for section in result.sections:
         data[section.name] = section.data
@@ -100,30 +243,31 @@ class CsvExporter:
 
     def export(self, run: RunContext, result: RunResult) -> Sequence[Path]:
         path = run.run_dir / CSV_FILE
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh)
-            out.writerow(["Metric", "Unit", *STAT_COLUMNS, "count"])
-            for stats in result.metrics.values():
-                d = stats.as_dict()
-                out.writerow([stats.header, stats.unit, *(_fmt(d.get(c)) for c in STAT_COLUMNS), stats.count])
+        fh = io.StringIO()
+        out = csv.writer(fh)
+        out.writerow(["Metric", "Unit", *STAT_COLUMNS, "count"])
+        for stats in result.metrics.values():
+            d = stats.as_dict()
+            out.writerow([stats.header, stats.unit, *(_fmt(d.get(c)) for c in STAT_COLUMNS), stats.count])
+        out.writerow([])
+        out.writerow(["Metric", "Unit", "Value"])
+        for stats in result.run_metrics.values():
+            out.writerow([stats.header, stats.unit, _fmt(stats.avg)])
+        for section in result.sections:
+            if not section.rows:
+                continue
             out.writerow([])
-            out.writerow(["Metric", "Unit", "Value"])
-            for stats in result.run_metrics.values():
-                out.writerow([stats.header, stats.unit, _fmt(stats.avg)])
-            for section in result.sections:
-                if not section.rows:
-                    continue
-                out.writerow([])
-                columns = list(section.rows[0].keys())
-                out.writerow([section.title])
-                out.writerow(columns)
-                for row in section.rows:
-                    out.writerow([row.get(c, "") for c in columns])
-            if result.errors:
-                out.writerow([])
-                out.writerow(["Error Type", "Count", "First Message"])
-                for error in result.errors:
-                    out.writerow([error.type, error.count, error.first_message])
+            columns = list(section.rows[0].keys())
+            out.writerow([section.title])
+            out.writerow(columns)
+            for row in section.rows:
+                out.writerow([row.get(c, "") for c in columns])
+        if result.errors:
+            out.writerow([])
+            out.writerow(["Error Type", "Count", "First Message"])
+            for error in result.errors:
+                out.writerow([error.type, error.count, error.first_message])
+        write_text_atomic(path, fh.getvalue())
         return [path]
 
 
@@ -156,6 +300,9 @@ def metadata(run: RunContext, *, result: RunResult | None) -> dict[str, Any]:
         "start_time": iso(result.start_wall_ns) if result else iso(run.anchor_wall_ns),
         "end_time": iso(result.end_wall_ns) if result else None,
         "status": result.status.value if result else "RUNNING",
+        "partial": result.partial if result else False,
+        "partial_reason": result.partial_reason if result else None,
+        "artifact_errors": list(run.state.get("artifact_errors", [])),
         "config": run.redacted_config(),
     }
 
@@ -189,6 +336,8 @@ def render_table(run: RunContext, result: RunResult) -> str:
     title = f"aiperf {run.version}  {config.model}  {config.endpoint_type}  {run.load_setting}"
     if result.was_cancelled:
         title += "  (cancelled)"
+    if result.partial:
+        title += "  (partial)"
     rows: list[list[str]] = [["Metric", *CONSOLE_COLUMNS]]
     for stats in result.metrics.values():
         d = stats.as_dict()
@@ -221,6 +370,8 @@ def render_table(run: RunContext, result: RunResult) -> str:
         lines += _error_grid(result)
     for note in result.notes:
         lines.append(f"note: {note}")
+    if result.partial:
+        lines.append(f"partial results: {result.partial_reason}")
     lines.append(f"Results: {run.run_dir}")
     return "\n".join(lines) + "\n"
 

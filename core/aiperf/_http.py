@@ -1,34 +1,60 @@
-"""Sending one request and stamping its bytes as they arrive."""
+"""Sending one request and stamping its bytes as they arrive.
+
+A request is written in one ``send`` (head and body together) on a keep-alive connection from
+:class:`aiperf._transport.Pool`, and its response is read piece by piece as the socket
+delivers it. Whatever goes wrong with one response (the network, HTTP, the stream's format,
+its JSON, a bug in a parser) ends that request as an error record and nothing more.
+
+How a stream ends (see docs/reliability.md): ``data: [DONE]`` ends the request at once,
+whatever the server does with the connection afterwards; a body that ends after a chunk with
+a ``finish_reason`` is complete too (several engines never send ``[DONE]``); a body that ends
+with neither is ``incomplete_stream``.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import attrs
+import trio
 
-# httpx imports its command-line tool, and click with it, whenever click is installed (MLflow
-# brings it); aiperf never uses that tool, and it is a quarter of httpx's import time.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-import httpx  # noqa: E402
-import trio  # noqa: E402
-
-from aiperf._endpoints import ParseError  # noqa: E402
-from aiperf._sse import SSEParser  # noqa: E402
-from aiperf._transport import StampingTransport, Stamps, current_stamps  # noqa: E402
-from aiperf._types import EndpointType, ErrorInfo, RequestRecord  # noqa: E402
+from aiperf._endpoints import ParseError, ServerErrorBody
+from aiperf._sse import SSEParser
+from aiperf._transport import (
+    BodyReader,
+    Connection,
+    Pool,
+    Response,
+    TransportError,
+    never_reached,
+    read_head,
+)
+from aiperf._types import EndpointType, ErrorInfo, RequestRecord, UsageError
 
 if TYPE_CHECKING:
     from aiperf._config import ProfileConfig
 
 _now = time.perf_counter_ns
 DONE = "[DONE]"
+#: default of ``--max-response-bytes``.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: how much of an error body a message quotes.
+_QUOTE = 300
 
 
-class _StreamError(Exception):
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for the run: NaN and Infinity (which Python's json accepts) are not JSON, and a
+# token count of NaN would poison every statistic it reached.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+class _Failure(Exception):
     def __init__(self, info: ErrorInfo) -> None:
         super().__init__(info.message)
         self.info = info
@@ -54,10 +80,15 @@ def network_error_message(exc: BaseException) -> str:
 
 
 def request_url(config: ProfileConfig, endpoint: EndpointType) -> str:
-    """Where requests go: ``--url`` plus ``--endpoint`` (or the type's default path)."""
-    base = config.url.rstrip("/")
-    if config.endpoint:
-        return base + config.endpoint
+    """Where requests go: ``--url`` plus ``--endpoint`` (or the type's default path), then
+    the URL's query string (``http://h/v1?api-version=2`` -> ``.../v1/chat/completions?api-version=2``)."""
+    base, _, query = config.url.partition("?")
+    return _with_path(base.rstrip("/"), config.endpoint, endpoint) + (f"?{query}" if query else "")
+
+
+def _with_path(base: str, explicit: str | None, endpoint: EndpointType) -> str:
+    if explicit:
+        return base + explicit
     path = endpoint.default_path
     if base.endswith(path):
         return base
@@ -76,137 +107,298 @@ def request_headers(config: ProfileConfig) -> dict[str, str]:
     return headers
 
 
-def make_client(config: ProfileConfig, max_connections: int | None) -> httpx.AsyncClient:
-    """One client for the whole run, its pool sized for the load so no request queues for a
-    connection inside httpx (that wait would be counted as server time)."""
+#: headers the client owns: the body's framing is ours to state.
+_FRAMING = frozenset(("content-length", "transfer-encoding"))
+
+
+def request_head(url: str, headers: dict[str, str]) -> bytes:
+    """The request head up to ``Content-Length: ``, serialised once for the whole run."""
+    from aiperf import __version__
+
+    parts = urlsplit(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    host = parts.netloc.rpartition("@")[2]
+    base: list[tuple[str, str]] = [
+        ("Host", host),
+        ("User-Agent", f"aiperf/{__version__}"),
+        # No compression: a measured stream must arrive as the server made it.
+        ("Accept-Encoding", "identity"),
+    ]
+    if parts.username is not None:
+        # ``http://user:password@host`` means HTTP Basic authentication (as httpx did);
+        # an explicit Authorization header below still wins.
+        import base64
+        from urllib.parse import unquote
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        base.append(("Authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
+    fields: dict[str, tuple[str, str]] = {}
+    for name, value in (*base, *headers.items()):
+        if name.lower() not in _FRAMING:
+            fields[name.lower()] = (name, value)
+    lines = [f"POST {target} HTTP/1.1"]
+    for name, value in fields.values():
+        if any(c in value or c in name for c in "\r\n\0") or not name.strip() or ":" in name:
+            raise UsageError(f"header {name!r}: names and values must be one line without ':' in the name")
+        lines.append(f"{name}: {value}")
+    lines.append("Content-Length: ")
+    try:
+        return "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise UsageError("header values must be ASCII (or Latin-1) text") from None
+
+
+def make_pool(config: ProfileConfig) -> Pool:
+    """One pool for the run; a connection per request in flight, reused while it lives."""
+    parts = urlsplit(config.url)
     context = None
-    if config.url.startswith("https:"):
+    if parts.scheme == "https":
         # Loading the CA store costs about 20 ms: only for servers that need it.
         import ssl
 
         context = ssl.create_default_context(
             cafile=str(config.ca_bundle) if config.ca_bundle is not None else None
         )
-    transport = StampingTransport(max_connections=max_connections, ssl_context=context)
-    # Timeouts are enforced per request with trio (--request-timeout-seconds) so that one
-    # deadline covers connect, headers and the whole stream.
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(None), trust_env=False)
+    host = parts.hostname or "localhost"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return Pool(host, port, ssl_context=context)
+
+
+def make_sender(config: ProfileConfig, endpoint: EndpointType) -> Sender:
+    return Sender(
+        pool=make_pool(config),
+        head=request_head(request_url(config, endpoint), request_headers(config)),
+        endpoint=endpoint,
+        streaming=config.streaming,
+        timeout_s=config.request_timeout_seconds,
+        max_response_bytes=config.max_response_bytes,
+    )
 
 
 @attrs.define
 class Sender:
-    client: httpx.AsyncClient
-    url: str
-    headers: dict[str, str]
+    pool: Pool
+    #: the serialised request head, ending in ``Content-Length: ``.
+    head: bytes
     endpoint: EndpointType
     streaming: bool
     timeout_s: float
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    #: requests sent a second time because the first try provably never reached the server.
+    retries: int = 0
+
+    def close(self) -> None:
+        self.pool.close()
 
     async def send(self, record: RequestRecord, body: bytes) -> None:
-        """Send ``body`` and fill ``record``; every failure becomes ``record.error``."""
-        request = self.client.build_request("POST", self.url, content=body, headers=self.headers)
-        stamps = Stamps()
-        token = current_stamps.set(stamps)
+        """Send ``body`` and fill ``record``; every failure becomes ``record.error``.
+
+        Cancellation (Ctrl-C, the end of the grace period) is never caught here: it passes
+        through every read, closes the connection and reaches the caller.
+        """
+        record.start_ns = _now()
         try:
             with trio.fail_after(self.timeout_s):
-                record.start_ns = _now()
-                response = await self.client.send(request, stream=True)
-                # The socket knows better than we do when the request left.
-                record.start_ns = stamps.first_write_ns or record.start_ns
-                record.response_ns = stamps.last_read_ns or _now()
-                record.status_code = response.status_code
-                try:
-                    if response.status_code >= 400:
-                        await self._http_error(record, response)
-                    elif self.streaming:
-                        await self._read_stream(record, response, stamps)
-                    else:
-                        await self._read_body(record, response, stamps)
-                finally:
-                    await response.aclose()
+                await self._exchange(record, body)
         except trio.TooSlowError:
             record.end_ns = _now()
             record.error = ErrorInfo(
                 type="timeout", message=f"no complete response within {self.timeout_s:g} s"
             )
-        except _StreamError as exc:
-            record.end_ns = record.end_ns or _now()
+        except _Failure as exc:
             record.error = exc.info
-        except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
-            record.end_ns = _now()
-            record.error = ErrorInfo(type=type(exc).__name__, message=network_error_message(exc))
+        except TransportError as exc:
+            record.error = ErrorInfo(type=exc.error_type, message=network_error_message(exc))
+        except Exception as exc:  # noqa: BLE001 - one response must never end the run
+            record.error = ErrorInfo(
+                type="parse_error", message=f"{type(exc).__name__}: {exc}"[:_QUOTE]
+            )
         finally:
-            current_stamps.reset(token)
-            if stamps.first_write_ns:
-                record.start_ns = stamps.first_write_ns
+            if record.end_ns is None:
+                record.end_ns = _now()
 
-    async def _http_error(self, record: RequestRecord, response: httpx.Response) -> None:
-        body = await response.aread()
-        record.end_ns = _now()
-        text = body[:300].decode("utf-8", errors="replace").strip()
-        record.error = ErrorInfo(
-            type=str(response.status_code), message=f"HTTP {response.status_code}: {text}"
-        )
-
-    async def _read_body(
-        self, record: RequestRecord, response: httpx.Response, stamps: Stamps
-    ) -> None:
-        body = await response.aread()
-        record.end_ns = stamps.last_read_ns or _now()
+    async def _exchange(self, record: RequestRecord, body: bytes) -> None:
+        # One write: head, length and body together (see the module docstring of _transport).
+        payload = b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+        pool = self.pool
+        conn = await pool.acquire()
         try:
-            data = self.endpoint.parse_response(json.loads(body))
-        except (ValueError, ParseError) as exc:
-            raise _StreamError(ErrorInfo(type="parse_error", message=f"bad response body: {exc}")) from None
+            try:
+                record.start_ns, record.sent_end_ns = await conn.send(payload)
+                response = await read_head(conn)
+            except TransportError as exc:
+                conn.close()
+                if not never_reached(conn, exc):
+                    raise
+                # The server closed this keep-alive connection while the request was on its
+                # way; it never saw the request, so sending it again cannot count it twice.
+                self.retries += 1
+                record.retries += 1
+                conn = await pool.connect()
+                record.start_ns, record.sent_end_ns = await conn.send(payload)
+                response = await read_head(conn)
+            reusable = await self._response(record, conn, response)
+        except BaseException:
+            # Cancelled, timed out or failed mid-response: the connection's state is unknown.
+            conn.close()
+            raise
+        if reusable:
+            pool.release(conn)
+        else:
+            conn.close()
+
+    async def _response(self, record: RequestRecord, conn: Connection, response: Response) -> bool:
+        """Read the response into ``record``; True when the connection may serve another."""
+        status = response.status
+        record.status_code = status
+        record.response_ns = conn.last_read_ns or _now()
+        reader = BodyReader(conn, response, self.max_response_bytes)
+        if status >= 300 or status < 200 or status == 204:
+            body = await reader.read_all()
+            record.end_ns = conn.last_read_ns or _now()
+            record.error = _status_error(status, response, body)
+        elif self.streaming and response.content_type != "application/json":
+            if await self._read_stream(record, conn, reader):
+                # The answer ended at [DONE]; whatever follows decides only whether the
+                # connection can be reused, never the request's outcome.
+                try:
+                    return response.keep_alive and reader.finish_buffered()
+                except TransportError:
+                    return False
+        else:
+            await self._read_body(record, conn, reader)
+        return response.keep_alive and reader.done
+
+    async def _read_body(self, record: RequestRecord, conn: Connection, reader: BodyReader) -> None:
+        body = await reader.read_all()
+        end = record.end_ns = conn.last_read_ns or _now()
+        if not body.strip():
+            raise _Failure(ErrorInfo(type="empty_response", message="HTTP 200 with an empty body"))
+        try:
+            data = self.endpoint.parse_response(_decode(body.decode("utf-8")))
+        except ServerErrorBody as exc:
+            raise _Failure(ErrorInfo(type="server_error_body", message=str(exc))) from None
+        except (ValueError, RecursionError, ParseError) as exc:
+            raise _Failure(
+                ErrorInfo(type="parse_error", message=f"bad response body: {_reason(exc)}")
+            ) from None
         if data.text or data.reasoning:
             record.first_chunk_text = data.text or data.reasoning
+            if self.streaming:
+                # A server that ignored stream=true: its one body is its one chunk.
+                record.chunk_ns.append(end)
+        elif self._wants_tokens(record):
+            raise _Failure(
+                ErrorInfo(type="empty_response", message="the response carried no content")
+            )
         record.output_text = data.text
         record.reasoning_text = data.reasoning
         record.usage = data.usage
         record.response_model = data.model
 
     async def _read_stream(
-        self, record: RequestRecord, response: httpx.Response, stamps: Stamps
-    ) -> None:
+        self, record: RequestRecord, conn: Connection, reader: BodyReader
+    ) -> bool:
+        """Read an SSE stream; True if it ended with ``[DONE]`` (the rest of the body is
+        not read: the request is over)."""
         parser = SSEParser()
-        texts: list[str] = []
-        reasoning: list[str] = []
+        stream = _Stream(self.endpoint, record)
         done = False
-        chunks = record.chunk_ns
-        parse = self.endpoint.parse_chunk
         try:
-            async for raw in response.aiter_bytes():
+            while not done:
+                piece = await reader.next()
+                if not piece:
+                    break
                 # When the socket read returned these bytes, not when we got to parse them.
-                arrived = stamps.last_read_ns or _now()
-                for event in parser.feed(raw):
+                arrived = conn.last_read_ns
+                for event in parser.feed(piece):
                     if event.data == DONE:
                         done = True
-                        continue
-                    try:
-                        data = parse(json.loads(event.data))
-                    except (ValueError, ParseError) as exc:
-                        raise _StreamError(
-                            ErrorInfo(type="parse_error", message=f"bad stream event: {exc}")
-                        ) from None
-                    if data.text or data.reasoning:
-                        if not chunks:
-                            record.first_chunk_text = data.text or data.reasoning
-                        chunks.append(arrived)
-                        if data.text:
-                            texts.append(data.text)
-                        if data.reasoning:
-                            reasoning.append(data.reasoning)
-                    if data.usage is not None:
-                        record.usage = data.usage
-                    if data.model:
-                        record.response_model = data.model
+                        break  # anything after [DONE] is not part of the answer
+                    stream.event(event.data, arrived)
+            if not done:
+                arrived = conn.last_read_ns
+                for event in parser.close():
+                    if event.data == DONE:
+                        done = True
+                        break
+                    stream.event(event.data, arrived)
         finally:
-            record.output_text = "".join(texts)
-            record.reasoning_text = "".join(reasoning)
-        record.end_ns = _now()
-        for event in parser.close():
-            if event.data == DONE:
-                done = True
-        if not done:
-            raise _StreamError(
-                ErrorInfo(type="incomplete_stream", message="stream ended before data: [DONE]")
+            record.output_text = "".join(stream.texts)
+            record.reasoning_text = "".join(stream.reasoning)
+        record.end_ns = conn.last_read_ns or _now()
+        if not done and not stream.finished:
+            raise _Failure(
+                ErrorInfo(
+                    type="incomplete_stream",
+                    message="stream ended without data: [DONE] or a finish_reason",
+                )
             )
+        if not record.chunk_ns and self._wants_tokens(record):
+            raise _Failure(
+                ErrorInfo(type="empty_response", message="the stream carried no content")
+            )
+        return done
+
+    def _wants_tokens(self, record: RequestRecord) -> bool:
+        return self.endpoint.produces_tokens and record.max_tokens != 0
+
+
+@attrs.define(slots=True)
+class _Stream:
+    """What one stream has delivered so far."""
+
+    endpoint: EndpointType
+    record: RequestRecord
+    texts: list[str] = attrs.field(factory=list)
+    reasoning: list[str] = attrs.field(factory=list)
+    #: a chunk with a non-null finish_reason arrived.
+    finished: bool = False
+
+    def event(self, text: str, arrived: int) -> None:
+        try:
+            data = self.endpoint.parse_chunk(_decode(text))
+        except ServerErrorBody as exc:
+            raise _Failure(ErrorInfo(type="server_error_body", message=str(exc))) from None
+        except (ValueError, RecursionError, ParseError) as exc:
+            raise _Failure(
+                ErrorInfo(type="parse_error", message=f"bad stream event: {_reason(exc)}")
+            ) from None
+        record = self.record
+        if data.text or data.reasoning:
+            if not record.chunk_ns:
+                record.first_chunk_text = data.text or data.reasoning
+            record.chunk_ns.append(arrived)
+            if data.text:
+                self.texts.append(data.text)
+            if data.reasoning:
+                self.reasoning.append(data.reasoning)
+        if data.usage is not None:
+            record.usage = data.usage
+        if data.model:
+            record.response_model = data.model
+        if data.finish_reason:
+            self.finished = True
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, RecursionError):
+        text = "JSON nested too deeply"
+    return text[:_QUOTE]
+
+
+def _status_error(status: int, response: Response, body: bytes) -> ErrorInfo:
+    if status == 204:
+        return ErrorInfo(type="no_content", message="HTTP 204: the server answered with no content")
+    if 300 <= status < 400:
+        where = response.headers.get("location", "")[:200]
+        return ErrorInfo(
+            type="redirect",
+            message=f"HTTP {status}: redirected to {where or '(no location)'}; aiperf does not "
+            "follow redirects, pass the final URL with --url",
+        )
+    text = body[:_QUOTE].decode("utf-8", errors="replace").strip()
+    return ErrorInfo(type=str(status), message=f"HTTP {status}: {text}")

@@ -252,8 +252,11 @@ def _flatten(results: list[tuple[str, Any]]) -> list[Any]:
     return out
 
 
-def plugins_command_output(plugins: Plugins, write: Callable[[str], Any] = sys.stdout.write) -> None:
+def plugins_command_output(plugins: Plugins, write: Callable[[str], Any] | None = None) -> None:
     """``aiperf plugins``: what is loaded, from which distribution, with which hooks."""
+    # Looked up at call time: with stdout closed at start, sys.stdout is None until the CLI
+    # reopens it, and an import must not fail on that.
+    write = write or sys.stdout.write
     for info in plugins.describe():
         version = f"{info.distribution} {info.version}" if info.distribution else "(not installed)"
         write(f"{info.name}  {version}\n")

@@ -17,17 +17,18 @@ import attrs
 import structlog
 
 from aiperf import __version__
-from aiperf._config import strip_userinfo
+from aiperf._config import redact_url
 from aiperf._exporters import (
     INPUTS_FILE,
     JSONL_FILE,
     METADATA_FILE,
+    ArtifactWriteError,
+    JsonlWriter,
     metadata,
     write_json,
 )
-from aiperf._http import request_url
 from aiperf._provider import infer_provider
-from aiperf._rundir import prepare_run_dir, record_artifacts
+from aiperf._rundir import record_artifacts, set_aside_earlier_run
 from aiperf._types import Exporter, RunContext, RunResult, RunStatus, UsageError
 
 if TYPE_CHECKING:
@@ -44,6 +45,37 @@ SWITCH_INTERVAL_S = 0.0005
 def default_run_dir(config: ProfileConfig) -> Path:
     model = _UNSAFE.sub("_", config.model).strip("_") or "model"
     return Path("artifacts") / f"{model}-{config.endpoint_type}-{config.load_setting}"
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft open-file limit to the hard one: every connection is a descriptor, and
+    a default soft limit of 1024 would fail requests at high concurrency for the client's
+    sake, not the server's."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:  # macOS caps it below an infinite hard limit
+        log.debug("fd_limit_unchanged", soft=soft, hard=hard, error=str(exc))
+        return
+    log.debug("fd_limit_raised", soft=soft, to=target)
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory and prove it writable, or end with one line (exit 1)."""
+    probe = run_dir / f".aiperf-write-check-{uuid.uuid4().hex[:8]}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ArtifactWriteError(run_dir, exc) from None
 
 
 def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
@@ -75,12 +107,13 @@ def resolve(config: ProfileConfig, plugins: Plugins) -> ProfileConfig:
 def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) -> int:
     import trio
 
-    from aiperf._engine import Engine, check_server
+    from aiperf._engine import Engine, check_servers, request_urls
     from aiperf._tokenizer import load_tokenizer
 
+    raise_fd_limit()
     config = resolve(config, plugins)
     endpoint = plugins.endpoints()[config.endpoint_type]
-    url = request_url(config, endpoint)
+    url = request_urls(config, endpoint)[0]
 
     tokenizer = load_tokenizer(config.tokenizer)
     dataset_name = config.dataset or ("input_file" if config.input_file else "synthetic")
@@ -90,10 +123,11 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     payloads = [endpoint.build_payload(p, config) for p in prompts]
     bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
 
-    trio.run(check_server, config.url, config.wait_for_model_timeout, config.ca_bundle)
+    trio.run(check_servers, config.urls, config.wait_for_model_timeout, config.ca_bundle)
 
     run_dir = config.artifact_dir or default_run_dir(config)
-    prepare_run_dir(run_dir)  # an earlier run's files move to previous/<its id>/
+    prepare_run_dir(run_dir)
+    set_aside_earlier_run(run_dir)  # an earlier run's files move to previous/<its id>/
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -131,7 +165,8 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
 
     log.info(
         "benchmark_starting",
-        url=strip_userinfo(url),
+        url=redact_url(url),
+        **({"servers": len(config.urls)} if len(config.urls) > 1 else {}),
         model=config.model,
         load=run.load_setting,
         requests=config.effective_request_count,
@@ -153,7 +188,10 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
     )
     run.state["workers"] = len(remote.specs) if remote else 1
 
-    with (run_dir / JSONL_FILE).open("w", encoding="utf-8") as jsonl:
+    def artifact_failed(error: ArtifactWriteError) -> None:
+        _report_artifact_error(run, error, "the run goes on; the statistics are kept in memory")
+
+    with JsonlWriter(run_dir / JSONL_FILE, on_error=artifact_failed) as jsonl:
         engine = Engine(
             config=config,
             run=run,
@@ -180,6 +218,11 @@ def run_profile(config: ProfileConfig, plugins: Plugins, argv: Sequence[str]) ->
             result = trio.run(engine.run_benchmark, restrict_keyboard_interrupt_to_checkpoints=True)
         finally:
             sys.setswitchinterval(switch)
+    if jsonl.lost:
+        result = attrs.evolve(
+            result,
+            notes=(*result.notes, f"{jsonl.lost} lines of {JSONL_FILE} were not written ({jsonl.error})"),
+        )
 
     result = _add_sections(run, result, samplers)
     failed_exports = _export(run, result, plugins.exporters(config, run))
@@ -203,11 +246,21 @@ def _add_sections(run: RunContext, result: RunResult, samplers: Sequence[object]
     return attrs.evolve(result, sections=tuple(sections), notes=tuple(notes))
 
 
+def _report_artifact_error(run: RunContext, error: ArtifactWriteError, consequence: str) -> None:
+    """One line on stderr per file that could not be written, and a record for metadata.json."""
+    run.state.setdefault("artifact_errors", []).append(str(error))
+    sys.stderr.write(f"aiperf: {error}; {consequence}\n")
+    sys.stderr.flush()
+
+
 def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -> int:
     failed = 0
     for exporter in exporters:
         try:
             record_artifacts(run, exporter.export(run, result) or ())
+        except ArtifactWriteError as exc:
+            failed += 1
+            _report_artifact_error(run, exc, f"the {exporter.name} export is missing")
         except Exception as exc:  # noqa: BLE001 - one exporter failing must not stop the others
             failed += 1
             log.error("exporter_failed", exporter=exporter.name, error=f"{type(exc).__name__}: {exc}")
@@ -215,6 +268,8 @@ def _export(run: RunContext, result: RunResult, exporters: Sequence[Exporter]) -
 
 
 def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
+    if result.partial:
+        return 1
     if result.was_cancelled:
         return 128 + int(run.state.get("signal", signal.SIGINT))
     if result.status is RunStatus.FAILED:
@@ -223,4 +278,4 @@ def _exit_code(run: RunContext, result: RunResult, failed_exports: int) -> int:
     if result.value("request_count") == 0:
         log.error("No request completed.")
         return 1
-    return 1 if failed_exports else 0
+    return 1 if failed_exports or run.state.get("artifact_errors") else 0

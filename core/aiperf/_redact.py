@@ -7,9 +7,12 @@ last-resort scrubber that replaces every known secret value wherever it appears 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiperf._config import REDACTED, is_secret_header, strip_userinfo
+from aiperf._config import REDACTED, is_secret_header, redact_url
+
+if TYPE_CHECKING:
+    from aiperf._types import ErrorInfo
 
 _SECRET_FLAGS = {"--api-key"}
 _HEADER_FLAGS = {"-H", "--header"}
@@ -34,6 +37,35 @@ def scrub(text: str) -> str:
     return text
 
 
+def scrub_secrets(text: str) -> str:
+    """:func:`scrub`, and also the start of a secret at the very end of ``text``.
+
+    For text that may have been cut to a length (an error body shown up to N bytes, a span
+    status up to 200 characters): the cut can fall inside a secret, and its first characters
+    must not get out either.
+    """
+    text = scrub(text)
+    for secret in _known:
+        for size in range(min(len(secret) - 1, len(text)), 3, -1):
+            if text.endswith(secret[:size]):
+                text = text[:-size] + REDACTED
+                break
+    return text
+
+
+def scrub_error(error: ErrorInfo) -> ErrorInfo:
+    """The error with every known secret taken out of its message (a server that echoes the
+    request's ``Authorization`` header in its 401 body must not put the key into the exports)."""
+    if not _known:
+        return error
+    message = scrub_secrets(error.message)
+    if message == error.message:
+        return error
+    import attrs
+
+    return attrs.evolve(error, message=message)
+
+
 def scrub_value(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)
@@ -51,6 +83,17 @@ def structlog_processor(logger: Any, method: str, event_dict: dict[str, Any]) ->
 
 
 def _redact_header(text: str) -> str:
+    if text.strip().startswith("{"):
+        # -H '{"X-A": "b", "Api-Key": "..."}': the secret may be any of the keys.
+        import json
+
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            return REDACTED
+        if not isinstance(data, dict):
+            return REDACTED
+        return json.dumps({k: REDACTED if is_secret_header(str(k)) else v for k, v in data.items()})
     name, sep, _value = text.partition(":")
     return f"{name}:{REDACTED}" if sep and is_secret_header(name) else text
 
@@ -73,6 +116,6 @@ def redact_argv(argv: list[str]) -> list[str]:
             pending = None if eq else flag
             continue
         if "://" in arg:
-            arg = strip_userinfo(arg)
+            arg = redact_url(arg)
         out.append(scrub(arg))
     return out

@@ -46,7 +46,7 @@ RUN_FILES = (
 ARTIFACTS_KEY = "artifacts"
 
 
-def prepare_run_dir(run_dir: Path) -> Path | None:
+def set_aside_earlier_run(run_dir: Path) -> Path | None:
     """Create ``run_dir``; move an earlier run's files aside. Returns where they went, if any."""
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [*RUN_FILES, *(name + ".tmp" for name in RUN_FILES)]

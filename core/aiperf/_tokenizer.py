@@ -1,20 +1,25 @@
 """Tokenizers for counting prompt and output tokens (``--tokenizer``).
 
-``builtin`` (the default) is a byte-level BPE that ships inside the package, so counting
-works with no network. A local ``tokenizer.json`` (or a directory holding one) and a Hugging
+``builtin`` (the default) is OpenAI's ``o200k_base`` byte-level BPE (GPT-4o class models),
+whose ranks ship inside the package (``aiperf/data/o200k_base.ranks.gz``, made by
+``scripts/build_builtin_tokenizer.py``), so counting works with no network; ``tiktoken``
+does the encoding. A local ``tokenizer.json`` (or a directory holding one) and a Hugging
 Face hub id (``gpt2``, ``org/name``) work too; a hub that cannot be reached fails within
 :data:`HUB_TIMEOUT_S` with one line, unless the file is already in the local hub cache.
 
-``tokenizers`` and ``huggingface_hub`` are imported inside the functions that need them:
-``aiperf --help`` must not pay for them.
+``tiktoken``, ``tokenizers`` and ``huggingface_hub`` are imported inside the functions that
+need them: ``aiperf --help`` must not pay for them.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import itertools
 import os
 import re
+import struct
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -29,12 +34,35 @@ from aiperf._config import strip_userinfo
 from aiperf._types import UsageError
 
 if TYPE_CHECKING:
+    import tiktoken
     import tokenizers
 
 log = structlog.get_logger()
 
 BUILTIN = "builtin"
-_BUILTIN_RESOURCE = "builtin_tokenizer.json.gz"
+BUILTIN_ENCODING = "o200k_base"
+_BUILTIN_RESOURCE = "o200k_base.ranks.gz"
+#: SHA-256 of the uncompressed ranks file; scripts/build_builtin_tokenizer.py pins the same
+#: value (PAYLOAD_SHA256) and checks that the ranks rebuild OpenAI's o200k_base.tiktoken.
+BUILTIN_RANKS_SHA256 = "f294bfdf5ac9ad24a15021dffba5300e4dd1770c0876b31a0443e0f4ed4d4e86"
+_RANKS_MAGIC = b"aiperf-bpe-ranks-1\n"
+# o200k_base's pre-tokenizer and special tokens, as tiktoken publishes them: letters run
+# with one optional leading non-letter (so " word" is one piece), digits in groups of up to 3.
+_O200K_PATTERN = "|".join(
+    (
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"\p{N}{1,3}",
+        r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+        r"\s*[\r\n]+",
+        r"\s+(?!\S)",
+        r"\s+",
+    )
+)
+_O200K_SPECIAL_TOKENS = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
+#: below this many characters in all, counting texts one by one beats tiktoken's batch call,
+#: which starts a pool of threads every time.
+_BATCH_CHARS = 1_000_000
 #: a hub that does not answer the first request within this long is treated as unreachable.
 HUB_TIMEOUT_S = 10.0
 #: the whole download of a tokenizer.json (tens of MB at most) once the hub has answered.
@@ -42,8 +70,52 @@ HUB_DOWNLOAD_TIMEOUT_S = 120.0
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 # ``name`` or ``org/name``, as the hub spells repository ids.
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-_SPACED_WORD = re.compile(r"\u0120[a-z]{2,}")
+_SPACED_WORD = re.compile(rb" [a-z]{2,}")
 _HINT = "pass a local tokenizer.json (or its directory), or use --tokenizer builtin"
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class BuiltinTokenizer:
+    """An :class:`aiperf.Tokenizer` for ``o200k_base``, built from the shipped ranks.
+
+    Special tokens are never produced: ``<|endoftext|>`` in a text is counted as the plain
+    text it is, as a server counts a user's prompt.
+    """
+
+    name: str
+    encoding: tiktoken.Encoding = attrs.field(repr=False)
+    #: the bytes of every ordinary token; the index is the token id.
+    pieces: tuple[bytes, ...] = attrs.field(repr=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids``; bytes that are not valid UTF-8 on their own (part of a
+        character) become U+FFFD, and ids that are no token are skipped (as ``tokenizers``
+        does), so decoding never fails."""
+        try:
+            return self.encoding.decode(list(ids))
+        except (KeyError, OverflowError, TypeError, ValueError):
+            known = [
+                i
+                for i in ids
+                if isinstance(i, int)
+                and (0 <= i < len(self.pieces) or i in _O200K_SPECIAL_TOKENS.values())
+            ]
+            return self.encoding.decode(known)
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self.encoding.encode_ordinary(text))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        """``count`` of each text; a large batch is encoded on several threads."""
+        encode = self.encoding.encode_ordinary
+        if sum(map(len, texts)) < _BATCH_CHARS:
+            return [len(encode(text)) for text in texts]
+        return [len(ids) for ids in self.encoding.encode_ordinary_batch(list(texts))]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -83,7 +155,7 @@ def count_many(tokenizer: Any, texts: Sequence[str]) -> list[int]:
     return [tokenizer.count(text) for text in texts]
 
 
-def load_tokenizer(spec: str) -> HFTokenizer:
+def load_tokenizer(spec: str) -> BuiltinTokenizer | HFTokenizer:
     """Resolve ``--tokenizer``: ``builtin``, a path, or a Hugging Face hub id."""
     spec = spec.strip()
     if not spec:
@@ -99,25 +171,54 @@ def load_tokenizer(spec: str) -> HFTokenizer:
 
 
 @functools.cache
-def builtin_tokenizer() -> HFTokenizer:
-    from tokenizers import Tokenizer
+def builtin_tokenizer() -> BuiltinTokenizer:
+    """``o200k_base`` from the ranks shipped in the package; never touches the network (the
+    encoding is built here, not fetched with ``tiktoken.get_encoding``)."""
+    import tiktoken
 
-    data = resources.files("aiperf").joinpath("data", _BUILTIN_RESOURCE).read_bytes()
-    return HFTokenizer(
-        name=BUILTIN, backend=Tokenizer.from_str(gzip.decompress(data).decode("utf-8"))
+    pieces = builtin_pieces()
+    encoding = tiktoken.Encoding(
+        name=BUILTIN_ENCODING,
+        pat_str=_O200K_PATTERN,
+        mergeable_ranks=dict(zip(pieces, range(len(pieces)))),
+        special_tokens=dict(_O200K_SPECIAL_TOKENS),
     )
+    return BuiltinTokenizer(name=BUILTIN, encoding=encoding, pieces=pieces)
+
+
+@functools.cache
+def builtin_pieces() -> tuple[bytes, ...]:
+    """The bytes of every ordinary ``o200k_base`` token, by id, from the shipped file."""
+    return _read_ranks(resources.files("aiperf").joinpath("data", _BUILTIN_RESOURCE).read_bytes())
+
+
+def _read_ranks(packed: bytes) -> tuple[bytes, ...]:
+    """Token bytes by id from the shipped file (layout: scripts/build_builtin_tokenizer.py)."""
+    data = gzip.decompress(packed)
+    if hashlib.sha256(data).hexdigest() != BUILTIN_RANKS_SHA256:
+        raise UsageError(
+            f"--tokenizer: the builtin {BUILTIN_ENCODING} data in the aiperf package is damaged "
+            f"(aiperf/data/{_BUILTIN_RESOURCE}); reinstall aiperf, or pass a local tokenizer.json"
+        )
+    return _parse_ranks(data)
+
+
+def _parse_ranks(data: bytes) -> tuple[bytes, ...]:
+    (count,) = struct.unpack_from("<I", data, len(_RANKS_MAGIC))
+    start = len(_RANKS_MAGIC) + 4
+    lengths, body = data[start : start + count], data[start + count :]
+    ends = list(itertools.accumulate(lengths))
+    return tuple([body[begin:end] for begin, end in zip([0, *ends[:-1]], ends)])
 
 
 @functools.cache
 def builtin_words() -> tuple[str, ...]:
-    """Lower-case English words that are each one token, space included, in the builtin
-    vocabulary (``" word"``), in vocabulary order: the material of synthetic prompts."""
-    vocab = builtin_tokenizer().backend.get_vocab()
-    # Byte-level BPE spells the leading space as "Ġ".
+    """Lower-case ASCII words that are each one token, space included, in the builtin
+    vocabulary (``" word"``), in rank order (roughly the most frequent first): the material
+    of synthetic prompts."""
+    # From the ranks alone: a run with another tokenizer need not build the o200k encoding.
     return tuple(
-        token[1:]
-        for token, _ in sorted(vocab.items(), key=lambda item: item[1])
-        if _SPACED_WORD.fullmatch(token)
+        piece[1:].decode("ascii") for piece in builtin_pieces() if _SPACED_WORD.fullmatch(piece)
     )
 
 

@@ -1,47 +1,89 @@
-"""An httpx transport that knows when bytes really left and arrived.
+"""A lean HTTP/1.1 client over trio sockets, built for measuring.
 
-Stamping "request sent" before ``client.send()`` would count httpx's own work (building the
-request, taking a connection from the pool, serialising headers) as server time, and stamping
-a chunk when ``aiter_bytes()`` yields it would count h11's parsing. So the socket itself is
-wrapped: the first ``write`` of a request stamps its start, and every ``read`` stamps the
-arrival of the bytes it returned. The stamps land in the :class:`Stamps` of the task that is
-sending (a context variable: trio gives every task its own context), so concurrent requests
-on different connections never mix their times.
+Why not a general HTTP library: every layer between the socket and the measurement costs CPU
+per request and shapes the load. httpx over httpcore sent a request's headers and body as two
+writes (two TCP packets; the body trailed by milliseconds under load, and the server cannot
+start before it has the body), and spent more CPU per request than the rest of aiperf. Here:
 
-The transport drives httpcore's public API directly, under httpx's client API.
+* the request head is serialised once per run; a request is ``head + length + body``, handed
+  to the kernel in one ``send`` (one segment where the size allows);
+* responses are parsed by a small incremental parser (status line, headers, Content-Length,
+  chunked, read-until-close), linear in the body size however the bytes are cut;
+* every read is stamped with the kernel's receive time (SO_TIMESTAMPNS), so the time we
+  record is the network's, not the time our loop got around to the socket;
+* keep-alive connections are checked before reuse, and a request that provably never reached
+  the server is retried once on a fresh connection (see :class:`Pool`).
 """
 
 from __future__ import annotations
 
-import contextvars
+import os
 import socket
 import ssl
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 import attrs
-import httpcore
-import httpx
 import trio
 
+_now = time.perf_counter_ns
 
-@attrs.define(slots=True)
-class Stamps:
-    """Socket-level times of the request being sent by the current task."""
-
-    #: perf_counter_ns of the first write of the request (0 until then).
-    first_write_ns: int = 0
-    #: perf_counter_ns when the latest read returned bytes.
-    last_read_ns: int = 0
+#: a response head (status line and headers) larger than this is not HTTP we can measure.
+MAX_HEAD_BYTES = 64 * 1024
+#: a chunk-size or trailer line longer than this is garbage, not a chunk header.
+_MAX_LINE = 4096
+_RECEIVE_SIZE = 65536
+_HEX = b"0123456789abcdefABCDEF"
 
 
-current_stamps: contextvars.ContextVar[Stamps | None] = contextvars.ContextVar(
-    "aiperf_stamps", default=None
-)
+# -- errors: the class name is the error type a request records ---------------------------------
 
+
+class TransportError(Exception):
+    """A request failed below HTTP's semantics; ``error_type`` is what the request records
+    (the class name, as httpx named the same failures)."""
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+
+class ConnectError(TransportError):
+    """No connection (refused, unreachable, name not resolved, TLS handshake failed)."""
+
+
+class WriteError(TransportError):
+    """The request could not be written; ``accepted`` bytes of it had left."""
+
+    accepted = 0
+
+
+class ReadError(TransportError):
+    """The connection failed while reading (a reset)."""
+
+
+class RemoteProtocolError(TransportError):
+    """The peer closed the connection too early, or sent something that is not HTTP/1.1."""
+
+
+class ClosedBeforeResponse(RemoteProtocolError):
+    """The peer closed the connection without sending any byte of a response."""
+
+    @property
+    def error_type(self) -> str:
+        return "RemoteProtocolError"
+
+
+class ResponseTooLarge(TransportError):
+    """The response body is larger than ``--max-response-bytes``."""
+
+    @property
+    def error_type(self) -> str:
+        return "response_too_large"
+
+
+# -- the socket -----------------------------------------------------------------------------------
 
 # Linux (asm-generic) values; Python's socket module does not export them.
 _SO_TIMESTAMPNS = 35
@@ -58,27 +100,33 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
     when it arrived, whatever the loop was doing, so with this option the time we record is the
     network's, not the time our loop got around to the socket. Where the option is missing
     (not Linux), the stamp is taken right after the read returns.
+
+    ``last_read_ns`` is the stamp of the latest read; ``bytes_sent`` counts what the kernel
+    accepted, so a failed write knows whether any byte of the request left.
     """
 
     def __init__(self, inner: trio.SocketStream) -> None:
         self._inner = inner
-        self._socket = inner.socket
+        self.socket = inner.socket
         self.kernel_stamps = False
+        self.last_read_ns = 0
+        self.last_send_ns = 0
+        self.bytes_sent = 0
         if sys.platform.startswith("linux") and _ANCILLARY_SIZE:
             try:
-                self._socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
                 self.kernel_stamps = True
             except OSError:
                 pass
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        size = max_bytes or 65536
+        size = max_bytes or _RECEIVE_SIZE
         if not self.kernel_stamps:
             data = await self._inner.receive_some(size)
-            _stamp_read(time.perf_counter_ns())
+            self.last_read_ns = _now()
             return data
         try:
-            data, ancillary, _flags, _addr = await self._socket.recvmsg(size, _ANCILLARY_SIZE)
+            data, ancillary, _flags, _addr = await self.socket.recvmsg(size, _ANCILLARY_SIZE)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
         arrived = 0
@@ -87,12 +135,35 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
                 seconds, nanos = _TIMESPEC.unpack_from(payload)
                 # The kernel stamps with the wall clock; move it onto perf_counter's timeline
                 # with an offset taken now, so clock adjustments during a run cannot skew it.
-                arrived = seconds * 1_000_000_000 + nanos - (time.time_ns() - time.perf_counter_ns())
-        _stamp_read(arrived or time.perf_counter_ns())
+                arrived = seconds * 1_000_000_000 + nanos - (time.time_ns() - _now())
+        self.last_read_ns = arrived or _now()
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
+        # Our own loop, not SocketStream.send_all: it counts what the kernel accepted (which
+        # decides whether a failed request may be retried), and it stamps the moment the
+        # last byte was accepted before yielding to the scheduler: trio's send() yields after
+        # the syscall, and under load other tasks would run before we could read the clock.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        view = memoryview(data)
+        total = len(view)
+        sent = 0
+        try:
+            try:
+                sent = os.write(self.socket.fileno(), view)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            self.bytes_sent += sent
+            while sent < total:
+                count = await self.socket.send(view[sent:])
+                sent += count
+                self.bytes_sent += count
+            self.last_send_ns = _now()
+        except OSError as exc:
+            raise trio.BrokenResourceError from exc
+        finally:
+            view.release()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -103,247 +174,367 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-
-def _stamp_read(arrived: int) -> None:
-    stamps = current_stamps.get()
-    if stamps is not None:
-        stamps.last_read_ns = arrived
+    def close_now(self) -> None:
+        """Close without waiting (safe in a cancelled scope: no checkpoint)."""
+        self.socket.close()
 
 
-class _NetworkStream(httpcore.AsyncNetworkStream):
-    """httpcore's view of a trio stream; stamps the request's first write."""
+class Connection:
+    """One HTTP/1.1 connection: the (maybe TLS) stream, its receive buffer, its history."""
+
+    __slots__ = ("buffer", "closed", "raw", "received", "requests", "stream")
 
     def __init__(self, stream: trio.abc.Stream, raw: KernelStampedStream) -> None:
-        self._stream = stream
-        self._raw = raw
+        self.stream = stream
+        self.raw = raw
+        #: bytes received and not yet consumed by the response parser.
+        self.buffer = bytearray()
+        #: responses completed on this connection (a reused one has at least one).
+        self.requests = 0
+        #: bytes received since the current request was sent.
+        self.received = 0
+        self.closed = False
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    @property
+    def last_read_ns(self) -> int:
+        return self.raw.last_read_ns
+
+    async def send(self, data: bytes) -> tuple[int, int]:
+        """Send one request in one write; returns the (first, last) byte's send times."""
+        self.received = 0
+        before = self.raw.bytes_sent
+        first = _now()
         try:
-            with trio.fail_after(_inf(timeout)):
-                return await self._stream.receive_some(max_bytes)
-        except trio.TooSlowError as exc:
-            raise httpcore.ReadTimeout(str(exc)) from exc
+            await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+            error = WriteError(str(exc) or type(exc).__name__)
+            error.accepted = self.raw.bytes_sent - before
+            raise error from exc
+        return first, self.raw.last_send_ns
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        stamps = current_stamps.get()
-        if stamps is not None and not stamps.first_write_ns:
-            stamps.first_write_ns = time.perf_counter_ns()
+    async def receive(self) -> bool:
+        """Read more into the buffer; False at end of stream."""
         try:
-            with trio.fail_after(_inf(timeout)):
-                await self._stream.send_all(buffer)
-        except trio.TooSlowError as exc:
-            raise httpcore.WriteTimeout(str(exc)) from exc
+            data = await self.stream.receive_some(_RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+            raise ReadError(str(exc) or type(exc).__name__) from exc
+        if not data:
+            return False
+        self.received += len(data)
+        self.buffer += data
+        return True
 
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        # TLS sits on top of the stamped socket, so decrypted bytes keep the kernel's times.
-        tls = trio.SSLStream(
-            self._stream,
-            ssl_context=ssl_context,
-            server_hostname=server_hostname,
-            https_compatible=True,
-        )
-        token = current_stamps.set(None)  # handshake bytes are not the request's
+    def usable(self) -> bool:
+        """An idle connection is only reused while the peer has neither closed it nor sent
+        anything unasked: readable means one of the two."""
+        if self.closed:
+            return False
         try:
-            with trio.fail_after(_inf(timeout)):
-                await tls.do_handshake()
-        except trio.TooSlowError as exc:
-            await self.aclose()
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except (trio.BrokenResourceError, OSError) as exc:
-            await self.aclose()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        finally:
-            current_stamps.reset(token)
-        return _NetworkStream(tls, self._raw)
+            return not self.raw.socket.is_readable()
+        except (OSError, ValueError):
+            return False
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object" and isinstance(self._stream, trio.SSLStream):
-            return self._stream._ssl_object  # noqa: SLF001 - what httpcore asks for
-        if info == "socket":
-            return self._raw._socket  # noqa: SLF001
-        if info == "is_readable":
-            try:
-                return self._raw._socket.is_readable()  # noqa: SLF001
-            except OSError:
-                return True
-        return None
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.raw.close_now()
 
 
-class _Backend(httpcore.AsyncNetworkBackend):
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            with trio.fail_after(_inf(timeout)):
-                stream = await trio.open_tcp_stream(host, port, local_address=local_address)
-        except trio.TooSlowError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for option in socket_options or ():
-            stream.setsockopt(*option)
-        raw = KernelStampedStream(stream)
-        return _NetworkStream(raw, raw)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not supported by aiperf")
-
-    async def sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
+# -- responses ----------------------------------------------------------------------------------
 
 
-def _inf(timeout: float | None) -> float:
-    return float("inf") if timeout is None else timeout
+@attrs.define(slots=True)
+class Response:
+    status: int
+    #: header names lower-cased, values as sent (latin-1).
+    headers: dict[str, str]
+    keep_alive: bool
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-class _ResponseStream(httpx.AsyncByteStream):
-    """httpcore's body stream, with its errors (a reset mid-stream) surfacing as httpx's."""
-
-    def __init__(self, inner: Any, request: httpx.Request, on_close: Any) -> None:
-        self._inner = inner
-        self._request = request
-        self._on_close = on_close
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for part in self._inner:
-                yield part
-        except httpcore.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
-        except httpcore.ReadError as exc:
-            raise httpx.ReadError(str(exc), request=self._request) from exc
-        except httpcore.NetworkError as exc:
-            raise httpx.NetworkError(str(exc), request=self._request) from exc
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            self._on_close()
+async def read_head(conn: Connection) -> Response:
+    """Read the status line and headers (skipping 1xx interim responses)."""
+    while True:
+        buffer = conn.buffer
+        searched = 0
+        while True:
+            end = buffer.find(b"\r\n\r\n", max(searched - 3, 0))
+            if end >= 0:
+                break
+            if len(buffer) > MAX_HEAD_BYTES:
+                raise RemoteProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+            searched = len(buffer)
+            if not await conn.receive():
+                if buffer or conn.received:
+                    raise RemoteProtocolError("peer closed the connection in the response head")
+                raise ClosedBeforeResponse("peer closed the connection without sending a response")
+        head = bytes(buffer[:end])
+        del buffer[: end + 4]
+        response = _parse_head(head)
+        if 100 <= response.status < 200 and response.status != 101:
+            continue
+        return response
 
 
-@attrs.define(eq=False)
-class _Idle:
-    connection: httpcore.AsyncHTTPConnection
-    since: float
+def _parse_head(head: bytes) -> Response:
+    lines = head.split(b"\r\n")
+    status_line = lines[0]
+    version, _, rest = status_line.partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise RemoteProtocolError(f"not an HTTP/1.1 status line: {status_line[:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise RemoteProtocolError(f"malformed header line: {line[:80]!r}")
+        key = name.decode("latin-1").lower()
+        text = value.strip().decode("latin-1")
+        if key in headers:
+            # Repeated fields fold into one list (RFC 9110 5.3).
+            headers[key] = f"{headers[key]}, {text}"
+        else:
+            headers[key] = text
+    connection = headers.get("connection", "").lower()
+    if version == b"HTTP/1.0":
+        keep_alive = "keep-alive" in connection
+    else:
+        keep_alive = "close" not in connection
+    return Response(status=int(code), headers=headers, keep_alive=keep_alive)
 
 
-class StampingTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 keep-alive connections with socket-level stamps, one per request in flight.
+_LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(7)
 
-    httpcore's connection pool scans every connection for every request (and polls each idle
-    socket), which at concurrency 64 cost more CPU than the requests themselves. Here a
-    request takes the most recently used idle connection to its origin, or opens one: O(1).
+
+class BodyReader:
+    """The body of one response, piece by piece, as the socket delivers it.
+
+    :meth:`next` returns the next piece of body bytes (``b""`` at the end); after it returns,
+    ``conn.last_read_ns`` is the arrival time of the read that completed the piece. Every
+    byte is copied out of the buffer once and never searched twice, so the work is linear in
+    the body size.
     """
 
-    #: an idle connection older than this is checked (one poll) before reuse: servers close
-    #: idle keep-alive connections (uvicorn after 5 s).
-    CHECK_AFTER_S = 0.5
+    __slots__ = ("_conn", "_limit", "_remaining", "_state", "size")
+
+    def __init__(self, conn: Connection, response: Response, limit: int, *, head: bool = False) -> None:
+        self._conn = conn
+        self._limit = limit
+        #: body bytes delivered so far.
+        self.size = 0
+        self._remaining = 0
+        status = response.status
+        headers = response.headers
+        if head or status in (204, 304) or 100 <= status < 200:
+            self._state = _DONE
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self._state = _CHUNK_SIZE
+        elif "content-length" in headers:
+            try:
+                length = int(headers["content-length"].split(",")[0])
+            except ValueError:
+                raise RemoteProtocolError(
+                    f"bad content-length: {headers['content-length'][:40]!r}"
+                ) from None
+            if length < 0:
+                raise RemoteProtocolError(f"bad content-length: {length}")
+            if length > limit:
+                raise ResponseTooLarge(f"response of {length} bytes is over the {limit}-byte limit")
+            self._remaining = length
+            self._state = _LENGTH if length else _DONE
+        else:
+            # No framing: the body runs until the peer closes (HTTP/1.0 style).
+            self._state = _UNTIL_CLOSE
+            response.keep_alive = False
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    async def next(self) -> bytes:
+        while True:
+            piece = self._take()
+            if piece is not None:
+                return piece
+            if not await self._conn.receive():
+                if self._state == _UNTIL_CLOSE:
+                    self._state = _DONE
+                    return b""
+                raise RemoteProtocolError(self._cut_short())
+
+    async def read_all(self) -> bytes:
+        """The whole body (bounded by the response size limit)."""
+        parts = bytearray()
+        while piece := await self.next():
+            parts += piece
+        return bytes(parts)
+
+    def finish_buffered(self) -> bool:
+        """Consume what is already buffered without reading more; True if the body ended.
+
+        After ``data: [DONE]`` the request is over; if the rest of the body (the chunked
+        terminator) already arrived with it, the connection can serve the next request.
+        """
+        while self._state != _DONE:
+            if self._take() is None:
+                return False
+        return True
+
+    def _cut_short(self) -> str:
+        if self._state == _LENGTH:
+            return f"peer closed the connection mid-body ({self._remaining} bytes missing)"
+        return "peer closed the connection mid-body (chunked body not terminated)"
+
+    def _take(self) -> bytes | None:
+        """The next piece from the buffer, ``b""`` at the end, None if more bytes are needed."""
+        buffer = self._conn.buffer
+        while True:
+            state = self._state
+            if state == _CHUNK_DATA or state == _LENGTH:
+                if not buffer:
+                    return None
+                count = min(len(buffer), self._remaining)
+                piece = bytes(buffer[:count])
+                del buffer[:count]
+                self._remaining -= count
+                if not self._remaining:
+                    self._state = _CHUNK_END if state == _CHUNK_DATA else _DONE
+                return self._count(piece)
+            if state == _CHUNK_SIZE:
+                line = self._line(buffer)
+                if line is None:
+                    return None
+                size_text = line.split(b";", 1)[0].strip()
+                if not size_text or size_text.strip(_HEX) or len(size_text) > 16:
+                    raise RemoteProtocolError(f"bad chunk size line: {line[:40]!r}")
+                size = int(size_text, 16)
+                if size == 0:
+                    self._state = _TRAILER
+                else:
+                    if self.size + size > self._limit:
+                        raise ResponseTooLarge(f"response over the {self._limit}-byte limit")
+                    self._remaining = size
+                    self._state = _CHUNK_DATA
+            elif state == _CHUNK_END:
+                line = self._line(buffer)
+                if line is None:
+                    return None
+                if line:
+                    raise RemoteProtocolError("chunk data longer than its size line said")
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILER:
+                line = self._line(buffer)
+                if line is None:
+                    return None
+                if not line:
+                    self._state = _DONE
+            elif state == _UNTIL_CLOSE:
+                if not buffer:
+                    return None
+                piece = bytes(buffer)
+                buffer.clear()
+                return self._count(piece)
+            else:
+                return b""
+
+    @staticmethod
+    def _line(buffer: bytearray) -> bytes | None:
+        end = buffer.find(b"\n", 0, _MAX_LINE)
+        if end < 0:
+            if len(buffer) >= _MAX_LINE:
+                raise RemoteProtocolError("chunk header line too long")
+            return None
+        line = bytes(buffer[:end])
+        del buffer[: end + 1]
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def _count(self, piece: bytes) -> bytes:
+        self.size += len(piece)
+        if self.size > self._limit:
+            raise ResponseTooLarge(f"response over the {self._limit}-byte limit")
+        return piece
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+
+class Pool:
+    """Keep-alive connections to one origin, most recently used first: O(1) per request.
+
+    Servers close idle keep-alive connections whenever they like (uvicorn after 5 s, some
+    proxies after a fraction of a second). A connection is therefore checked (one poll: is it
+    readable, i.e. closed by the peer?) every time before it is reused, and a request that
+    provably never reached the server is retried once on a fresh connection by the caller.
+    """
 
     def __init__(
-        self,
-        *,
-        max_connections: int | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        keepalive_expiry: float = 60.0,
+        self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
     ) -> None:
-        self._ssl_context = ssl_context
-        self._keepalive_expiry = keepalive_expiry
-        self._backend = _Backend()
-        self._idle: dict[tuple[bytes, bytes, int], list[_Idle]] = {}
-        self._all: set[httpcore.AsyncHTTPConnection] = set()
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self._idle: list[Connection] = []
+        #: connections opened over the run, and idle ones found closed by the peer.
+        self.opened = 0
+        self.stale = 0
 
-    def _checkout(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
-        idle = self._idle.get((origin.scheme, origin.host, origin.port))
-        now = time.monotonic()
+    async def acquire(self) -> Connection:
+        idle = self._idle
         while idle:
-            entry = idle.pop()
-            conn = entry.connection
-            if not conn.is_available():
-                self._all.discard(conn)
-                continue
-            if now - entry.since > self.CHECK_AFTER_S and conn.has_expired():
-                self._all.discard(conn)
-                continue
-            return conn
-        if origin.scheme == b"https" and self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
-        conn = httpcore.AsyncHTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=self._backend,
-        )
-        self._all.add(conn)
-        return conn
+            conn = idle.pop()
+            if conn.usable():
+                return conn
+            self.stale += 1
+            conn.close()
+        return await self.connect()
 
-    def _checkin(self, origin: httpcore.Origin, conn: httpcore.AsyncHTTPConnection) -> None:
-        if conn.is_available():
-            key = (origin.scheme, origin.host, origin.port)
-            self._idle.setdefault(key, []).append(_Idle(conn, time.monotonic()))
+    def release(self, conn: Connection) -> None:
+        """Give a connection whose response was read to the end back to the pool."""
+        conn.requests += 1
+        if not conn.closed and not conn.buffer:
+            self._idle.append(conn)
         else:
-            self._all.discard(conn)
+            conn.close()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        origin = httpcore.Origin(url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
-            extensions=request.extensions,
-        )
-        conn = self._checkout(origin)
+    async def connect(self) -> Connection:
         try:
-            response = await conn.handle_async_request(core_request)
-        except BaseException as exc:
-            self._all.discard(conn)
-            with trio.CancelScope(shield=True):
-                await conn.aclose()
-            if isinstance(exc, httpcore.TimeoutException):
-                raise httpx.TimeoutException(str(exc), request=request) from exc
-            if isinstance(exc, httpcore.ConnectError):
-                raise httpx.ConnectError(str(exc), request=request) from exc
-            if isinstance(exc, httpcore.RemoteProtocolError):
-                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-            if isinstance(exc, httpcore.NetworkError):
-                raise httpx.NetworkError(str(exc), request=request) from exc
-            if isinstance(exc, httpcore.ProtocolError):
-                raise httpx.ProtocolError(str(exc), request=request) from exc
-            raise
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response.stream, request, lambda: self._checkin(origin, conn)),
-            extensions=response.extensions,
-        )
+            tcp = await trio.open_tcp_stream(self.host, self.port)
+        except OSError as exc:
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw = KernelStampedStream(tcp)
+        stream: trio.abc.Stream = raw
+        if self.ssl_context is not None:
+            tls = trio.SSLStream(
+                raw, self.ssl_context, server_hostname=self.host, https_compatible=True
+            )
+            try:
+                await tls.do_handshake()
+            except BaseException as exc:
+                raw.close_now()
+                if isinstance(exc, trio.BrokenResourceError | OSError):
+                    raise ConnectError(str(exc.__cause__ or exc) or type(exc).__name__) from exc
+                raise
+            stream = tls
+        self.opened += 1
+        return Connection(stream, raw)
 
-    async def aclose(self) -> None:
-        connections, self._all, self._idle = self._all, set(), {}
-        for conn in connections:
-            await conn.aclose()
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def never_reached(conn: Connection, exc: TransportError) -> bool:
+    """Whether a failed request provably never reached the server, so a retry cannot send it
+    twice: no byte of it was accepted by the kernel, or the peer closed a *reused* connection
+    before sending any byte of a response (the keep-alive race: the server closed the idle
+    connection while the request was on its way)."""
+    if isinstance(exc, WriteError):
+        return exc.accepted == 0 or conn.requests > 0
+    if conn.requests == 0 or conn.received:
+        return False
+    return isinstance(exc, ReadError | ClosedBeforeResponse)

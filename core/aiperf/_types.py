@@ -86,6 +86,23 @@ class Usage:
 
 
 @attrs.frozen(kw_only=True)
+class TokenCounts:
+    """One request's token counts from both sources, and which one its metrics used.
+
+    ``server`` is the response's ``usage`` once checked (``None`` when absent or ignored as
+    absurd, then ``usage_ignored`` says why); ``client_*`` are the tokenizer's counts.
+    """
+
+    source: str
+    server: Usage | None = None
+    usage_ignored: str | None = None
+    client_input: int | None = None
+    client_output: int | None = None
+    client_reasoning: int | None = None
+    client_first_chunk: int | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ResponseData:
     """What an endpoint parser found in one response body or one stream event."""
 
@@ -93,11 +110,15 @@ class ResponseData:
     reasoning: str = ""
     usage: Usage | None = None
     model: str | None = None
+    #: the chunk's (or body's) ``finish_reason`` when it was not null: the answer is complete.
+    finish_reason: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class ErrorInfo:
-    #: ``timeout``, an HTTP status such as ``"500"``, ``parse_error``, or an exception class.
+    #: ``timeout``, an HTTP status such as ``"500"``, ``parse_error``, ``incomplete_stream``,
+    #: ``empty_response``, ``no_content``, ``redirect``, ``server_error_body``,
+    #: ``response_too_large``, or a network failure (``ConnectError``, ``ReadError``, ...).
     type: str
     message: str
 
@@ -115,7 +136,10 @@ class RequestRecord:
     worker: int = 0
     #: when an open-loop schedule wanted this request sent (None for closed loop).
     intended_ns: int | None = None
+    #: when the first byte of the request was handed to the kernel (TTFT starts here).
     start_ns: int = 0
+    #: when the last byte of the request was handed to the kernel.
+    sent_end_ns: int | None = None
     response_ns: int | None = None
     end_ns: int | None = None
     chunk_ns: list[int] = attrs.field(factory=list)
@@ -126,10 +150,15 @@ class RequestRecord:
     status_code: int | None = None
     error: ErrorInfo | None = None
     usage: Usage | None = None
+    #: set by the metrics processor: both token counts and the one the metrics used.
+    token_counts: TokenCounts | None = None
     response_model: str | None = None
     input_tokens: int | None = None
     max_tokens: int | None = None
     cancelled: bool = False
+    #: times the request was sent again because the first try provably never reached the
+    #: server (a keep-alive connection the server had closed).
+    retries: int = 0
 
     @property
     def ok(self) -> bool:
@@ -316,6 +345,12 @@ class RunResult:
     send_lag: MetricStats | None = None
     #: lines the sinks and samplers reported at the end (drops, failed exports).
     notes: tuple[str, ...] = ()
+    #: why the results hold only part of the run (a worker process died), or None.
+    partial_reason: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.partial_reason is not None
 
     def value(self, tag: str, stat: str = "avg") -> float | None:
         """Look a statistic up by metric tag, e.g. ``result.value("time_to_first_token", "p99")``."""

@@ -16,6 +16,12 @@ outgoing batches wait in its memory, never its requests.
 Live sinks are the reason one worker is used even where one process could carry the load: with
 OTel or MLflow on, the load runs in a process of its own (see :func:`needs_pool`), so that no
 telemetry code ever shares an interpreter lock with the loop that stamps the chunks.
+
+A worker that dies (an exception, an exit, a SIGKILL from the OOM killer) or stops talking (no
+message for :data:`STALL_TIMEOUT_S`, while it sends one every 50 ms) is noticed: the run stops,
+ends ``FAILED`` with what the coordinator received, marked partial, and the line that says so
+names the worker, its pid and how it ended. Requests the worker had in flight at its last
+message get a ``worker_lost`` line in the JSONL.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import pickle
 import signal
 import struct
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +39,7 @@ import attrs
 import structlog
 import trio
 
-from aiperf._types import Phase, PhaseChanged, RequestMetrics, RequestRecord
+from aiperf._types import ErrorInfo, Phase, PhaseChanged, RequestMetrics, RequestRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,6 +62,16 @@ _PIPE_BUFFER = 1 << 20
 _F_SETPIPE_SZ = 1031
 #: how far a coordinator that runs live sinks steps back in the CPU queue (see lower_priority).
 SINK_NICENESS = 10
+#: a worker that sends nothing this long (it sends every BATCH_INTERVAL_S) is stuck: killed.
+STALL_TIMEOUT_S = 30.0
+#: the same bound before a worker's first message: it imports aiperf and loads the tokenizer.
+START_TIMEOUT_S = 120.0
+#: environment variable that changes STALL_TIMEOUT_S (seconds).
+STALL_TIMEOUT_ENV = "AIPERF_WORKER_STALL_TIMEOUT"
+#: how long a worker may take to hand over its last batch once its run is over.
+FINAL_SEND_S = 5.0
+#: the JSONL error type of a request lost with the worker process that sent it.
+WORKER_LOST = "worker_lost"
 
 
 def auto_workers(config: ProfileConfig, cpus: int | None = None) -> int:
@@ -140,6 +157,8 @@ class WorkerSpec:
     bodies: tuple[bytes, ...]
     #: seconds to wait before the first send (spreads constant-rate workers over the gap).
     start_delay_s: float = 0.0
+    #: the secret values the coordinator knows of, to scrub from error messages here too.
+    secrets: tuple[str, ...] = ()
 
 
 def _strip(record: RequestRecord) -> RequestRecord:
@@ -194,11 +213,32 @@ class MessageReader:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of a worker process."""
+    # The coordinator stops us with SIGTERM; Ctrl-C on the terminal, or its hangup, is its to
+    # handle (both reach the whole process group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        _work(spec, conn)
+    except Exception as exc:  # noqa: BLE001 - before the loop ran: said once, by the coordinator
+        if spec.config.verbose:
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        try:
+            os.write(conn.fileno(), encode(("failed", _describe(exc))))
+        except (OSError, ValueError):  # the pipe is gone (or was handed to the loop): exit is enough
+            pass
+        sys.exit(1)
+
+
+def _work(spec: WorkerSpec, conn: Connection) -> None:
     from aiperf._engine import Engine
     from aiperf._plugins import Plugins
+    from aiperf._redact import remember_secrets
     from aiperf._tokenizer import load_tokenizer
     from aiperf._types import RunContext
 
+    remember_secrets(spec.secrets)
     config = spec.config
     plugins = Plugins.load()
     endpoint = plugins.endpoints()[config.endpoint_type]
@@ -217,9 +257,9 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         anchor_perf_ns=time.perf_counter_ns(),
         tokenizer=load_tokenizer(config.tokenizer),
     )
-    batch: list[tuple[RequestRecord, RequestMetrics]] = []
+    batch: list[tuple[RequestRecord, RequestMetrics | None]] = []
 
-    def forward(record: RequestRecord, metrics: RequestMetrics) -> None:
+    def forward(record: RequestRecord, metrics: RequestMetrics | None) -> None:
         batch.append((_strip(record), metrics))
 
     engine = Engine(
@@ -234,8 +274,6 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         index_stride=spec.stride,
         stop_signals=(signal.SIGTERM,),
     )
-    # The coordinator stops us with SIGTERM; Ctrl-C on the terminal is its to handle.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine.next_index = spec.index
 
     async def ship(out: trio.lowlevel.FdStream) -> None:
@@ -255,22 +293,66 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         # The batch is taken before the first await: requests finishing meanwhile go to the next.
         messages: list[tuple[Any, ...]] = [("done", batch[:])] if batch else []
         batch.clear()
-        messages.append(("progress", engine.sent, engine.in_flight))
+        # What is in flight right now, so that the coordinator can account for these requests
+        # if this process dies before they finish (a few hundred bytes per batch).
+        pending = [(r.index, r.phase, r.start_ns) for r in engine.pending.values()]
+        messages.append(("progress", engine.sent, engine.in_flight, pending))
         await out.send_all(b"".join(encode(m) for m in messages + after))
 
-    async def main() -> None:
+    async def main() -> str | None:
+        failure = None
         async with _stream(conn) as out:
-            if spec.start_delay_s:
-                await trio.sleep(spec.start_delay_s)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(ship, out)
-                result = await engine.run_benchmark()
-                nursery.cancel_scope.cancel()
-            cut = engine.cancelled_in_flight
-            end = ("end", result.was_cancelled, cut, run.profile_start_ns, run.profile_end_ns)
-            await send(out, [end])
+            try:
+                if spec.start_delay_s:
+                    await trio.sleep(spec.start_delay_s)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ship, out)
+                    result = await engine.run_benchmark()
+                    nursery.cancel_scope.cancel()
+                cut = engine.cancelled_in_flight
+                final = ("end", result.was_cancelled, cut, run.profile_start_ns, run.profile_end_ns)
+            except Exception as exc:  # noqa: BLE001 - said to the coordinator, which stops the run
+                failure = _describe(exc)
+                if config.verbose:
+                    import traceback
 
-    trio.run(main)
+                    traceback.print_exception(exc, file=sys.stderr)
+                final = ("failed", failure)
+            # The last batch holds the lines of the requests cancelled at the end: it must get
+            # out even while this process is being stopped, but never keep it alive for long.
+            with trio.move_on_after(FINAL_SEND_S) as scope:
+                scope.shield = True
+                await send(out, [final])
+        return failure
+
+    if trio.run(main) is not None:
+        sys.exit(1)
+
+
+def _describe(exc: BaseException) -> str:
+    """``RuntimeError: boom`` for the first real error inside any exception groups."""
+    from aiperf._redact import scrub_secrets
+
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return scrub_secrets(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "closed its pipe but kept running (killed)"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    return f"exited with code {exitcode}"
+
+
+class _Stalled(Exception):
+    pass
 
 
 @attrs.define
@@ -281,9 +363,17 @@ class WorkerPool:
     processes: list[Any] = attrs.field(factory=list)
     sent: dict[int, int] = attrs.field(factory=dict)
     in_flight: dict[int, int] = attrs.field(factory=dict)
+    #: per worker, the requests in flight at its last message: (index, phase, start_ns).
+    pending: dict[int, list[tuple[int, Phase, int]]] = attrs.field(factory=dict)
     stopping: bool = False
     #: this process runs live sinks: once the workers run, it yields the CPU to them.
     yield_cpu: bool = False
+    #: a worker that sends nothing this long is stuck.
+    stall_timeout_s: float = STALL_TIMEOUT_S
+    #: how the workers that did not finish ended, one sentence each.
+    failures: list[str] = attrs.field(factory=list)
+    #: a worker was lost: the others are being stopped because of it.
+    failing: bool = False
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -303,7 +393,10 @@ class WorkerPool:
         self.stopping = True
         for process, _reader in self.processes:
             if process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:  # ended meanwhile
+                    pass
 
     def kill(self) -> None:
         """A second Ctrl-C: the coordinator exits at once, and takes its workers with it."""
@@ -329,19 +422,31 @@ class WorkerPool:
         self, engine: Engine, i: int, reader: MessageReader, starts: list[int], ends: list[int]
     ) -> None:
         profile_seen = False
+        heard = False
+        said: str | None = None
         while True:
             try:
-                message = await reader.receive()
+                message = await self._receive(reader, heard)
             except EOFError:
+                await self._lost(engine, i, said)
                 return
+            except _Stalled:
+                await self._lost(engine, i, None, stalled=True)
+                return
+            heard = True
             kind = message[0]
             if kind == "done":
                 for record, metrics in message[1]:
-                    engine.accept(record, metrics)
+                    if metrics is None:
+                        engine.write_unfinished(record)
+                    else:
+                        engine.accept(record, metrics)
             elif kind == "progress":
-                self.sent[i], self.in_flight[i] = message[1], message[2]
+                self.sent[i], self.in_flight[i], self.pending[i] = message[1], message[2], message[3]
                 engine.sent = sum(self.sent.values())
                 engine.in_flight = sum(self.in_flight.values())
+            elif kind == "failed":
+                said = message[1]
             elif kind == "phase":
                 phase = message[1]
                 if phase is Phase.PROFILE and not profile_seen:
@@ -353,13 +458,64 @@ class WorkerPool:
             elif kind == "end":
                 _kind, cancelled, cut, start, end = message
                 engine.cancelled_in_flight += cut
-                if cancelled:
+                self.pending.pop(i, None)
+                # Stopped because another worker failed is not a user's cancellation.
+                if cancelled and not self.failing:
                     engine.run.cancelled = True
                 if start is not None:
                     starts.append(start)
                 if end is not None:
                     ends.append(end)
                 return
+
+    async def _receive(self, reader: MessageReader, heard: bool) -> Any:
+        """The worker's next message; raises _Stalled when it has said nothing for too long."""
+        bound = self.stall_timeout_s if heard else max(self.stall_timeout_s, START_TIMEOUT_S)
+        with trio.move_on_after(bound):
+            return await reader.receive()
+        # One more short look: if this process was the one held up (a sink blocking its loop),
+        # the worker's messages are waiting in the pipe.
+        with trio.move_on_after(1.0):
+            return await reader.receive()
+        raise _Stalled
+
+    async def _lost(self, engine: Engine, i: int, said: str | None, *, stalled: bool = False) -> None:
+        """Worker ``i`` stopped without its final message: say so, stop the run, and write a
+        line for each request it had in flight."""
+        process, _reader = self.processes[i]
+        # Before the first await: from now on, a worker that reports it was stopped was stopped
+        # because of this, not by the user.
+        self.failing = True
+        if stalled:
+            process.kill()
+        await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
+        if process.exitcode is None:
+            process.kill()
+            await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
+        who = f"worker {i} (pid {process.pid})"
+        if stalled:
+            reason = f"{who} sent nothing for {self.stall_timeout_s:g} s and was killed"
+        elif said is not None:
+            reason = f"{who} failed: {said} ({_how_it_ended(process.exitcode)})"
+        else:
+            reason = f"{who} {_how_it_ended(process.exitcode)}"
+        self.failures.append(reason)
+        lost = self.pending.pop(i, [])
+        error = ErrorInfo(type=WORKER_LOST, message=f"in flight when {who} stopped")
+        for index, phase, start_ns in lost:
+            engine.write_unfinished(
+                RequestRecord(index=index, phase=phase, start_ns=start_ns, error=error, cancelled=True)
+            )
+        self.in_flight[i] = 0
+        engine.in_flight = sum(self.in_flight.values())
+        engine.failure = "; ".join(self.failures)
+        sys.stderr.write(f"\naiperf: {reason}; stopping the run, the results will be partial\n")
+        sys.stderr.flush()
+        log.debug("worker_lost", worker=i, pid=process.pid, exitcode=process.exitcode, in_flight=len(lost))
+        # The other workers stop as on Ctrl-C: their requests in flight are cancelled and
+        # written, and what they finished is kept.
+        engine.stopping = True
+        self.stop(signal.SIGTERM)
 
 
 def make_pool(
@@ -370,8 +526,11 @@ def make_pool(
     *,
     yield_cpu: bool = False,
 ) -> WorkerPool:
+    from aiperf._redact import known_secrets
+
     shares = split(config, n)
     stride = len(shares)
+    secrets = tuple(sorted(known_secrets()))
     specs = [
         WorkerSpec(
             index=i,
@@ -384,7 +543,24 @@ def make_pool(
                 if config.request_rate is not None and config.request_rate_mode == "constant"
                 else 0.0
             ),
+            secrets=secrets,
         )
         for i, share in enumerate(shares)
     ]
-    return WorkerPool(specs, yield_cpu=yield_cpu)
+    return WorkerPool(specs, yield_cpu=yield_cpu, stall_timeout_s=stall_timeout())
+
+
+def stall_timeout() -> float:
+    """:data:`STALL_TIMEOUT_S`, or the seconds given in ``AIPERF_WORKER_STALL_TIMEOUT``."""
+    raw = os.environ.get(STALL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return STALL_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        from aiperf._types import UsageError
+
+        raise UsageError(f"{STALL_TIMEOUT_ENV}: must be a number of seconds > 0 (got {raw!r})")
+    return value

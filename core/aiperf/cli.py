@@ -40,6 +40,41 @@ FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+def _int(text: str) -> int:
+    """An integer flag: ``100``, or ``2e9`` / ``1e6`` (whole numbers in float notation), so a
+    value too large is reported against its bound rather than as a parse failure."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value == value and abs(value) != float("inf") and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")
+    return int(value)
+
+
+def _ensure_std_streams() -> None:
+    """Started with stdout or stderr closed (``aiperf profile ... >&-``): point the closed
+    descriptor at /dev/null, so that nothing fails on a missing stream and no file this run
+    opens lands on descriptor 1 or 2 to receive output meant for the terminal."""
+    import os
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what is wrong, where to look), exit 2."""
 
@@ -55,20 +90,25 @@ _PROFILE_INTERNAL = {"command", "config_file", "_handler"}
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     endpoint = parser.add_argument_group("Endpoint")
     endpoint.add_argument("-m", "--model", help="model name sent in every request (required)")
-    endpoint.add_argument("-u", "--url", help="server base URL (default http://localhost:8000)")
+    endpoint.add_argument(
+        "-u", "--url", nargs="+", action="append", metavar="URL",
+        help="server base URL (default http://localhost:8000); several (repeated or after one "
+        "--url) spread requests round-robin over the servers",
+    )
     endpoint.add_argument(
         "--endpoint-type", help="API shape: chat, completions, embeddings (default chat)"
     )
     endpoint.add_argument("--endpoint", help="request path, e.g. /v1/chat/completions (default: the type's)")
     endpoint.add_argument("--streaming", action="store_true", help="stream responses (needed for TTFT and ITL)")
-    endpoint.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'; never logged or exported")
+    endpoint.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY' (not together with -H Authorization); never logged or exported")
     endpoint.add_argument(
         "-H", "--header", dest="headers", action="append", metavar="NAME:VALUE",
-        help="extra HTTP header (repeatable)",
+        help="extra HTTP header, 'Name:Value' or a JSON object of several (repeatable)",
     )
     endpoint.add_argument(
-        "--extra-inputs", action="append", metavar="KEY:VALUE|JSON",
-        help="extra request fields, e.g. ignore_eos:true or '{\"min_tokens\": 128}' (repeatable)",
+        "--extra-inputs", nargs="+", action="append", metavar="KEY:VALUE|JSON",
+        help="extra request fields, e.g. ignore_eos:true min_tokens:128 or '{\"min_tokens\": 128}'; "
+        "values are JSON when they parse as JSON, else strings (repeatable)",
     )
     endpoint.add_argument("--ca-bundle", type=Path, help="CA bundle (PEM) to verify an https server with")
     endpoint.add_argument(
@@ -77,27 +117,32 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     data = parser.add_argument_group("Input")
-    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=int, metavar="N", help="prompt length in tokens (default 550)")
+    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=_int, metavar="N", help="prompt length in tokens (default 550, at most 1000000)")
     data.add_argument("--synthetic-input-tokens-stddev", "--isl-stddev", type=float, metavar="N", help="(default 0)")
-    data.add_argument("--output-tokens-mean", "--osl", type=int, metavar="N", help="max_tokens per request (default: server's choice)")
+    data.add_argument("--output-tokens-mean", "--osl", type=_int, metavar="N", help="max_tokens per request (default: server's choice; at most 1000000)")
     data.add_argument("--output-tokens-stddev", "--osl-stddev", type=float, metavar="N", help="(default 0)")
     data.add_argument("--input-file", type=Path, help="JSONL prompts: {\"text\": ...} or {\"messages\": [...]} per line")
     data.add_argument("--dataset", help="prompt source by name (default: input_file when --input-file, else synthetic)")
-    data.add_argument("--num-prompts", "--num-dataset-entries", type=int, metavar="N", help="distinct synthetic prompts (default 100)")
+    data.add_argument("--num-prompts", "--num-dataset-entries", type=_int, metavar="N", help="distinct synthetic prompts (default 100, at most 1000000, and at most 10^8 prompt tokens in all)")
     data.add_argument("--tokenizer", help="builtin (default), a tokenizer.json path or directory, or a Hugging Face id")
-    data.add_argument("--random-seed", type=int, help="seed for prompts and arrivals (default: random, recorded)")
+    data.add_argument(
+        "--use-server-token-count", action="store_true",
+        help="count tokens with the server's usage instead of the tokenizer (default: the tokenizer)",
+    )
+    data.add_argument("--random-seed", type=_int, help="seed for prompts and arrivals (default: random, recorded)")
 
     load = parser.add_argument_group("Load")
-    load.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 1); with --request-rate, a cap")
+    load.add_argument("--concurrency", type=_int, metavar="N", help="requests in flight (default 1, at most 100000); with --request-rate, a cap")
     load.add_argument("--request-rate", type=float, metavar="R", help="requests per second, open loop")
     load.add_argument("--request-rate-mode", metavar="MODE", help="constant or poisson (default poisson)")
-    load.add_argument("--request-count", "--num-requests", type=int, metavar="N", help="requests to measure (default 10)")
+    load.add_argument("--request-count", "--num-requests", type=_int, metavar="N", help="requests to measure (default 10)")
     load.add_argument("--benchmark-duration", type=float, metavar="S", help="measure for S seconds instead of a count")
     load.add_argument("--benchmark-grace-period", type=float, metavar="S", help="after --benchmark-duration, time for in-flight requests to finish (default 30)")
-    load.add_argument("--warmup-request-count", type=int, metavar="N", help="requests sent first and left out of the results (default 0)")
+    load.add_argument("--warmup-request-count", type=_int, metavar="N", help="requests sent first and left out of the results (default 0)")
     load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
+    load.add_argument("--max-response-bytes", type=int, metavar="N", help="a larger response is an error of type response_too_large (default 67108864, 64 MiB)")
     load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
-    load.add_argument("--workers", type=int, metavar="N", help="load-generating processes (default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
+    load.add_argument("--workers", type=_int, metavar="N", help="load-generating processes (at most 1024; default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
 
     out = parser.add_argument_group("Output")
     out.add_argument("--artifact-dir", type=Path, help="run directory (default artifacts/<model>-<type>-<load>)")
@@ -137,7 +182,7 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         load_config_file,
         parse_extra_inputs,
         parse_goodput,
-        parse_header,
+        parse_headers,
     )
 
     given = {k: v for k, v in vars(ns).items() if k not in _PROFILE_INTERNAL and not k.startswith("_")}
@@ -163,13 +208,16 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             values[key] = value
     values["plugin_options"] = plugin_options
 
+    url = values.get("url")
+    if isinstance(url, list):
+        values["url"] = _flatten_flag(url)
     headers = values.get("headers")
     if headers:
-        items = [headers] if isinstance(headers, str) else headers
-        values["headers"] = tuple(parse_header(h) if isinstance(h, str) else tuple(h) for h in items)
+        values["headers"] = parse_headers(headers)
     extra = values.get("extra_inputs")
     if extra is not None and not isinstance(extra, dict):
-        values["extra_inputs"] = parse_extra_inputs([extra] if isinstance(extra, str) else list(extra))
+        items = [extra] if isinstance(extra, str) else _flatten_flag(list(extra))
+        values["extra_inputs"] = parse_extra_inputs(items)
     goodput = values.get("goodput")
     if isinstance(goodput, str):
         values["goodput"] = parse_goodput(goodput)
@@ -178,8 +226,16 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return values
 
 
+def _flatten_flag(values: list[Any]) -> list[Any]:
+    """``--flag a b --flag c`` arrives as ``[[a, b], [c]]``; a config file gives a flat list."""
+    out: list[Any] = []
+    for value in values:
+        out.extend(value if isinstance(value, list) else [value])
+    return out
+
+
 def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
-    from aiperf._config import build_config, is_secret_header
+    from aiperf._config import build_config, is_secret_header, query_values
     from aiperf._profile import run_profile
     from aiperf._redact import remember_secrets
 
@@ -189,7 +245,9 @@ def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.Argu
     remember_secrets([config.api_key, *(v for n, v in config.headers if is_secret_header(n))])
     # Passwords in any URL, plugin flags included (--otel-url, --mlflow-tracking-uri, ...):
     # libraries log the URLs they call at -vv.
-    remember_secrets(_url_passwords([config.url, *config.plugin_options.values()]))
+    remember_secrets(_url_passwords([*config.urls, *config.plugin_options.values()]))
+    # Query values (``?api-version=...&sig=...``) are never recorded either.
+    remember_secrets(v for url in config.urls for v in query_values(url))
     _configure_logging(config.verbose, config.log_format)
     return run_profile(config, plugins, argv)
 
@@ -256,6 +314,7 @@ def build_parser(plugins: Plugins) -> tuple[Parser, dict[str, argparse.ArgumentP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _ensure_std_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("-v", "-vv", "--verbose") for a in args)
     try:

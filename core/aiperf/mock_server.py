@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_KINDS",
+    "STREAM_ENDS",
     "MOCK_WORDS",
     "MockServerConfig",
     "add_arguments",
@@ -57,6 +58,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "stall-first",
     "stall-mid",
 )
+
+#: How a stream ends (``--stream-end``, see docs/mock-server.md): ``done`` sends
+#: ``data: [DONE]`` and ends the body; ``finish-only`` never sends ``[DONE]`` (the body ends
+#: after the finish_reason and usage chunks, as several engines do); ``done-hold`` sends
+#: ``[DONE]`` and then keeps the response open for ``--hold-seconds`` before ending it.
+STREAM_ENDS: tuple[str, ...] = ("done", "finish-only", "done-hold")
 
 #: Printed once on stdout when the server is ready; ``aiperf.testing`` reads the port from it.
 LISTENING_PREFIX = "aiperf mock server listening on "
@@ -151,6 +158,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long the stall-first and stall-mid faults stall (default: %(default)s)",
     )
     faults.add_argument(
+        "--stream-end",
+        choices=STREAM_ENDS,
+        default="done",
+        help="how streams end: [DONE] (done), a finish_reason chunk and no [DONE] "
+        "(finish-only), or [DONE] with the response kept open (done-hold) "
+        "(default: %(default)s)",
+    )
+    faults.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=30.0,
+        help="how long --stream-end done-hold keeps a response open after [DONE] "
+        "(default: %(default)s)",
+    )
+    faults.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        help="close a keep-alive connection idle for this many seconds, as servers do; "
+        "0 never (default: %(default)s)",
+    )
+    faults.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -193,6 +222,9 @@ def config_from_args(args: argparse.Namespace) -> MockServerConfig:
         retry_after=args.retry_after,
         faults=faults,
         stall_seconds=args.stall_seconds,
+        stream_end=args.stream_end,
+        hold_seconds=args.hold_seconds,
+        idle_timeout=args.idle_timeout,
         seed=args.seed,
         stats_capacity=args.stats_capacity,
     )

@@ -24,11 +24,22 @@ run = _load_run()
 
 
 class TestScenarioChoice:
-    def test_full_suite_runs_every_scenario_in_order(self) -> None:
+    def test_full_suite_runs_every_scenario_in_order(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """No flags: every scenario, start-up first and the long memory run last."""
+        monkeypatch.setattr(run.shutil, "which", lambda name: f"/usr/bin/{name}")
         args = run.parse_args([])
-        assert ["startup", "postproc", "capacity", "accuracy", "rate", "sinks", "memory"] == run.chosen_scenarios(args)
+        assert ["startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "memory"] == run.chosen_scenarios(args)
         assert BENCH / "results.json" == run.default_output(args)
+
+    def test_full_suite_leaves_out_wire_without_tcpdump(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without tcpdump the full suite still runs, says what it left out and how to get it."""
+        monkeypatch.setattr(run.shutil, "which", lambda name: None)
+        assert "wire" not in run.chosen_scenarios(run.parse_args([]))
+        assert "apt-get install tcpdump" in capsys.readouterr().err
+        # Named explicitly, it is kept: the scenario itself then fails with the reason.
+        assert ["wire"] == run.chosen_scenarios(run.parse_args(["--scenario", "wire"]))
 
     def test_quick_leaves_out_memory(self) -> None:
         """--quick skips the 100k-request run and writes its own results file."""
@@ -45,6 +56,11 @@ class TestScenarioChoice:
     def test_quick_with_named_slow_scenario_runs_it(self) -> None:
         """A scenario named explicitly runs even in --quick."""
         assert ["memory"] == run.chosen_scenarios(run.parse_args(["--quick", "--scenario", "memory"]))
+
+    def test_inference_perf_is_off_unless_given(self) -> None:
+        """--inference-perf PATH adds that client to the wire scenario; without it, aiperf alone."""
+        assert run.parse_args([]).inference_perf is None
+        assert "/opt/ip/bin/inference-perf" == run.parse_args(["--inference-perf", "/opt/ip/bin/inference-perf"]).inference_perf
 
     def test_output_flag_wins(self, tmp_path: Path) -> None:
         """--output overrides the default results path."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiperf.testing import free_port
 
@@ -221,3 +223,202 @@ class TestExtraInputsValues:
         assert {"a": "NaN", "b": 1.5, "c": True, "d": "x"} == parse_extra_inputs(["a:NaN", "b:1.5", "c:true", "d:x"])
         with pytest.raises(UsageError, match="--extra-inputs: not valid JSON"):
             parse_extra_inputs(['{"x": NaN}'])
+
+
+class TestHostileInput:
+    """Input that used to end in "internal error", a traceback or a silent exit."""
+
+    @pytest.fixture
+    def main_in(self, tmp_path, monkeypatch, capsys):
+        """``main_in(*args)`` -> (exit code, the one stderr line), run from ``tmp_path``."""
+        import structlog
+        from aiperf import _redact, cli
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(_redact, "_known", set())
+        saved = structlog.get_config()
+
+        def run(*args: str) -> tuple[int, str]:
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+            return code, one_line(capsys.readouterr().err)
+
+        yield run
+        structlog.configure(**saved)
+
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["--url", "http://[::1"], "--url: not a valid URL (Invalid IPv6 URL)"),
+            (["-H", "X-A:caf\u00e9"], "--header: the value of X-A must be ASCII"),
+            (["-H", "X-A:a\nINFO forged line"], "--header: the value of X-A must not contain control characters"),
+            (["-H", "X-Api-Key:s\u00e9cret-canary"], "--header: the value of X-Api-Key must be ASCII (got ***)"),
+            (["-H", '{"X\u00e9": "b"}'], "--header: the name 'X\u00e9' must be letters, digits"),
+            (["--num-prompts", "2e9"], "--num-prompts: must be <= 1000000 (got 2000000000)"),
+            (["--isl", "2e9"], "--synthetic-input-tokens-mean: must be <= 1000000 (got 2000000000)"),
+            (["--osl", "2000001"], "--output-tokens-mean: must be <= 1000000 (got 2000001)"),
+            (["--concurrency", "2000000"], "--concurrency: must be <= 100000 (got 2000000)"),
+            (["--num-prompts", "1000000", "--isl", "1000"], "is 1000000000 tokens; at most 100000000"),
+            (["--concurrency", "1.5"], "invalid int value: '1.5'"),
+            (["--api-key", "sk-canary", "-H", "Authorization: Bearer other"], "--api-key: an 'Authorization' header was given too"),
+        ],
+    )
+    def test_hostile_flag_value_is_one_line_exit_2(self, main_in, args: list[str], needle: str) -> None:
+        """One line naming the flag (and the bound), exit 2; no secret echoed."""
+        code, line = main_in(*BASE, *args)
+        assert 2 == code, line
+        assert needle in line
+        assert "canary" not in line
+
+    def test_newline_in_model_cannot_forge_a_log_line(self, main_in) -> None:
+        """--model with a newline is refused (shown escaped, on one line)."""
+        code, line = main_in("profile", "-m", "m\nINFO     benchmark_finished", "--url", "http://127.0.0.1:9")
+        assert 2 == code
+        assert "--model: must not contain control characters (got 'm\\nINFO     benchmark_finished')" in line
+
+    def test_binary_config_file(self, main_in, tmp_path) -> None:
+        """Bytes that are not UTF-8: not a text file, exit 2."""
+        (tmp_path / "bin.toml").write_bytes(bytes(range(256)) * 4)
+        code, line = main_in("profile", "--config", "bin.toml")
+        assert 2 == code
+        assert "--config: bin.toml is not a text file (not UTF-8); expected TOML" in line
+
+    def test_deeply_nested_config_file(self, main_in, tmp_path) -> None:
+        """An array 10000 deep: nested too deeply, exit 2."""
+        (tmp_path / "deep.toml").write_text("model = " + "[" * 10000 + "]" * 10000 + "\n")
+        code, line = main_in("profile", "--config", "deep.toml")
+        assert 2 == code
+        assert "--config: deep.toml is nested too deeply" in line
+
+    @pytest.mark.parametrize("depth", [10000, 100])
+    def test_deeply_nested_input_file(self, main_in, tmp_path, depth: int) -> None:
+        """JSON 10000 deep (past the recursion limit) or 100 deep (under it): one line, exit 2."""
+        nested = "[" * depth + "]" * depth
+        (tmp_path / "p.jsonl").write_text('{"text": "hi", "x": ' + nested + "}\n")
+        code, line = main_in(*BASE, "--input-file", "p.jsonl")
+        assert 2 == code
+        assert "--input-file: line 1: nested too deeply (more than 64 levels)" in line
+
+    def test_non_pem_ca_bundle(self, main_in, tmp_path) -> None:
+        """A CA bundle that is not PEM: said so, before any connection."""
+        (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a" + bytes(300))
+        code, line = main_in("profile", "-m", "m", "--url", "https://127.0.0.1:9", "--ca-bundle", "ca.der")
+        assert 2 == code
+        assert "--ca-bundle: ca.der is not a PEM CA bundle" in line
+
+    def test_pem_lookalike_ca_bundle(self, main_in, tmp_path) -> None:
+        """A PEM header around garbage: OpenSSL's reason, still not 'cannot reach'."""
+        (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        code, line = main_in("profile", "-m", "m", "--url", "https://127.0.0.1:9", "--ca-bundle", "ca.pem")
+        assert 2 == code
+        assert "--ca-bundle: ca.pem is not a PEM CA bundle" in line
+
+
+@pytest.fixture(scope="module")
+def server():
+    from aiperf.testing import MockServer
+
+    with MockServer(ttft_ms=300) as server:
+        yield server
+
+
+class TestHostileEnvironment:
+    """A plain-HTTP server behind https://, an unwritable run directory, closed std streams,
+    too few file descriptors."""
+
+    def test_out_of_file_descriptors_is_the_clients_limit(self, server, tmp_path) -> None:
+        """Soft limit 40, hard 60, 80 in flight: the soft limit is raised to 60 at start, and
+        the requests that still found no descriptor are named as the client's limit."""
+        import json
+        import shlex
+        import subprocess
+        import sys
+
+        command = (
+            f"ulimit -Sn 40 && ulimit -Hn 60 && exec {shlex.quote(sys.executable)} -m aiperf profile "
+            f"-m m --url {server.url} --request-count 80 --concurrency 80 --artifact-dir run"
+        )
+        result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in result.stderr
+        notes = json.loads((tmp_path / "run/profile_export_aiperf.json").read_text())["notes"]
+        fd_notes = [n for n in notes if "ran out of file descriptors (60)" in n]
+        assert 1 == len(fd_notes), (notes, result.stderr)
+        assert "the client's limit, not the server's" in fd_notes[0]
+        assert 1 == sum("out_of_file_descriptors" in line for line in result.stderr.splitlines())
+
+    def test_https_to_a_silent_plain_http_server(self, aiperf_cli, server) -> None:
+        """The mock waits for a request line: 'does not speak TLS', not 'timed out'."""
+        url = server.url.replace("http://", "https://")
+        result = aiperf_cli("profile", "-m", "m", "--url", url, "--request-count", "1")
+        assert 1 == result.returncode
+        line = one_line(result.stderr)
+        assert f"the server at {url} does not speak TLS" in line
+        assert "timed out" not in line and "cannot reach" not in line
+
+    def test_https_to_a_plain_http_server_that_answers(self, aiperf_cli) -> None:
+        """A server that answers a ClientHello with 'HTTP/1.1 400': the same line."""
+        import socket
+        import threading
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            result = aiperf_cli("profile", "-m", "m", "--url", f"https://127.0.0.1:{port}", "--request-count", "1")
+        finally:
+            thread.join(10)
+            listener.close()
+        assert 1 == result.returncode
+        assert f"the server at https://127.0.0.1:{port} does not speak TLS" in one_line(result.stderr)
+
+    def test_unwritable_artifact_dir(self, aiperf_cli, server, tmp_path) -> None:
+        """A run directory that cannot be created: one line naming it, exit 1 (run failure)."""
+        (tmp_path / "afile").write_text("")
+        result = aiperf_cli("profile", "-m", "m", "--url", server.url, "--artifact-dir", "afile/run")
+        assert 1 == result.returncode
+        assert "cannot write afile/run: Not a directory" in one_line(result.stderr)
+
+    def test_read_only_artifact_dir(self, aiperf_cli, server, tmp_path) -> None:
+        """A directory where writing is refused (mode 555, or sysfs when running as root)."""
+        import os
+
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(0o555)
+        if os.geteuid() == 0:  # root ignores the mode bits; sysfs refuses even root
+            target = Path("/sys/aiperf-read-only-check")
+        try:
+            result = aiperf_cli("profile", "-m", "m", "--url", server.url, "--artifact-dir", str(target / "run"))
+        finally:
+            (tmp_path / "ro").chmod(0o755)
+        assert 1 == result.returncode
+        assert f"cannot write {target / 'run'}" in one_line(result.stderr)
+
+    @pytest.mark.parametrize(("closed", "kept"), [("1", "stderr"), ("2", "stdout")])
+    def test_closed_std_stream(self, server, tmp_path, closed: str, kept: str) -> None:
+        """stdout or stderr closed at start: the run goes on, exit 0, every file written."""
+        import shlex
+        import subprocess
+        import sys
+
+        command = (
+            f"exec {shlex.quote(sys.executable)} -m aiperf profile -m m --url {server.url} "
+            f"--request-count 3 --artifact-dir run {closed}>&-"
+        )
+        result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert 0 == result.returncode, result.stderr
+        assert "Traceback" not in result.stderr
+        assert 3 == len((tmp_path / "run/profile_export.jsonl").read_text().splitlines())
+        assert (tmp_path / "run/profile_export_aiperf.json").is_file()
+        if kept == "stdout":
+            assert "Request Latency" in result.stdout

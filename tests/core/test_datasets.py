@@ -34,7 +34,7 @@ def synthetic(**kwargs: object) -> list[aiperf.Prompt]:
     return SyntheticDataset(**options).load()  # type: ignore[arg-type]
 
 
-def assert_counts_are_true(prompts: list[aiperf.Prompt], tokenizer: HFTokenizer) -> None:
+def assert_counts_are_true(prompts: list[aiperf.Prompt], tokenizer: aiperf.Tokenizer) -> None:
     """input_tokens is what the tokenizer really counts in the text."""
     assert [p.input_tokens for p in prompts] == [tokenizer.count(p.text) for p in prompts]
 

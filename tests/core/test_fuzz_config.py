@@ -22,6 +22,7 @@ from aiperf._config import (
     parse_extra_inputs,
     parse_goodput,
     parse_header,
+    parse_headers,
 )
 from aiperf._types import UsageError
 from hypothesis import HealthCheck, given, settings
@@ -68,6 +69,38 @@ def usage_or(fn: Any, *args: Any) -> Any:
 
 
 class TestValueParsers:
+    @FUZZ
+    @given(items=st.lists(st.one_of(TEXT, ANY_VALUE, ANY_VALUE.map(lambda v: __import__("json").dumps(v))), max_size=3))
+    def test_fuzz_headers_any_form_is_string_pairs_or_usage_error(self, items: list[Any]) -> None:
+        """-H in any form (text, JSON text, a table, pairs, junk): string pairs or one line."""
+        out = usage_or(parse_headers, items)
+        if not isinstance(out, UsageError):
+            assert all(isinstance(n, str) and isinstance(v, str) for n, v in out)
+
+    @FUZZ
+    @given(
+        model=TEXT,
+        header=st.tuples(st.sampled_from(["X-A", "Authorization", "X-Api-Key"]), TEXT),
+        with_key=st.booleans(),
+    )
+    def test_fuzz_model_and_header_values_never_carry_control_or_non_ascii(
+        self, model: str, header: tuple[str, str], with_key: bool
+    ) -> None:
+        """An accepted config has no control character in --model and only printable ASCII in
+        header values; a refused one never echoes a credential header's value."""
+        import unicodedata
+
+        value = header[1] + SECRET
+        api_key = "k-" + SECRET[::-1] if with_key else None
+        out = usage_or(lambda: ProfileConfig(model=model, headers=((header[0], value),), api_key=api_key))
+        if isinstance(out, UsageError):
+            if header[0] != "X-A":
+                assert SECRET not in str(out)
+            return
+        assert not any(unicodedata.category(c) == "Cc" for c in out.model)
+        assert all(v.isascii() and v.isprintable() for _, v in out.headers)
+        assert not (with_key and header[0] == "Authorization")
+
     @FUZZ
     @given(text=TEXT)
     def test_fuzz_header_is_name_value_or_usage_error(self, text: str) -> None:
@@ -199,7 +232,12 @@ def _toml_value(value: Any) -> str:
 # -- the whole command line ------------------------------------------------------------------
 
 FLAGS = {
-    "--url": st.sampled_from(["http://127.0.0.1:9", "localhost:abc", f"http://u:{SECRET}@h:x", "ftp://h", ""]),
+    "--url": st.sampled_from([
+        "http://127.0.0.1:9", "localhost:abc", f"http://u:{SECRET}@h:x", "ftp://h", "", "http://[::1",
+        f"http://h:1/v1?api-version=2&sig={SECRET}",
+    ]),
+    "--num-prompts": NUMBERISH,
+    "--use-server-token-count": st.just(""),
     "--endpoint-type": st.sampled_from(["chat", "completions", "embeddings", "nope", ""]),
     "--endpoint": st.sampled_from(["/v1/chat/completions", "v1", ""]),
     "--concurrency": NUMBERISH,
@@ -215,6 +253,7 @@ FLAGS = {
     "--output-tokens-mean": NUMBERISH,
     "--header": st.one_of(TEXT, st.just(f"Authorization {SECRET}")),
     "--extra-inputs": TEXT,
+    "-H": st.one_of(TEXT, st.just('{"X-A": "b", "X-Api-Key": "' + SECRET + '"}')),
     "--goodput": TEXT,
     "--api-key": st.just(SECRET),
     "--log-format": st.sampled_from(["console", "json", "xml"]),

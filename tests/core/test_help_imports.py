@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("trio", "httpx", "httpcore", "numpy", "tokenizers", "cattrs", "structlog",
+HEAVY = ("trio", "httpx", "httpcore", "numpy", "tokenizers", "tiktoken", "cattrs", "structlog",
          "mlflow", "matplotlib", "opentelemetry", "pynvml")
 
 PROBE = """

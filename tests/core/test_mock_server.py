@@ -621,10 +621,10 @@ def _read_chunked_body(sock: socket.socket) -> bytes:
 class TestBodyFaults:
     """Faults on non-streamed answers."""
 
-    def test_fault_close_without_response(
+    def test_fault_close_after_head(
         self, servers: Callable[..., MockServer], client: httpx.Client
     ) -> None:
-        """close: the connection closes before any response byte."""
+        """close: the response head, then the connection closes before the body."""
         server = servers(**fault_options("close"))
         with pytest.raises(httpx.RemoteProtocolError):
             client.post(server.url + "/v1/completions", json=completion(4, stream=False))

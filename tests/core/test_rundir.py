@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aiperf._rundir import prepare_run_dir
+from aiperf._rundir import set_aside_earlier_run
 from structlog.testing import capture_logs
 
 
 def test_fresh_directory_is_created_and_nothing_moves(tmp_path: Path) -> None:
     """A new directory: created, no line, nothing moved."""
     with capture_logs() as logs:
-        assert prepare_run_dir(tmp_path / "a" / "b") is None
+        assert set_aside_earlier_run(tmp_path / "a" / "b") is None
     assert (tmp_path / "a" / "b").is_dir()
     assert [] == logs
 
@@ -28,7 +28,7 @@ def test_earlier_run_moves_to_previous_benchmark_id(tmp_path: Path) -> None:
     (run_dir / "plots" / "ttft.png").write_bytes(b"\x89PNG")
     (run_dir / ".env").write_text("KEY=secret\n")
     with capture_logs() as logs:
-        target = prepare_run_dir(run_dir)
+        target = set_aside_earlier_run(run_dir)
     assert run_dir / "previous" / "abc123" == target
     assert {"metadata.json", "profile_export.jsonl", "mlflow_export.json", "plots"} == {
         p.name for p in target.iterdir()
@@ -44,7 +44,7 @@ def test_a_third_run_keeps_both_earlier_ones(tmp_path: Path) -> None:
     for _ in range(3):
         run_dir.mkdir(exist_ok=True)
         (run_dir / "metadata.json").write_text(json.dumps({"benchmark_id": "same"}))
-        prepare_run_dir(run_dir)
+        set_aside_earlier_run(run_dir)
     assert {"same", "same-2", "same-3"} == {p.name for p in (run_dir / "previous").iterdir()}
 
 
@@ -53,5 +53,5 @@ def test_without_metadata_the_time_names_the_folder(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "profile_export_aiperf.csv").write_text("x")
-    target = prepare_run_dir(run_dir)
+    target = set_aside_earlier_run(run_dir)
     assert target is not None and target.name[:8].isdigit() and "T" == target.name[8]

@@ -75,3 +75,20 @@ class TestSSEParser:
     def test_sse_never_crashes_on_garbage(self, blob: bytes) -> None:
         """Arbitrary bytes never raise."""
         feed_all([blob[:100], blob[100:]])
+
+
+class TestSSEStreamStart:
+    def test_sse_bom_at_start_is_not_part_of_the_first_field(self) -> None:
+        """A UTF-8 BOM before the first event is dropped, even split over three reads."""
+        data = b"\xef\xbb\xbfdata: x\n\ndata: y\n\n"
+        assert ["x", "y"] == [e.data for e in feed_all([data])]
+        assert ["x", "y"] == [e.data for e in feed_all([data[:1], data[1:2], data[2:]])]
+
+    def test_sse_bom_later_in_the_stream_is_data(self) -> None:
+        """Only the stream's first bytes may be a BOM; elsewhere it is content."""
+        events = feed_all([b"data: x\n\n", b"data: \xef\xbb\xbfy\n\n"])
+        assert ["x", "\ufeffy"] == [e.data for e in events]
+
+    def test_sse_partial_bom_prefix_that_is_not_a_bom(self) -> None:
+        assert ["\ufffd"] == [e.data for e in feed_all([b"data: \xef", b"\n\n"])]
+        assert [] == feed_all([b"\xef", b"\xbb"])  # a stream that is only a BOM's prefix

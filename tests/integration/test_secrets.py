@@ -44,7 +44,8 @@ def secret_flags(server_url: str) -> list[str]:
     return [
         "--url", with_userinfo(server_url),
         "--api=" + f"key-{CANARY}",  # argparse's abbreviation of --api-key
-        "-H", f"Authorization: Bearer auth-{CANARY}",
+        # Not "Authorization": with --api-key that pair is refused (both set the same header).
+        "-H", f"Proxy-Authorization: Bearer auth-{CANARY}",
         f"--header=X-Api-Key: hdr-{CANARY}",
         f"-HCookie: session=cookie-{CANARY}",
         "-H", f"X-Request-Source: {VISIBLE}",
@@ -55,7 +56,7 @@ def secret_config(server_url: str, path: Path) -> list[str]:
     path.write_text(
         f'url = "{with_userinfo(server_url)}"\n'
         f'api_key = "key-{CANARY}"\n'
-        f'headers = ["Authorization: Bearer auth-{CANARY}", "X-Auth-Token: tok-{CANARY}", '
+        f'headers = ["Proxy-Authorization: Bearer auth-{CANARY}", "X-Auth-Token: tok-{CANARY}", '
         f'"X-Request-Source: {VISIBLE}"]\n'
     )
     return ["--config", str(path)]
@@ -151,3 +152,121 @@ class TestCanary:
             assert 2 == result.returncode, result.stderr
             assert CANARY not in result.stdout + result.stderr, args
             assert "Traceback" not in result.stderr
+
+
+#: the key as a key file written on Windows holds it: ``$(cat key.txt)`` keeps the ``\r``.
+ECHOED_KEY = "sk-echo-" + "Zq8" * 12
+
+
+class EchoingServer:
+    """Answers every request 401 with a body that echoes its ``Authorization`` header, as some
+    gateways do; the echo starts at a different offset each time, so that wherever aiperf cuts
+    a long body, some cut falls inside the key."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._answer(200, b"{}")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                auth = self.headers.get("Authorization") or ""
+                seen.append(auth)
+                pad = "." * (100 + (len(seen) * 37) % 500)
+                body = json.dumps({"error": {"message": f"{pad}invalid credentials: {auth}"}})
+                self._answer(401, body.encode())
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> EchoingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestEchoedKey:
+    @pytest.mark.parametrize("source", ["flag", "config-otel"])
+    def test_key_echoed_by_the_server_is_nowhere(self, tmp_path: Path, source: str) -> None:
+        """A key read with a trailing ``\\r`` is sent stripped, and the server's echo of it in
+        its 401 bodies reaches no file, no console line and no span (in-process, and in the
+        worker process that live sinks move the load to)."""
+        from support.otlp_receiver import OtlpReceiver
+
+        key_file = tmp_path / "key.txt"
+        key_file.write_bytes(ECHOED_KEY.encode() + b"\r\n")
+        read_key = key_file.read_bytes().decode().removesuffix("\n")  # what $(cat key.txt) gives
+        assert read_key.endswith("\r")
+        with EchoingServer() as server, OtlpReceiver() as collector:
+            if source == "flag":
+                given = ["--api-key", read_key]
+            else:
+                config = tmp_path / "run.toml"
+                config.write_text(f'api_key = "{ECHOED_KEY}\\r\\n"\n')
+                given = ["--config", str(config), "--otel-url", collector.url, "--otel-export-interval", "0.2"]
+            result = run_profile(tmp_path, "--url", server.url, "-v", *given)
+            spans = collector.spans()
+            received = repr((collector.points(), spans, collector.resources()))
+        assert 1 == result.returncode, result.stderr  # every request failed: 401
+        assert "Traceback" not in result.stderr
+        assert {f"Bearer {ECHOED_KEY}"} == set(server.seen)  # sent without the \r
+        if source != "flag":
+            assert any("401" in str(span) for span in spans), spans  # the statuses were looked at
+            (tmp_path / "run.toml").unlink()
+        key_file.unlink()
+
+        summary = json.loads((tmp_path / "run" / "profile_export_aiperf.json").read_text())
+        assert "401" == summary["errors"][0]["type"]
+        assert "invalid credentials" in summary["errors"][0]["first_message"]
+        for probe in (ECHOED_KEY, ECHOED_KEY[:12]):
+            assert [] == files_containing(tmp_path, probe)
+            assert probe not in result.stdout + result.stderr
+            assert probe not in received
+
+
+class TestScrubber:
+    def test_error_messages_lose_whole_and_cut_secrets(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A secret anywhere in an error message is replaced; so is its start where the message
+        was cut inside it (a body shown up to N bytes)."""
+        from aiperf import ErrorInfo, _redact
+
+        monkeypatch.setattr(_redact, "_known", set())
+        _redact.remember_secrets([ECHOED_KEY])
+        whole = _redact.scrub_error(ErrorInfo(type="401", message=f"HTTP 401: bad key Bearer {ECHOED_KEY}!"))
+        assert "HTTP 401: bad key Bearer ***!" == whole.message
+        cut = _redact.scrub_error(ErrorInfo(type="401", message=f"HTTP 401: bad key {ECHOED_KEY[:9]}"))
+        assert "HTTP 401: bad key ***" == cut.message
+        clean = ErrorInfo(type="500", message="HTTP 500: sk-")  # under 4 characters: kept
+        assert clean is _redact.scrub_error(clean)
+
+    def test_api_key_whitespace_stripped_control_characters_refused(self) -> None:
+        """Whitespace around a key is dropped; a line break inside it is one line, exit 2."""
+        from aiperf import UsageError
+        from aiperf._config import build_config
+
+        assert ECHOED_KEY == build_config({"model": "m", "api_key": f" {ECHOED_KEY}\r\n"}).api_key
+        with pytest.raises(UsageError, match="control character") as caught:
+            build_config({"model": "m", "api_key": f"{ECHOED_KEY}\r\nX-Other: 1"})
+        assert ECHOED_KEY not in str(caught.value)

@@ -9,99 +9,16 @@ group reaches it (and its workers) the way a terminal's Ctrl-C would, and nothin
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiperf.testing import MockServer
+from support.live_run import MANY, Profile, wait_until
 
 pytestmark = pytest.mark.integration
-
-#: far more than the test lets it send: the run is always stopped by a signal.
-MANY = 5000
-#: a guard against a hang, never a measurement.
-GUARD_S = 120
-
-
-class Profile:
-    """``aiperf profile`` in its own session; stderr is read as it comes."""
-
-    def __init__(self, server_url: str, run_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.run_dir = run_dir
-        args = [
-            sys.executable, "-m", "aiperf", "profile", "--url", server_url, "-m", "mock-model",
-            "--streaming", "--synthetic-input-tokens-mean", "16", "--output-tokens-mean", "10",
-            "--concurrency", "2", "--request-count", str(MANY), "--artifact-dir", str(run_dir),
-            "--no-progress", "--random-seed", "3", *extra,
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        self.stderr_lines: list[str] = []
-        self.stdout = ""
-        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._stderr_reader.start()
-        self._stdout_reader = threading.Thread(target=self._read_stdout, daemon=True)
-        self._stdout_reader.start()
-
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
-
-    def _read_stdout(self) -> None:
-        assert self.process.stdout is not None
-        self.stdout = self.process.stdout.read()
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.stderr_lines)
-
-    def signal_group(self, signum: int) -> None:
-        os.killpg(self.process.pid, signum)
-
-    def wait_for_stderr(self, text: str) -> None:
-        wait_until(lambda: text in self.stderr or self.process.poll() is not None)
-        assert text in self.stderr, self.stderr
-
-    def wait(self) -> int:
-        code = self.process.wait(timeout=GUARD_S)
-        self._stderr_reader.join(timeout=10)
-        self._stdout_reader.join(timeout=10)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def summary(self) -> dict[str, Any]:
-        return json.loads((self.run_dir / "profile_export_aiperf.json").read_text())
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = (self.run_dir / "profile_export.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = GUARD_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("gave up waiting")
-        time.sleep(0.05)
-
 
 @pytest.fixture
 def profile_runs() -> Iterator[list[Profile]]:
@@ -124,7 +41,9 @@ def completed(server: MockServer) -> int:
 
 
 class TestFirstSignal:
-    @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+    @pytest.mark.parametrize(
+        ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+    )
     def test_signal_writes_exports_of_what_completed(
         self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path, signum: int, code: int
     ) -> None:
@@ -171,18 +90,22 @@ class TestFirstSignal:
         assert 143 == run.wait(), run.stderr
         assert run.summary()["was_cancelled"] is True
 
-    def test_sigint_with_workers_stops_every_worker(
-        self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path
+    @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGHUP, 129)])
+    def test_signal_with_workers_stops_every_worker(
+        self, slow_server: MockServer, profile_runs: list[Profile], tmp_path: Path, signum: int, code: int
     ) -> None:
-        """--workers 2: Ctrl-C stops both load processes and the results merge what finished."""
+        """--workers 2: Ctrl-C (or a hangup, which reaches the whole group too) stops both load
+        processes once, through the coordinator, and the results merge what finished."""
         slow_server.reset_stats()
         run = Profile(slow_server.url, tmp_path / "run", "--workers", "2")
         profile_runs.append(run)
         wait_until(lambda: completed(slow_server) >= 4)
-        run.signal_group(signal.SIGINT)
-        assert 130 == run.wait(), run.stderr
+        run.signal_group(signum)
+        assert code == run.wait(), run.stderr
         summary = run.summary()
         assert summary["was_cancelled"] is True
+        assert summary["partial"] is False
+        assert "KILLED" == summary["status"]
         ok = [r for r in run.records() if r["error"] is None]
         assert slow_server.stats()["requests"]["ok"] == len(ok) == summary["metrics"]["request_count"]["avg"]
         assert 0 == slow_server.stats()["requests"]["in_flight"]

@@ -30,7 +30,8 @@ def make_config(**overrides: Any) -> ProfileConfig:
         "model": "my-model",
         "url": f"http://user:{CANARY}@127.0.0.1:8000",
         "api_key": CANARY,
-        "headers": (("Authorization", f"Bearer {CANARY}"), ("X-Trace", "visible")),
+        # A credential header besides the key (Authorization would clash with --api-key).
+        "headers": (("X-Auth-Token", f"Bearer {CANARY}"), ("X-Trace", "visible")),
         "streaming": True,
         "concurrency": 4,
         "request_count": 64,

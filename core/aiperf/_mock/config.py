@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from aiperf._types import UsageError
-from aiperf.mock_server import FAULT_KINDS
+from aiperf.mock_server import FAULT_KINDS, STREAM_ENDS
 
 _MAX_PORT = 65535
 
@@ -51,6 +51,13 @@ def _error_status(instance: Any, attribute: attrs.Attribute[Any], value: int) ->
 def _models(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     if not value or any(not name.strip() for name in value):
         raise UsageError(f"--model: names must not be empty (got {list(value)!r})")
+
+
+def _stream_end(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in STREAM_ENDS:
+        raise UsageError(
+            f"--stream-end: expected one of {', '.join(STREAM_ENDS)} (got {value!r})"
+        )
 
 
 def normalize_fault_kind(kind: str) -> str:
@@ -121,6 +128,14 @@ class MockServerConfig:
     stall_seconds: float = attrs.field(
         default=30.0, converter=float, validator=_finite_non_negative
     )
+    stream_end: str = attrs.field(default="done", validator=_stream_end)
+    hold_seconds: float = attrs.field(
+        default=30.0, converter=float, validator=_finite_non_negative
+    )
+    #: close keep-alive connections idle this long (0: never).
+    idle_timeout: float = attrs.field(
+        default=0.0, converter=float, validator=_finite_non_negative
+    )
     seed: int | None = None
     stats_capacity: int = attrs.field(default=1_000_000, validator=_positive_int)
 
@@ -145,6 +160,9 @@ class MockServerConfig:
             "--error-status", str(self.error_status),
             "--retry-after", str(self.retry_after),
             "--stall-seconds", repr(self.stall_seconds),
+            "--stream-end", self.stream_end,
+            "--hold-seconds", repr(self.hold_seconds),
+            "--idle-timeout", repr(self.idle_timeout),
             "--stats-capacity", str(self.stats_capacity),
         ]  # fmt: skip
         for name in self.models:

@@ -205,6 +205,8 @@ class Connection(asyncio.Protocol):
         self.processing = False
         #: a second handle on the socket, read with recvmsg for kernel receive times.
         self.rx: socket.socket | None = None
+        #: closes the connection when it has been idle for --idle-timeout.
+        self.idle_handle: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -213,9 +215,13 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         self.state.connections.add(self)
         self.rx = _kernel_stamped_reader(transport, self.loop, self._on_readable)
+        self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
         self.state.connections.discard(self)
         if self.rx is not None:
             self.loop.remove_reader(self.rx.fileno())
@@ -250,6 +256,9 @@ class Connection(asyncio.Protocol):
         self._received(data, self.loop.time())
 
     def _received(self, data: bytes, arrived: float) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
         if self.t0 is None:
             self.t0 = arrived
         self.buf += data
@@ -470,6 +479,23 @@ class Connection(asyncio.Protocol):
             return
         if self.buf and not self.closed:
             self._process()
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        """With --idle-timeout, close the connection once it has been idle that long (FIN,
+        as a server's keep-alive timeout does), racing any request already on its way."""
+        idle = self.state.config.idle_timeout
+        if idle <= 0 or self.closed or self.job is not None or self.buf:
+            return
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+        self.idle_handle = self.loop.call_later(idle, self._idle_close)
+
+    def _idle_close(self) -> None:
+        self.idle_handle = None
+        if self.job is None and not self.buf and not self.closed:
+            self.state.stats.idle_closes += 1
+            self.close()
 
 
 class _Job:
@@ -573,6 +599,7 @@ class _Stream(_Job):
         self.k = 0
         self.base = self.t_start + state.ttft
         self.head_sent = False
+        self.stream_end = state.config.stream_end
 
     def deadline(self, k: int) -> float:
         return self.base + k * self.state.chunk_step
@@ -612,15 +639,31 @@ class _Stream(_Job):
                 out.append(self.fmt.empty_finish(self.finish_reason))
             if self.req.include_usage:
                 out.append(self.fmt.usage(payloads.usage(self.trace.prompt_tokens, self.n_tokens)))
-            out.append(payloads.DONE)
+            if self.stream_end != "finish-only":
+                out.append(payloads.DONE)
         data = head + _frame(b"".join(out)) if out else head
-        t = self.send(data + _CHUNKED_END if done else data, written)
-        if done:
-            writes = self.trace.chunk_writes
-            self.trace.t_done = writes[-1] if writes else t
-            self.end(keep_alive=self.keep_alive)
-        else:
+        hold = done and self.stream_end == "done-hold"
+        t = self.send(data + _CHUNKED_END if done and not hold else data, written)
+        if not done:
             self.at(self.deadline(self.k), self.step)
+            return
+        writes = self.trace.chunk_writes
+        self.trace.t_done = writes[-1] if writes else t
+        if hold:
+            # The answer is complete at [DONE]; the response itself stays open (no chunked
+            # terminator, no close) for --hold-seconds, as some servers do.
+            self.finished = True
+            self.state.stats.finish(self.trace)
+            self.handle = self.loop.call_later(self.state.config.hold_seconds, self._release)
+        else:
+            self.end(keep_alive=self.keep_alive)
+
+    def _release(self) -> None:
+        self.handle = None
+        if self.conn.closed:
+            return
+        self.send(_CHUNKED_END)
+        self.conn.job_done(self, keep_alive=self.keep_alive)
 
     def _fault(self, head: bytes, out: list[bytes], written: int) -> bool:
         """Apply the fault due now; True if it ended the response."""
@@ -690,7 +733,10 @@ class _Body(_Job):
             )
         )
         if fault == "close":
-            self.terminate(fault, b"")
+            # The head, then a clean close before the body: the client knows the server took
+            # the request (a close before any byte of a response may be retried by clients,
+            # as the keep-alive race looks the same).
+            self.terminate(fault, head)
             return
         if fault in ("reset", "disconnect"):
             self.terminate(fault, head + body[:half])

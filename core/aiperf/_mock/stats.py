@@ -142,6 +142,8 @@ class Stats:
         self.errors: dict[str, int] = {}
         self.faults: dict[str, int] = {}
         self.client_disconnects = 0
+        #: keep-alive connections closed by --idle-timeout.
+        self.idle_closes = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.dropped = 0
@@ -206,6 +208,7 @@ class Stats:
                 "errors": dict(self.errors),
                 "faults": dict(self.faults),
                 "client_disconnects": self.client_disconnects,
+                "idle_closes": self.idle_closes,
             },
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "ttft_ms": summarize(self.ttft),

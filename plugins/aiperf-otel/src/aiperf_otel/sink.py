@@ -25,6 +25,7 @@ from aiperf import (
     RequestDone,
     RunContext,
     RunStatus,
+    scrub_secrets,
 )
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -507,7 +508,9 @@ class OtelSink:
                 timestamp=run.to_wall_ns(record.chunk_ns[0]),
             )
         if m.error is not None:
-            span.set_status(Status(StatusCode.ERROR, f"{m.error.type}: {m.error.message[:200]}"))
+            # Cut to 200 characters, then scrubbed: a cut inside a secret must not leak its start.
+            description = scrub_secrets(f"{m.error.type}: {m.error.message[:200]}")
+            span.set_status(Status(StatusCode.ERROR, description))
         span.end(end_time=run.to_wall_ns(max(m.end_ns, m.start_ns)))
         self._spans_ended += 1
 
