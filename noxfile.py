@@ -87,5 +87,5 @@ def compat(session: nox.Session) -> None:
     work = session.cache_dir / "compat"
     session.run(
         "python", "scripts/compat.py", "--work", str(work),
-        "--out", "bench/compat-results.json", *session.posargs,
+        "--out", str(work / "results.json"), *session.posargs,
     )  # fmt: skip

@@ -138,7 +138,7 @@ def write_gguf(path: Path, *, seed: int = SEED) -> None:
     import gguf
 
     rng = np.random.default_rng(seed)
-    n_vocab, n_embd, n_layer, n_ff, n_head = 259, 256, 4, 768, 4
+    n_vocab, n_embd, n_layer, n_ff, n_head = 259, 512, 8, 1536, 8
     tokens = [*byte_symbols(), DOUBLE_SPACE, "<|bos|>", "<|eos|>"]
 
     def rand(*shape: int, std: float = 0.02) -> np.ndarray:
@@ -257,7 +257,10 @@ def run_aiperf(url: str, tokenizer: Path, run_dir: Path, *, endpoint: str, strea
     argv = [sys.executable, "-m", "aiperf", "profile", "--url", url, "-m", MODEL,
             "--endpoint-type", endpoint, *(["--streaming"] if streaming else []),
             "--tokenizer", str(tokenizer), "--isl", str(ISL), "--osl", str(OSL),
-            "--extra-inputs", "ignore_eos:true", "--concurrency", str(concurrency),
+            # cache_prompt:false: llama.cpp would otherwise reuse the KV cache of a prompt it
+            # has seen, and the independent client sends the very same prompts afterwards
+            "--extra-inputs", "ignore_eos:true", "--extra-inputs", "cache_prompt:false",
+            "--concurrency", str(concurrency),
             "--request-count", str(count), "--warmup-request-count", str(concurrency),
             "--random-seed", "7", "--artifact-dir", str(run_dir), "--no-progress"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
@@ -411,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(check(case, result, reference, tokenizer))
                     print(json.dumps(rows[-1]), flush=True)
     report = {"engine": f"{ENGINE_PACKAGE} {ENGINE_VERSION} ({version})", "isl": ISL, "osl": OSL,
-              "template_tokens": TEMPLATE_TOKENS, "runs": rows}  # fmt: skip
+              "template_tokens": TEMPLATE_TOKENS, "cpus": os.cpu_count(),
+              # timing agreement needs a quiet machine: record how busy this one was
+              "load_average_1m": round(os.getloadavg()[0], 2), "runs": rows}  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     failed = [r for r in rows if r["problems"]]
