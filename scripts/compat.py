@@ -364,11 +364,15 @@ def check(case: dict[str, Any], result: dict[str, Any], reference: dict[str, flo
         problems.append(f"ISL {sorted(set(isl))} != {ISL} + {extra} template tokens")
     if reference is not None:
         metrics = result["summary"]["metrics"]
+        if "time_to_first_token" not in metrics or "inter_token_latency" not in metrics:
+            problems.append("aiperf measured no TTFT/ITL (no successful stream)")
+            row["problems"] = problems
+            return row
         ours = {"ttft_ms": metrics["time_to_first_token"]["p50"], "itl_ms": metrics["inter_token_latency"]["p50"]}
         row["aiperf"] = {k: round(v, 3) for k, v in ours.items()}
         row["reference"] = {k: round(v, 3) for k, v in reference.items()}
         for key in ("ttft_ms", "itl_ms"):
-            diff = abs(ours[key] - reference[key]) / reference[key]
+            diff = abs(ours[key] - reference[key]) / reference[key] if reference[key] else float("inf")
             row[f"{key}_diff"] = round(diff, 4)
             if diff > TOLERANCE:
                 problems.append(f"{key}: aiperf {ours[key]:.2f} vs reference {reference[key]:.2f}")
