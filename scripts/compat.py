@@ -260,7 +260,8 @@ def run_aiperf(url: str, tokenizer: Path, run_dir: Path, *, endpoint: str, strea
             # cache_prompt:false: llama.cpp would otherwise reuse the KV cache of a prompt it
             # has seen, and the independent client sends the very same prompts afterwards
             "--extra-inputs", "ignore_eos:true", "--extra-inputs", "cache_prompt:false",
-            "--concurrency", str(concurrency),
+            # ISL and OSL from the server's usage: what the model itself saw and produced
+            "--use-server-token-count", "--concurrency", str(concurrency),
             "--request-count", str(count), "--warmup-request-count", str(concurrency),
             "--random-seed", "7", "--artifact-dir", str(run_dir), "--no-progress"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
