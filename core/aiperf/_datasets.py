@@ -64,6 +64,11 @@ class WordPool:
 
     leads: tuple[str, ...]
     words: tuple[str, ...]
+    #: where words cost more than one token (a byte-level vocabulary, say): pool indexes of
+    #: the words by their cost, so the repair can swap a word for one a few tokens longer.
+    by_cost: dict[int, tuple[int, ...]] = attrs.field(factory=dict)
+    #: the cost of each word, by pool index (empty when every word costs one token).
+    costs: tuple[int, ...] = ()
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPool:
@@ -84,17 +89,34 @@ class WordPool:
         spaced = [" " + word for word in candidates]
         # One encode settles the common case: each word costs at least one token, so a total
         # of one per word means every word costs exactly one.
+        by_cost: dict[int, list[int]] = {}
         if tokenizer.count(context + "".join(spaced)) - base == len(spaced):
             words = tuple(spaced)
         else:
             # The cost of a word is measured after another word, where it will stand.
-            costs = count_many(tokenizer, [context + word for word in spaced])
-            words = tuple(w for w, cost in zip(spaced, costs) if cost - base == 1)
+            costs = [cost - base for cost in count_many(tokenizer, [context + w for w in spaced])]
+            words = tuple(w for w, cost in zip(spaced, costs) if cost == 1)
+            if not words:
+                words = tuple(spaced)
+                for index, cost in enumerate(costs):
+                    by_cost.setdefault(cost, []).append(index)
         # The most frequent words give leads enough; measuring them all costs start-up time.
         capitals = [word.capitalize() for word in candidates[:_LEAD_CANDIDATES]]
         leads = tuple(w for w, cost in zip(capitals, count_many(tokenizer, capitals)) if cost == 1)
         # A tokenizer that never gives a word one token: the repair loop does what it can.
-        return cls(leads=leads or ("The",), words=words or tuple(spaced))
+        return cls(
+            leads=leads or ("The",),
+            words=words,
+            by_cost={cost: tuple(indexes) for cost, indexes in by_cost.items()},
+            costs=tuple(costs) if by_cost else (),
+        )
+
+    def swap_for(self, word: int, gap: int, rng: np.random.Generator) -> int | None:
+        """A word costing ``gap`` tokens more than ``word`` (fewer when negative), if any."""
+        if not self.costs:
+            return None
+        choices = self.by_cost.get(self.costs[word] + gap)
+        return int(rng.choice(choices)) if choices else None
 
 
 _pools: weakref.WeakKeyDictionary[Any, WordPool] = weakref.WeakKeyDictionary()
@@ -175,6 +197,15 @@ class SyntheticDataset:
             gap = target - count
             if gap == 0:
                 break
+            swap = pool.swap_for(ids[-1], gap, rng) if ids else None
+            if swap is not None:
+                # Multi-token words: one swap of the last word closes a small gap exactly.
+                ids[-1] = swap
+                text = _compose(pool, lead, ids)
+                count = self.tokenizer.count(text)
+                if abs(count - target) < best[0]:
+                    best = (abs(count - target), text, count)
+                continue
             # Words may cost more (or less) than one token here: resize in proportion.
             per_word = max(count, 1) / (len(ids) + 1)
             step = round(gap / per_word) or (1 if gap > 0 else -1)

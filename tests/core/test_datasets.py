@@ -144,6 +144,15 @@ def train_tokenizer(directory: Path, kind: str) -> HFTokenizer:
         trainer = trainers.BpeTrainer(
             vocab_size=3000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         )
+    elif kind == "bytes_only":
+        # every byte its own token, no merges: no word costs one token (as in a toy model's
+        # vocabulary), so prompts are built from words of several costs.
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=256, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
     elif kind == "metaspace":
         tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -199,6 +208,24 @@ class TestSyntheticOtherTokenizers:
                 input_tokens_mean=mean,
                 input_tokens_stddev=stddev,
             )
+        assert_counts_are_true(prompts, tokenizer)
+        if stddev == 0:
+            assert {mean} == {p.input_tokens for p in prompts}
+        assert [] == logs
+
+    @pytest.mark.parametrize(("mean", "stddev"), [(8, 0.0), (64, 0.0), (300, 60.0)])
+    def test_exact_when_no_word_is_one_token(
+        self, mean: int, stddev: float, other_tokenizer: Callable[[str], HFTokenizer]
+    ) -> None:
+        """A vocabulary of bytes alone: a word of the right length closes each gap (for
+        prompts at least as long as the lead word)."""
+        tokenizer = other_tokenizer("bytes_only")
+        assert 4 == tokenizer.count(" the")  # the premise: nothing is merged
+        with structlog.testing.capture_logs() as logs:
+            prompts = synthetic(
+                tokenizer=tokenizer, num_prompts=20, input_tokens_mean=mean,
+                input_tokens_stddev=stddev,
+            )  # fmt: skip
         assert_counts_are_true(prompts, tokenizer)
         if stddev == 0:
             assert {mean} == {p.input_tokens for p in prompts}
