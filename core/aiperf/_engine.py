@@ -96,8 +96,7 @@ def quiet_collector() -> Iterator[None]:
     alive now out of the collector's sight, so later collections walk only what the load
     itself allocates. It is a list splice, no collection: garbage that existed at the freeze
     is kept until ``gc.unfreeze()`` at the end of the load hands everything back. Collections
-    still run during the load (each request leaves a reference cycle in the HTTP client that
-    only the collector frees), so memory stays bounded.
+    still run during the load, over what the load allocates, so memory stays bounded.
     """
     gc.freeze()
     try:
