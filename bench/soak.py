@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -286,6 +287,11 @@ def _argv(config: SoakConfig, url: str, otel_url: str, db: Path, run_dir: Path) 
     ]  # fmt: skip
 
 
+def _noted(notes: list[str], pattern: str) -> int:
+    """The sum of the counts a pattern's first group finds in the run's notes."""
+    return sum(int(m.group(1)) for n in notes if (m := re.search(pattern, n)))
+
+
 def _prepare_store(db: Path, workdir: Path, env: dict[str, str]) -> None:
     code = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments()"
     subprocess.run(
@@ -384,6 +390,22 @@ def _report(
     received = truth["requests"]["total"]
     mlflow = mlflow_figures(run_dir, db)
     live = mlflow.get("live_points") or {}
+    notes = summary.get("notes", [])
+    # Live telemetry is bounded: a machine that cannot keep up drops points and says so in a
+    # note. What must hold is that nothing is lost without a count.
+    otel_lost = _noted(notes, r"^otel: (\d+) live events dropped") + _noted(
+        notes, r"^otel: .*?(\d+) of \d+ spans not delivered"
+    )
+    otel_unreachable = any(n.startswith("otel: the collector") for n in notes)
+    otel_accounted = (
+        otel["spans"] == 0 if otel_unreachable else otel["spans"] + otel_lost >= jsonl.lines
+    )
+    lost_points = (live.get("dropped") or 0) + (live.get("failed") or 0)
+    mlflow_accounted = (
+        bool(live)
+        and (mlflow.get("metric_points_in_store") or 0) >= live.get("logged", 0)
+        and (lost_points == 0 or any(n.startswith("mlflow: ") and "not logged" in n for n in notes))
+    )
     last_response_to_exit = exited - jsonl.last_end_ns / 1e9 if jsonl.last_end_ns else None
     checks = {
         "exit code 0 (no aiperf failure; server faults are counted, not fatal)": (code == 0, code),
@@ -418,12 +440,12 @@ def _report(
         ),
         "no Traceback in aiperf's output": ("Traceback" not in output, output.count("Traceback")),
         "summary status FINISHED": (summary.get("status") == "FINISHED", summary.get("status")),
-        "one OTel span per request": (otel["spans"] == jsonl.lines, otel["spans"]),
-        "MLflow run FINISHED": (mlflow.get("status") == "FINISHED", mlflow.get("status")),
-        "no MLflow live point lost": (
-            bool(live) and live.get("dropped") == 0 and live.get("failed") == 0,
-            live,
+        "every request's OTel span received, or its loss in a note": (
+            otel_accounted,
+            {"spans": otel["spans"], "noted_lost": otel_lost},
         ),
+        "MLflow run FINISHED": (mlflow.get("status") == "FINISHED", mlflow.get("status")),
+        "MLflow live points logged are in the store, losses in a note": (mlflow_accounted, live),
     }
     return {
         "config": attrs.asdict(config),
@@ -443,7 +465,7 @@ def _report(
             "server_faults": truth["requests"]["faults"],
             "server_errors": truth["requests"]["errors"],
             "connection_retries": (summary.get("connections") or {}).get("retries"),
-            "notes": summary.get("notes", []),
+            "notes": notes,
             "otel": otel,
             "mlflow": mlflow,
             "last_response_to_exit_s": (
