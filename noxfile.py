@@ -3,6 +3,7 @@
     nox -s tests isolation   the whole test suite (CI runs exactly this)
     nox -s demo              a real benchmark against the built-in mock server
     nox -s bench             aiperf's own performance figures (bench/results.json)
+    nox -s soak              100,000 requests against every fault kind (bench/soak.py)
 """
 
 from __future__ import annotations
@@ -70,6 +71,20 @@ def bench(session: nox.Session) -> None:
     _install_local(session, *PLUGINS)
     session.install("opentelemetry-proto>=1.31", "pyinstrument")  # pyinstrument: --profile
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The reliability soak: 100,000 requests at concurrency 256 against a server injecting
+    every fault kind, OTel and MLflow on; checks the run and writes its figures.
+
+        nox -s soak -- --output bench/soak_results.json
+        nox -s soak -- --requests 2000 --concurrency 64 --fault-rate 0.05
+    """
+    _install_local(session, "otel", "mlflow")
+    # full MLflow for the sqlite store; opentelemetry-proto for the OTLP receiver's decoding
+    session.install("mlflow>=3.0", "opentelemetry-proto>=1.31")
+    session.run("python", "bench/soak.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

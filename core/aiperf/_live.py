@@ -84,7 +84,13 @@ class LiveBus:
     async def _run_one(self, outlet: _Outlet) -> None:
         try:
             async with outlet.receive:
-                await outlet.sink.run(outlet.receive)
+                try:
+                    await outlet.sink.run(outlet.receive)
+                finally:
+                    # A sink still draining at the close deadline is cancelled (or one that
+                    # failed stops reading): what is still queued never reaches it. Count it
+                    # as dropped before closing the channel discards it, so no loss is silent.
+                    outlet.dropped += outlet.receive.statistics().current_buffer_used
         except Exception as exc:  # noqa: BLE001
             outlet.broken = True
             log.warning("live_sink_failed", sink=outlet.sink.name, error=f"{type(exc).__name__}: {exc}")

@@ -57,6 +57,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed-json",
     "stall-first",
     "stall-mid",
+    "usage-string",
+    "nan",
+    "deep-json",
+    "huge-event",
+    "no-done",
+    "empty",
 )
 
 #: How a stream ends (``--stream-end``, see docs/mock-server.md): ``done`` sends

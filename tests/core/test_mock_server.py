@@ -600,6 +600,98 @@ class TestStreamFaults:
         )
 
 
+class TestBadAnswerFaults:
+    """The faults that send a complete answer with one bad part (issue: one bad response must
+    never end a run): each is checked on the wire, streamed and not."""
+
+    def test_usage_string_sends_counts_as_strings(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """usage-string: a usage event even unasked, with "6" where 6 belongs; content whole."""
+        server = servers(**fault_options("usage-string"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        body = client.post(server.url + "/v1/completions", json=completion(4, stream=False)).json()
+        assert (FAULT_TOKENS, "[DONE]") == (len(seen.contents()), seen.data[-1])
+        assert str(FAULT_TOKENS) == seen.chunks[-1]["usage"]["completion_tokens"]
+        assert "4" == body["usage"]["completion_tokens"]
+        assert {"usage-string": 2} == server.stats()["requests"]["faults"]
+
+    def test_nan_is_a_bare_nan_mid_stream(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """nan: one event holds a bare NaN (not JSON); the stream then goes on to [DONE]."""
+        server = servers(**fault_options("nan"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        bad = [d for d in seen.data if "NaN" in d]
+        assert 1 == len(bad)
+        with pytest.raises(ValueError):
+            json.loads(bad[0], parse_constant=_refuse)
+        assert (1 + HALF, "[DONE]") == (seen.data.index(bad[0]), seen.data[-1])
+        raw = client.post(server.url + "/v1/completions", json=completion(4, stream=False))
+        assert b'"completion_tokens":NaN' in raw.content
+
+    def test_deep_json_nests_a_thousand_arrays(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """deep-json: one event (or the whole body) nested 1000 arrays deep."""
+        server = servers(**fault_options("deep-json"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        deep = [d for d in seen.data if d.startswith('{"choices":[[')]
+        assert 1 == len(deep)
+        assert 1000 == deep[0].count("[") == deep[0].count("]")
+        with pytest.raises(RecursionError):  # Python's own json gives up at this depth
+            json.loads(deep[0])
+        seen.lines.remove("data: " + deep[0])
+        assert (FAULT_TOKENS, "[DONE]") == (len(seen.contents()), seen.data[-1])
+        raw = client.post(server.url + "/v1/completions", json=completion(4, stream=False))
+        assert raw.content.startswith(b'{"choices":' + b"[" * 1000 + b"]")
+
+    def test_huge_event_is_one_event_of_megabytes(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """huge-event: one event over 2 MiB without content; the answer is otherwise whole."""
+        server = servers(**fault_options("huge-event"))
+        seen = read_stream(client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS))
+        sizes = sorted(len(d) for d in seen.data)
+        assert sizes[-1] > 2 * 1024 * 1024 > sizes[-2]
+        assert [] == seen.chunks[1 + HALF]["choices"]
+        assert (FAULT_TOKENS, "[DONE]") == (len(seen.contents()), seen.data[-1])
+        body = client.post(server.url + "/v1/completions", json=completion(4, stream=False))
+        assert len(body.content) > 2 * 1024 * 1024
+        assert 4 == body.json()["usage"]["completion_tokens"]
+
+    def test_no_done_ends_after_the_finish_reason(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """no-done: the whole answer, finish_reason and usage, and no [DONE] (not an error)."""
+        server = servers(**fault_options("no-done"))
+        seen = read_stream(
+            client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS, usage=True)
+        )
+        assert (None, FAULT_TOKENS) == (seen.error, len(seen.contents()))
+        assert "[DONE]" not in seen.data
+        assert "length" == seen.chunks[-2]["choices"][0]["finish_reason"]
+        assert FAULT_TOKENS == seen.chunks[-1]["usage"]["completion_tokens"]
+
+    def test_empty_has_a_finish_reason_and_no_content(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """empty: a finish_reason, usage of 0 tokens and no content, whatever was asked for."""
+        server = servers(**fault_options("empty"))
+        seen = read_stream(
+            client, server.url + "/v1/chat/completions", chat(FAULT_TOKENS, usage=True)
+        )
+        body = client.post(server.url + "/v1/chat/completions", json=chat(4, stream=False)).json()
+        assert ([], "[DONE]") == (seen.contents(), seen.data[-1])
+        assert "length" == seen.chunks[-2]["choices"][0]["finish_reason"]
+        assert 0 == seen.chunks[-1]["usage"]["completion_tokens"]
+        assert ("", 0) == (body["choices"][0]["message"]["content"], body["usage"]["completion_tokens"])
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _read_chunked_body(sock: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"0\r\n\r\n"):

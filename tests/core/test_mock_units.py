@@ -53,7 +53,7 @@ class TestConfig:
 
     @given(
         ttft=st.floats(0, 1e4, allow_nan=False),
-        rates=st.lists(st.floats(0, 0.14), min_size=len(FAULT_KINDS), max_size=len(FAULT_KINDS)),
+        rates=st.lists(st.floats(0, 0.99 / len(FAULT_KINDS)), min_size=len(FAULT_KINDS), max_size=len(FAULT_KINDS)),
     )
     def test_config_round_trips_any_valid_values(self, ttft: float, rates: list[float]) -> None:
         """Floats survive the trip through flags exactly."""

@@ -15,7 +15,9 @@ It answers ``POST /v1/metrics`` and ``POST /v1/traces`` (protobuf, gzip or not) 
 export response, and ``GET`` anything with 200 so that reachability probes succeed.
 ``ingest(path, body)`` decodes a body without any network, for unit tests.
 ``respond_with(status=503)`` makes it refuse exports (data is then not stored) and
-``respond_with(delay_s=2)`` makes it slow; ``stop()`` makes it unreachable. Runs in a thread of
+``respond_with(delay_s=2)`` makes it slow; ``stop()`` makes it unreachable.
+``OtlpReceiver(keep=False)`` only counts (``span_count``, ``point_count``): for long runs,
+where keeping every decoded span would cost the test process more than the client under test. Runs in a thread of
 the test process; ``stop()`` (or leaving the ``with`` block) closes the socket. Pass
 ``tls=ssl_context`` (a server-side context) to serve https.
 """
@@ -348,9 +350,18 @@ class OtlpReceiver:
     """An OTLP/HTTP collector stand-in on ``host`` (loopback by default), port chosen at start."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        keep: bool = True,
     ) -> None:
         self.host = host
+        self.keep = keep
+        #: spans and metric data points received in accepted exports (kept or not).
+        self.span_count = 0
+        self.point_count = 0
         self._port = port
         self._tls = tls
         self._server: _Server | None = None
@@ -439,6 +450,7 @@ class OtlpReceiver:
             self._spans.clear()
             self._resources.clear()
             self._requests.clear()
+            self.span_count = self.point_count = 0
 
     def ingest(self, path: str, body: bytes) -> None:
         """Decode and keep an export body as if it had been POSTed to ``path`` (no network:
@@ -533,6 +545,9 @@ class OtlpReceiver:
     # -- called from the handler threads -----------------------------------------------------
 
     def _store(self, path: str, body: bytes) -> None:
+        if not self.keep:
+            self._count(path, body)
+            return
         if path == METRICS_PATH:
             metrics_request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
             points = _metric_points(metrics_request)
@@ -542,6 +557,7 @@ class OtlpReceiver:
             with self._lock:
                 self._points.extend(points)
                 self._resources.extend(resources)
+                self.point_count += len(points)
         else:
             trace_request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
             spans = _spans(trace_request)
@@ -549,6 +565,24 @@ class OtlpReceiver:
             with self._lock:
                 self._spans.extend(spans)
                 self._resources.extend(resources)
+                self.span_count += len(spans)
+
+    def _count(self, path: str, body: bytes) -> None:
+        if path == METRICS_PATH:
+            metrics_request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+            points = sum(
+                len(getattr(metric, metric.WhichOneof("data") or "gauge").data_points)
+                for rm in metrics_request.resource_metrics
+                for sm in rm.scope_metrics
+                for metric in sm.metrics
+            )
+            with self._lock:
+                self.point_count += points
+        else:
+            trace_request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+            spans = sum(len(ss.spans) for rs in trace_request.resource_spans for ss in rs.scope_spans)
+            with self._lock:
+                self.span_count += spans
 
     def _record(self, handler: BaseHTTPRequestHandler, body_bytes: int, status: int) -> None:
         request = ReceivedRequest(

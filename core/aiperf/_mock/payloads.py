@@ -166,6 +166,36 @@ def usage(prompt_tokens: int, completion_tokens: int) -> bytes:
     )
 
 
+def usage_as_string(prompt_tokens: int, completion_tokens: int) -> bytes:
+    """The ``usage-string`` fault: the counts as JSON strings (``"5"``), not numbers."""
+    return b'{"prompt_tokens":"%d","completion_tokens":"%d","total_tokens":"%d"}' % (
+        prompt_tokens,
+        completion_tokens,
+        prompt_tokens + completion_tokens,
+    )
+
+
+#: The ``nan`` fault: a bare ``NaN``, which Python's json writes and reads but which is not JSON.
+USAGE_NAN = b'{"prompt_tokens":1,"completion_tokens":NaN,"total_tokens":NaN}'
+#: How deep the ``deep-json`` fault nests its arrays.
+DEEP_JSON_DEPTH = 1000
+_DEEP = b"[" * DEEP_JSON_DEPTH + b"]" * DEEP_JSON_DEPTH
+#: The size of the ``huge-event`` fault's padding: larger than any normal answer, and than a
+#: small ``--max-response-bytes`` a test passes, yet cheap enough to send often.
+HUGE_EVENT_BYTES = 2 * 1024 * 1024
+_PADDING = b"x" * HUGE_EVENT_BYTES
+
+
+def deep_json() -> bytes:
+    """A JSON document whose ``choices`` is nested :data:`DEEP_JSON_DEPTH` arrays deep."""
+    return b'{"choices":' + _DEEP + b"}"
+
+
+def padded(body: bytes) -> bytes:
+    """A JSON object with a :data:`HUGE_EVENT_BYTES` string field in front of its fields."""
+    return b'{"padding":"' + _PADDING + b'",' + body[1:]
+
+
 def json_str(text: str) -> bytes:
     return json.dumps(text).encode()
 
@@ -218,6 +248,13 @@ class StreamFormat:
 
     def malformed_json(self) -> bytes:
         return self.prefix + b'{"index":0,"delta":{"content":\n\n'
+
+    def deep_json(self) -> bytes:
+        return b"data: " + deep_json() + b"\n\n"
+
+    def huge(self) -> bytes:
+        """An event with no content and a :data:`HUGE_EVENT_BYTES` padding field."""
+        return b"data: " + padded(self.prefix[len(b"data: ") :] + b"]}") + b"\n\n"
 
 
 def chat_body(

@@ -49,6 +49,11 @@ _STREAM_HEAD = (
 )
 _CHUNKED_END = b"0\r\n\r\n"
 _CONNECTION_FAULTS = frozenset(("reset", "close", "disconnect"))
+#: stream faults that act when content chunk ``mid`` is due; the others shape the whole answer.
+_MID_FAULTS = frozenset(
+    (*_CONNECTION_FAULTS, "malformed-sse", "malformed-json", "stall-mid", "nan", "deep-json",
+     "huge-event")
+)  # fmt: skip
 
 
 def _frame(payload: bytes) -> bytes:
@@ -522,6 +527,9 @@ class _Job:
         self.finished = False
         config = conn.state.config
         self.n_tokens = config.output_tokens if req.max_tokens is None else req.max_tokens
+        if fault == "empty":
+            # A finish_reason and no content, whatever was asked for.
+            self.n_tokens = 0
         self.finish_reason = b"stop" if req.max_tokens is None else b"length"
         self.model = payloads.json_str(req.model)
         trace.completion_tokens = self.n_tokens
@@ -599,7 +607,10 @@ class _Stream(_Job):
         self.k = 0
         self.base = self.t_start + state.ttft
         self.head_sent = False
-        self.stream_end = state.config.stream_end
+        self.stream_end = "finish-only" if self.fault == "no-done" else state.config.stream_end
+        self.usage_string = self.fault == "usage-string"
+        if self.fault not in _MID_FAULTS:
+            self.fault = None
 
     def deadline(self, k: int) -> float:
         return self.base + k * self.state.chunk_step
@@ -637,7 +648,11 @@ class _Stream(_Job):
         if done:
             if n_chunks == 0:
                 out.append(self.fmt.empty_finish(self.finish_reason))
-            if self.req.include_usage:
+            if self.usage_string:
+                # sent even when not asked for: the bad usage is the point of this fault
+                usage = payloads.usage_as_string(self.trace.prompt_tokens, self.n_tokens)
+                out.append(self.fmt.usage(usage))
+            elif self.req.include_usage:
                 out.append(self.fmt.usage(payloads.usage(self.trace.prompt_tokens, self.n_tokens)))
             if self.stream_end != "finish-only":
                 out.append(payloads.DONE)
@@ -682,6 +697,12 @@ class _Stream(_Job):
             out.append(self.fmt.malformed_json())
         elif fault == "stall-mid":
             self.base += self.state.config.stall_seconds
+        elif fault == "nan":
+            out.append(self.fmt.usage(payloads.USAGE_NAN))
+        elif fault == "deep-json":
+            out.append(self.fmt.deep_json())
+        elif fault == "huge-event":
+            out.append(self.fmt.huge())
         return False
 
 
@@ -702,14 +723,24 @@ class _Body(_Job):
             n_chunks = -(-self.n_tokens // state.config.tokens_per_chunk)
             self.deadline = self.t_start + state.ttft + max(n_chunks - 1, 0) * state.chunk_step
             build = payloads.chat_body if trace.endpoint == "chat" else payloads.completion_body
+            if self.fault == "usage-string":
+                usage = payloads.usage_as_string(trace.prompt_tokens, self.n_tokens)
+            elif self.fault == "nan":
+                usage = payloads.USAGE_NAN
+            else:
+                usage = payloads.usage(trace.prompt_tokens, self.n_tokens)
             self.body = build(
                 rid=trace.rid,
                 created=int(time.time()),
                 model=self.model,
                 text=payloads.words(0, self.n_tokens),
                 finish=self.finish_reason,
-                usage_json=payloads.usage(trace.prompt_tokens, self.n_tokens),
+                usage_json=usage,
             )
+            if self.fault == "deep-json":
+                self.body = payloads.deep_json()
+            elif self.fault == "huge-event":
+                self.body = payloads.padded(self.body)
 
     def start(self) -> None:
         self.at(self.deadline, self.step)
