@@ -138,7 +138,7 @@ def write_gguf(path: Path, *, seed: int = SEED) -> None:
     import gguf
 
     rng = np.random.default_rng(seed)
-    n_vocab, n_embd, n_layer, n_ff, n_head = 259, 512, 8, 1536, 8
+    n_vocab, n_embd, n_layer, n_ff, n_head = 259, 1024, 8, 2816, 8
     tokens = [*byte_symbols(), DOUBLE_SPACE, "<|bos|>", "<|eos|>"]
 
     def rand(*shape: int, std: float = 0.02) -> np.ndarray:
