@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("mlflow.store.tracking.sqlalchemy_store", reason="needs the full mlflow")
-pytest.importorskip("opentelemetry.proto", reason="needs opentelemetry-proto")
-
 pytestmark = pytest.mark.integration
 
 SOAK_PY = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
