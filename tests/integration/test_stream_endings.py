@@ -122,11 +122,12 @@ class TestKeepAlive:
         run.assert_complete()
         assert {} == dict(run.error_types())
         assert 16 == run.metric("request_count")
-        assert truth["idle_closes"] >= 1  # the server really closed idle connections
-        retries = run.summary["connections"]["retries"]
+        if idle_s < 0.25:
+            # every gap outlasts the idle timeout: the server really closed idle connections
+            # (at 0.25 s it is a race the server may or may not win; no error either way)
+            assert truth["idle_closes"] >= 1
         # a retried request reached the server once: its count is ours plus nothing
-        assert truth["ok"] == 16
-        assert retries >= 0
+        assert 16 == truth["ok"]
 
 
 # -- a server that turns bad ---------------------------------------------------------------------
