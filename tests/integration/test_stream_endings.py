@@ -5,76 +5,18 @@ server that turns bad after 50 good answers."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import socketserver
-import subprocess
-import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 from aiperf.testing import MockServer
+from support.cli_run import profile
 
 pytestmark = pytest.mark.integration
 
-#: a guard against a hang, never a measurement.
-GUARD_S = 180
-
-
-@attrs.frozen
-class Run:
-    process: subprocess.CompletedProcess[str]
-    run_dir: Path
-
-    @property
-    def code(self) -> int:
-        return self.process.returncode
-
-    @property
-    def output(self) -> str:
-        return self.process.stdout + self.process.stderr
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads((self.run_dir / "profile_export_aiperf.json").read_text())
-
-    def metric(self, tag: str) -> float:
-        return float(self.summary["metrics"][tag]["avg"])
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = (self.run_dir / "profile_export.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["error"] is not None]
-
-    def error_types(self) -> Counter[str]:
-        return Counter(r["error"]["type"] for r in self.errors())
-
-    def assert_complete(self) -> None:
-        for name in ("profile_export_aiperf.json", "profile_export_aiperf.csv", "profile_export.jsonl"):
-            assert (self.run_dir / name).is_file(), f"{name} missing\n{self.output}"
-        assert "Traceback" not in self.output
-
-
-def profile(url: str, run_dir: Path, *extra: str, count: int = 20, concurrency: int = 4,
-            streaming: bool = True) -> Run:  # fmt: skip
-    argv = [
-        sys.executable, "-m", "aiperf", "profile", "--url", url, "-m", "mock-model",
-        *(["--streaming"] if streaming else []),
-        "--synthetic-input-tokens-mean", "16", "--output-tokens-mean", "8",
-        "--concurrency", str(concurrency), "--request-count", str(count),
-        "--artifact-dir", str(run_dir), "--no-progress", "--random-seed", "1", *extra,
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLFLOW_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    process = subprocess.run(argv, capture_output=True, text=True, timeout=GUARD_S, env=env, check=False)
-    return Run(process=process, run_dir=run_dir)
 
 
 class TestStreamEnds:
