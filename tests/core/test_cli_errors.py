@@ -114,28 +114,29 @@ class TestMissingExtras:
         assert "cannot reach the server" in one_line(result.stderr)
 
 
+@pytest.fixture
+def main_in(tmp_path, monkeypatch, capsys):
+    """``main_in(*args)`` -> (exit code, the one stderr line), run in-process from ``tmp_path``."""
+    import structlog
+    from aiperf import _redact, cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_redact, "_known", set())
+    saved = structlog.get_config()
+
+    def run(*args: str) -> tuple[int, str]:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        return code, one_line(capsys.readouterr().err)
+
+    yield run
+    structlog.configure(**saved)
+
+
 class TestMoreBadInput:
     """The rest of the bad-input list, run in-process (each line is what ``main`` prints)."""
-
-    @pytest.fixture
-    def main_in(self, tmp_path, monkeypatch, capsys):
-        """``main_in(*args)`` -> (exit code, the one stderr line), run from ``tmp_path``."""
-        import structlog
-        from aiperf import _redact, cli
-
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(_redact, "_known", set())
-        saved = structlog.get_config()
-
-        def run(*args: str) -> tuple[int, str]:
-            try:
-                code = cli.main(list(args))
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            return code, one_line(capsys.readouterr().err)
-
-        yield run
-        structlog.configure(**saved)
 
     @pytest.mark.parametrize(
         ("args", "needle"),
@@ -227,26 +228,6 @@ class TestExtraInputsValues:
 
 class TestHostileInput:
     """Input that used to end in "internal error", a traceback or a silent exit."""
-
-    @pytest.fixture
-    def main_in(self, tmp_path, monkeypatch, capsys):
-        """``main_in(*args)`` -> (exit code, the one stderr line), run from ``tmp_path``."""
-        import structlog
-        from aiperf import _redact, cli
-
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(_redact, "_known", set())
-        saved = structlog.get_config()
-
-        def run(*args: str) -> tuple[int, str]:
-            try:
-                code = cli.main(list(args))
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            return code, one_line(capsys.readouterr().err)
-
-        yield run
-        structlog.configure(**saved)
 
     @pytest.mark.parametrize(
         ("args", "needle"),
