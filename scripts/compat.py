@@ -386,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="cache and scratch directory")
     parser.add_argument("--llama-server", type=Path, help="use this llama-server binary")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
-    parser.add_argument("--count", type=int, default=16, help="requests per run")
+    parser.add_argument(
+        "--count", type=int, default=16,
+        help="requests per stream: a run at concurrency C sends C times this",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -406,15 +409,19 @@ def main(argv: list[str] | None = None) -> int:
             path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
             for streaming in (True, False):
                 for concurrency in (1, 4):
+                    # as many requests per stream at every concurrency: at 4, TTFT depends on
+                    # how the streams' prefills share llama.cpp's batches, and its median over
+                    # too few requests jumps between those modes from run to run
+                    count = args.count * concurrency
                     case = {"endpoint": endpoint, "streaming": streaming,
-                            "concurrency": concurrency, "count": args.count}  # fmt: skip
+                            "concurrency": concurrency, "count": count}  # fmt: skip
                     name = f"{endpoint}-{'stream' if streaming else 'body'}-c{concurrency}"
                     result = run_aiperf(engine.url, tokenizer, runs / name, endpoint=endpoint,
                                         streaming=streaming, concurrency=concurrency,
-                                        count=args.count)  # fmt: skip
+                                        count=count)  # fmt: skip
                     reference = None
                     if streaming:
-                        payloads = result["inputs"]["payloads"][: args.count]
+                        payloads = result["inputs"]["payloads"][:count]
                         reference = reference_stream(engine.url + path, payloads, concurrency)
                     rows.append(check(case, result, reference, tokenizer))
                     print(json.dumps(rows[-1]), flush=True)
