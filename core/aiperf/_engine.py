@@ -300,10 +300,6 @@ class Engine:
             self._books_due = None
 
     def _finish(self, record: RequestRecord) -> None:
-        if record.error is not None:
-            # Before anything sees the record (metrics, JSONL, sinks, the coordinator): an
-            # error body may echo a credential the request carried.
-            record.error = scrub_error(record.error)
         metrics = self._measure(record)
         if self.forward is not None:
             self.completed += record.ok
@@ -326,6 +322,11 @@ class Engine:
                     message=f"measuring failed in {processor.name}: {type(exc).__name__}: {exc}"[:300],
                 )
                 break
+        if record.error is not None:
+            # Before anything sees the record (JSONL, sinks, the coordinator), and after the
+            # last error it can get (a processor's message may quote what the response held):
+            # an error body may echo a credential the request carried.
+            record.error = scrub_error(record.error)
         end = record.chunk_ns[-1] if record.chunk_ns else (record.end_ns or record.start_ns)
         metrics = RequestMetrics(
             index=record.index,
