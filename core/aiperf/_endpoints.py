@@ -19,23 +19,19 @@ class ServerErrorBody(ParseError):
     answer: an error of type ``server_error_body``."""
 
 
-def _count(raw: dict[str, Any], name: str) -> Any:
-    # Kept as the server sent it: an absurd count (a string, NaN, a negative or huge number)
-    # is not this request's failure. The metrics step checks it, ignores it for this request
-    # with a counted note, and the tokenizer's count stands in (see checked_usage).
-    return raw.get(name)
-
-
 def _usage(data: dict[str, Any]) -> Usage | None:
+    # Counts are kept as the server sent them: an absurd one (a string, a negative or huge
+    # number) is not this request's failure. The metrics step checks them, ignores a bad
+    # usage for this request with a counted note, and the tokenizer's count stands in
+    # (see checked_usage).
     raw = data.get("usage")
     if not isinstance(raw, dict):
         return None
     details = raw.get("completion_tokens_details")
-    reasoning = _count(details, "reasoning_tokens") if isinstance(details, dict) else None
     return Usage(
-        prompt_tokens=_count(raw, "prompt_tokens"),
-        completion_tokens=_count(raw, "completion_tokens"),
-        reasoning_tokens=reasoning,
+        prompt_tokens=raw.get("prompt_tokens"),
+        completion_tokens=raw.get("completion_tokens"),
+        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
     )
 
 
