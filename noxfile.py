@@ -1,9 +1,12 @@
 """The one place that knows how to test, benchmark, lint and demo aiperf.
 
-    nox -s tests isolation   the whole test suite (CI runs exactly this)
+    nox -s lint tests core isolation   the whole test suite and the checks (CI runs exactly this)
+    nox -s lint              ruff over the tree; mypy over core, strict on the public API
+    nox -s core              core's tests with core installed alone, no plugin
     nox -s demo              a real benchmark against the built-in mock server
     nox -s bench             aiperf's own performance figures (bench/results.json)
     nox -s soak              100,000 requests against every fault kind (bench/soak.py)
+    nox -s replay            a 10,000-line trace at its recorded times (bench/replay.py)
 """
 
 from __future__ import annotations
@@ -11,18 +14,27 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "isolation"]
+nox.options.sessions = ["lint", "tests", "core", "isolation"]
 nox.options.reuse_existing_virtualenvs = False
 
 PYTHON = "3.11"
-PLUGINS = ("otel", "mlflow", "gpu", "plot")
+PLUGINS = ("otel", "mlflow", "gpu", "plot", "server-metrics")
+#: the checkers, pinned: a new release's new rules would otherwise fail CI on unchanged code.
+RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
+#: the public API for plugins, type-checked with --strict (a plugin may be checked so).
+PUBLIC_API = ("core/aiperf/__init__.py", "core/aiperf/hookspecs.py", "core/aiperf/testing.py")
 TEST_DEPS = ("pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "pytest-timeout>=2.3")
+#: what core's own tests import beyond core: an image decoder (to check the images aiperf
+#: sends) and certificates for the TLS tests. In ``tests`` the plugins bring them too.
+CORE_TEST_DEPS = ("pillow", "cryptography", "trustme")
 #: what the plugins' own tests need beyond the plugin itself (servers and decoders).
 PLUGIN_TEST_DEPS = {
     "otel": ("opentelemetry-proto>=1.31", "rotel", "trustme"),
     "mlflow": (),
     "gpu": (),
     "plot": (),
+    "server-metrics": (),
 }
 
 
@@ -38,9 +50,19 @@ def tests(session: nox.Session) -> None:
     """Core, every plugin and the integration tests, with everything installed."""
     _install_local(session, *PLUGINS)
     extra = sorted({dep for deps in PLUGIN_TEST_DEPS.values() for dep in deps})
-    # the integration tests run a real `mlflow server`, which needs full mlflow, not skinny
-    session.install(*TEST_DEPS, *extra, "mlflow>=3.0")
+    # the integration tests run a real `mlflow server`, which needs full mlflow, not skinny;
+    # pip and hatchling build and install examples/aiperf-sink-jsonl-http as a user would
+    session.install(*TEST_DEPS, *CORE_TEST_DEPS, *extra, "mlflow>=3.0", "pip", "hatchling>=1.24")
     session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(python=PYTHON)
+def core(session: nox.Session) -> None:
+    """Core's tests with core installed alone: core must work without any plugin. The tests
+    marked ``plugins`` (they exercise core together with a plugin) run in ``tests``."""
+    _install_local(session)
+    session.install(*TEST_DEPS, *CORE_TEST_DEPS)
+    session.run("pytest", "-m", "not plugins", "tests/core", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -49,7 +71,8 @@ def isolation(session: nox.Session, plugin: str) -> None:
     """Each plugin's tests in a venv with only core and that plugin: its dependencies are declared."""
     _install_local(session, plugin)
     session.install(*TEST_DEPS, *PLUGIN_TEST_DEPS[plugin])
-    session.run("pytest", f"tests/plugins/{plugin}", *session.posargs)
+    # tests/plugins/<name> with the distribution's dash as an underscore (server-metrics)
+    session.run("pytest", f"tests/plugins/{plugin.replace('-', '_')}", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -69,7 +92,9 @@ def bench(session: nox.Session) -> None:
     root or CAP_NET_RAW; without it the suite leaves that scenario out and says so.
     """
     _install_local(session, *PLUGINS)
-    session.install("opentelemetry-proto>=1.31", "pyinstrument")  # pyinstrument: --profile
+    # pyinstrument: --profile; full MLflow and opentelemetry-proto: the tail scenario's
+    # tracking server and OTLP receiver
+    session.install("opentelemetry-proto>=1.31", "pyinstrument", "mlflow>=3.0")
     session.run("python", "bench/run.py", *session.posargs)
 
 
@@ -88,9 +113,29 @@ def soak(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def replay(session: nox.Session) -> None:
+    """Trace replay fidelity: a 10,000-line Mooncake trace (peaks over 500 req/s) sent at its
+    recorded times to the mock server; the schedule lag aiperf exports is checked against the
+    server's arrival times, and the file order at the server. Writes bench/replay_results.json.
+
+        nox -s replay -- --lines 2000 --output /tmp/replay.json
+    """
+    _install_local(session)
+    session.run("python", "bench/replay.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", "core", "plugins", "tests")
+    """ruff over every Python file; mypy over core (pyproject's [tool.mypy]), and --strict
+    over the public API, checked as a plugin sees it."""
+    session.install(RUFF)
+    session.run("ruff", "check", "core", "plugins", "tests", "scripts", "bench", "noxfile.py")
+    # mypy needs core's dependencies to know their types; core itself is read from the checkout
+    _install_local(session)
+    session.install(MYPY)
+    session.run("mypy")
+    # silent: errors in the modules the public API imports are the run above's to report
+    session.run("mypy", "--strict", "--follow-imports=silent", *PUBLIC_API)
 
 
 @nox.session(python=PYTHON)

@@ -33,6 +33,7 @@ from benchlib.figures import Figures, markdown_document, results_document  # noq
 from benchlib.suite import (  # noqa: E402
     FULL,
     NEEDS,
+    NEEDS_MODULE,
     QUICK,
     SCENARIOS,
     SLOW,
@@ -94,6 +95,10 @@ def chosen_scenarios(args: argparse.Namespace) -> list[str]:
     for name in SCENARIOS:
         if args.quick and name in SLOW:
             continue
+        module = NEEDS_MODULE.get(name)
+        if module and not _importable(module):
+            print(f"bench: leaving out the {name} scenario: {module} is not installed (pip install mlflow)", file=sys.stderr)
+            continue
         program = NEEDS.get(name)
         if program and shutil.which(program) is None:
             print(
@@ -104,6 +109,15 @@ def chosen_scenarios(args: argparse.Namespace) -> list[str]:
             continue
         names.append(name)
     return names
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
 
 
 def default_output(args: argparse.Namespace) -> Path:
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         figures=figures,
         workers=args.workers,
         inference_perf=args.inference_perf,
+        report_dir=output.parent,
     )
     started = datetime.now(UTC)
     load_start = os.getloadavg()

@@ -13,11 +13,14 @@ Steps, all on loopback and with no network beyond the package index:
    that client and server count tokens identically;
 3. ``aiperf profile`` for chat and completions, streaming and not, at concurrency 1 and 4,
    with ``ignore_eos`` so every answer is exactly ``--osl`` tokens long;
-4. the same prompts (aiperf's ``inputs.json``) sent by a minimal independent client
-   (httpx streaming, timing the first content chunk and the last) to check TTFT and ITL.
+4. for the streaming runs, a minimal independent client (httpx streaming, timing the first
+   content chunk and the last) sending the same prompts (aiperf's ``inputs.json``) at the same
+   concurrency; the two take turns with the server, a few short rounds each, never both at
+   once; the engine on its own core(s), the clients on the others.
 
 It fails (exit 1) unless every run has zero errors, exact OSL, ISL equal to ``--isl`` (plus
-the chat template's tokens for chat), and median TTFT and ITL within 10 % of the independent client's.
+the chat template's tokens for chat), and aiperf's median TTFT and ITL are within 10 % of the
+independent client's, over all rounds.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,10 @@ MODEL = "tiny-llama"
 ISL = 64
 OSL = 32
 TOLERANCE = 0.10
+#: the fewest requests of the independent client inside aiperf's window for a comparison.
+MIN_REFERENCE = 8
+#: llama-server's parallel slots: one for every stream at concurrency 4, none waiting for one.
+SLOTS = 4
 #: chat template (Jinja, as GGUF metadata carries it): plain text markers, so its tokens are
 #: the bytes of the markers.
 CHAT_TEMPLATE = (
@@ -198,6 +206,33 @@ def write_gguf(path: Path, *, seed: int = SEED) -> None:
 # -- the server --------------------------------------------------------------------------------
 
 
+def _split_cpus() -> tuple[set[int], set[int]]:
+    """The engine's CPUs and the clients': apart when there are two or more.
+
+    llama.cpp's threads spin while they wait for work, so on a machine it shares with the
+    clients it takes the cores from under them: a client then reads a token late because it
+    waited for a CPU, not because the server sent it late. aiperf's kernel receive stamps do
+    not see that wait, the independent client's clock does. The engine gets one core (or a
+    quarter of them), the two clients the rest.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: no pinning
+        return set(), set()
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    engine = set(cpus[: max(1, len(cpus) // 4)])
+    return engine, set(cpus) - engine
+
+
+ENGINE_CPUS, CLIENT_CPUS = _split_cpus()
+
+
+def _pin(cpus: set[int]) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -215,13 +250,14 @@ class Engine:
 
     def __enter__(self) -> Engine:
         argv = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
-                "--port", str(self.port), "-c", "4096", "-np", "4", "-t", "2", "--jinja",
-                "-a", MODEL, "--no-webui"]  # fmt: skip
+                "--port", str(self.port), "-c", str(512 * SLOTS), "-np", str(SLOTS),
+                "-t", str(len(ENGINE_CPUS) or 2), "--jinja", "-a", MODEL, "--no-webui"]  # fmt: skip
         print("+", " ".join(argv), flush=True)
         env = {**os.environ, "LD_LIBRARY_PATH": str(self.binary.parent)}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)  # fmt: skip
+                                            start_new_session=True,
+                                            preexec_fn=lambda: _pin(ENGINE_CPUS))  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -253,47 +289,135 @@ class Engine:
 
 
 def run_aiperf(url: str, tokenizer: Path, run_dir: Path, *, endpoint: str, streaming: bool,
-               concurrency: int, count: int) -> dict[str, Any]:  # fmt: skip
+               concurrency: int, count: int, seed: int = 7) -> dict[str, Any]:  # fmt: skip
+    """One ``aiperf profile`` run: its measured records, summary and payloads."""
     argv = [sys.executable, "-m", "aiperf", "profile", "--url", url, "-m", MODEL,
             "--endpoint-type", endpoint, *(["--streaming"] if streaming else []),
             "--tokenizer", str(tokenizer), "--isl", str(ISL), "--osl", str(OSL),
             # cache_prompt:false: llama.cpp would otherwise reuse the KV cache of a prompt it
-            # has seen, and the independent client sends the very same prompts afterwards
+            # has seen, and the independent client sends the very same prompts
             "--extra-inputs", "ignore_eos:true", "--extra-inputs", "cache_prompt:false",
             # ISL and OSL from the server's usage: what the model itself saw and produced
             "--use-server-token-count", "--concurrency", str(concurrency),
             "--request-count", str(count), "--warmup-request-count", str(concurrency),
-            "--random-seed", "7", "--artifact-dir", str(run_dir), "--no-progress"]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+            "--random-seed", str(seed), "--artifact-dir", str(run_dir), "--no-progress"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     print(" ".join(argv[2:]), f"-> exit {proc.returncode}", flush=True)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
     records = [json.loads(line) for line in (run_dir / "profile_export.jsonl").read_text().splitlines()
                if line.strip()]  # fmt: skip
-    records = [r for r in records if r["phase"] == "profile"]
-    return {"exit": proc.returncode, "records": records,
+    return {"exit": proc.returncode, "records": [r for r in records if r["phase"] == "profile"],
             "summary": json.loads((run_dir / "profile_export_aiperf.json").read_text()),
             "inputs": json.loads((run_dir / "inputs.json").read_text())}  # fmt: skip
+
+
+def measure(url: str, path: str, tokenizer: Path, run_dir: Path, *, endpoint: str,
+            streaming: bool, concurrency: int, count: int, rounds: int) -> dict[str, Any]:  # fmt: skip
+    """aiperf, and for streaming runs the independent client, taking turns with the server.
+
+    Each round runs aiperf alone, then the independent client alone with aiperf's payloads
+    (its ``inputs.json``) at the same concurrency and count. Taking turns in several short
+    rounds keeps a drifting machine from favouring either client, and neither client's
+    requests ever share the engine with the other's (see :class:`Reference`).
+    """
+    records: list[dict[str, Any]] = []
+    samples: list[tuple[float, float]] = []
+    errors: list[str] = []
+    per_round: list[dict[str, Any]] = []
+    result: dict[str, Any] = {}
+    for n in range(rounds if streaming else 1):
+        result = run_aiperf(url, tokenizer, run_dir / f"round-{n}", endpoint=endpoint,
+                            streaming=streaming, concurrency=concurrency, count=count,
+                            seed=7 + n)  # fmt: skip
+        records += result["records"]
+        if result["exit"] != 0 or not streaming:
+            break
+        reference = Reference(url + path, result["inputs"]["payloads"], concurrency)
+        reference.run(count, warmup=concurrency)
+        samples += reference.samples
+        errors += reference.errors
+        per_round.append({
+            "aiperf": _medians([(r["metrics"]["time_to_first_token"], r["metrics"]["inter_token_latency"])
+                                for r in result["records"] if not r["error"]]),
+            "reference": _medians([(t * 1e3, i * 1e3) for t, i in reference.samples]),
+        })  # fmt: skip
+    out = {**result, "records": records}
+    if streaming and result.get("exit") == 0:
+        out["aiperf"] = _medians([(r["metrics"]["time_to_first_token"], r["metrics"]["inter_token_latency"])
+                                  for r in records if not r["error"]])  # fmt: skip
+        out["reference"] = {**_medians([(t * 1e3, i * 1e3) for t, i in samples]),
+                            "errors": len(errors), "error_examples": errors[:2],
+                            "rounds": per_round}  # fmt: skip
+    return out
+
+
+def _medians(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """Request count and median TTFT and ITL (ms) of ``(ttft_ms, itl_ms)`` pairs."""
+    if not pairs:
+        return {"requests": 0}
+    return {"requests": len(pairs),
+            "ttft_ms": round(statistics.median(t for t, _ in pairs), 3),
+            "itl_ms": round(statistics.median(i for _, i in pairs), 3)}  # fmt: skip
 
 
 # -- the independent client --------------------------------------------------------------------
 
 
-def reference_stream(url: str, payloads: list[dict[str, Any]], concurrency: int) -> dict[str, float]:
-    """Send ``payloads`` with plain httpx streaming at ``concurrency``; time content chunks.
+class Reference:
+    """A minimal independent SSE client: plain httpx streaming, one thread per stream.
 
-    TTFT: from sending the request to the first SSE event with content text. ITL: from the
-    first to the last content event over the output tokens after the first (the server's
-    usage, or the number of content events).
+    It sends ``count`` of the payloads at ``concurrency`` (after ``warmup`` it does not keep)
+    and keeps, per request, its TTFT (from sending to the first SSE event with content text)
+    and its ITL (first to last content event over the output tokens after the first: the
+    server's usage, or the number of content events).
+
+    It runs alone, never beside aiperf: on a real engine one client's prefill slows the
+    other's decode steps, and how often that happens to each depends on the clients'
+    turnaround, so two clients sharing the engine measure different servers.
     """
-    import concurrent.futures
 
-    def one(client: httpx.Client, payload: dict[str, Any]) -> tuple[float, float]:
+    def __init__(self, url: str, payloads: list[dict[str, Any]], concurrency: int) -> None:
+        self.url, self.payloads, self.concurrency = url, payloads, concurrency
+        self.samples: list[tuple[float, float]] = []  # (ttft s, itl s)
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def run(self, count: int, *, warmup: int = 0) -> None:
+        self._next = -warmup
+        threads = [threading.Thread(target=self._loop, args=(count,), daemon=True)
+                   for _ in range(self.concurrency)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=900)
+
+    def _take(self, count: int) -> int | None:
+        with self._lock:
+            if self._next >= count:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _loop(self, count: int) -> None:
+        with httpx.Client(trust_env=False) as client:
+            while (index := self._take(count)) is not None:
+                payload = self.payloads[index % len(self.payloads)]
+                try:
+                    sample = self._one(client, payload)
+                except Exception as exc:  # noqa: BLE001 - counted, and the check fails on it
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if index >= 0:  # not a warm-up request
+                    self.samples.append(sample)
+
+    def _one(self, client: httpx.Client, payload: dict[str, Any]) -> tuple[float, float]:
         start = time.perf_counter()
         first = last = None
         chunks = 0
         tokens = None
-        with client.stream("POST", url, json=payload, timeout=300) as response:
+        with client.stream("POST", self.url, json=payload, timeout=300) as response:
             response.raise_for_status()
             for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -311,20 +435,10 @@ def reference_stream(url: str, payloads: list[dict[str, Any]], concurrency: int)
                         first = first if first is not None else now
                         last = now
                         chunks += 1
-        assert first is not None and last is not None, "no content"
+        if first is None or last is None:
+            raise ValueError("no content")
         n = tokens or chunks
         return first - start, (last - first) / max(n - 1, 1)
-
-    ttft, itl = [], []
-    with httpx.Client(trust_env=False, limits=httpx.Limits(max_connections=concurrency)) as client:
-        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            # warm-up, as aiperf had: one request per slot, not measured
-            list(pool.map(lambda p: one(client, p), payloads[:concurrency]))
-            for t, i in pool.map(lambda p: one(client, p), payloads):
-                ttft.append(t)
-                itl.append(i)
-    # medians: one request slowed by a busy machine must not decide the comparison
-    return {"ttft_ms": statistics.median(ttft) * 1e3, "itl_ms": statistics.median(itl) * 1e3}
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -338,8 +452,7 @@ def prompt_tokens(payload: dict[str, Any], tokenizer: Path) -> int:
     return len(Tokenizer.from_file(str(tokenizer)).encode(text, add_special_tokens=False).ids)
 
 
-def check(case: dict[str, Any], result: dict[str, Any], reference: dict[str, float] | None,
-          tokenizer: Path) -> dict[str, Any]:  # fmt: skip
+def check(case: dict[str, Any], result: dict[str, Any], tokenizer: Path) -> dict[str, Any]:
     records = result["records"]
     errors = [r["error"] for r in records if r["error"]]
     osl = [r["metrics"].get("output_sequence_length", -1) for r in records]
@@ -357,26 +470,35 @@ def check(case: dict[str, Any], result: dict[str, Any], reference: dict[str, flo
         "prompt_tokens": sorted({prompt_tokens(p, tokenizer) for p in result["inputs"]["payloads"]}),
     }
     problems = []
-    if result["exit"] != 0 or errors or len(records) != case["count"]:
+    if result["exit"] != 0 or errors or len(records) != case["count"] * case["rounds"]:
         problems.append(f"{len(errors)} errors, e.g. {errors[:2]}")
     if set(osl) != {OSL}:
         problems.append(f"OSL {sorted(set(osl))} != {OSL}")
     if set(isl) != {ISL + extra}:
         problems.append(f"ISL {sorted(set(isl))} != {ISL} + {extra} template tokens")
-    if reference is not None:
-        metrics = result["summary"]["metrics"]
-        if "time_to_first_token" not in metrics or "inter_token_latency" not in metrics:
+    reference = result.get("reference")
+    if case["streaming"]:
+        if reference is None or "ttft_ms" not in result.get("aiperf", {}):
             problems.append("aiperf measured no TTFT/ITL (no successful stream)")
             row["problems"] = problems
             return row
-        ours = {"ttft_ms": metrics["time_to_first_token"]["p50"], "itl_ms": metrics["inter_token_latency"]["p50"]}
-        row["aiperf"] = {k: round(v, 3) for k, v in ours.items()}
-        row["reference"] = {k: round(v, 3) for k, v in reference.items()}
+        row["reference"] = reference
+        ours = result["aiperf"]
+        row["aiperf"] = ours
+        if reference["errors"]:
+            problems.append(f"the independent client had {reference['errors']} errors, "
+                            f"e.g. {reference['error_examples']}")  # fmt: skip
+        if reference["requests"] < MIN_REFERENCE:
+            problems.append(f"only {reference['requests']} independent requests (at least "
+                            f"{MIN_REFERENCE} wanted)")  # fmt: skip
+            row["problems"] = problems
+            return row
         for key in ("ttft_ms", "itl_ms"):
-            diff = abs(ours[key] - reference[key]) / reference[key] if reference[key] else float("inf")
+            theirs = reference[key]
+            diff = abs(ours[key] - theirs) / theirs if theirs else float("inf")
             row[f"{key}_diff"] = round(diff, 4)
             if diff > TOLERANCE:
-                problems.append(f"{key}: aiperf {ours[key]:.2f} vs reference {reference[key]:.2f}")
+                problems.append(f"{key}: aiperf {ours[key]:.2f} vs reference {theirs:.2f}")
     row["problems"] = problems
     return row
 
@@ -387,8 +509,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-server", type=Path, help="use this llama-server binary")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     parser.add_argument(
-        "--count", type=int, default=16,
-        help="requests per stream: a run at concurrency C sends C times this",
+        "--count", type=int, default=8,
+        help="requests per stream and round: a run at concurrency C sends C times this",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="streaming runs: how many times aiperf and the independent client take turns",
+    )  # fmt: skip
+    parser.add_argument(
+        "--endpoint", choices=("chat", "completions"), action="append",
+        help="run only this endpoint type (repeatable; default: both)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     work: Path = args.work.resolve()
@@ -399,34 +529,36 @@ def main(argv: list[str] | None = None) -> int:
     write_gguf(model)
     write_tokenizer(tokenizer)
 
+    # aiperf runs as a child of this process: it inherits the clients' CPUs.
+    _pin(CLIENT_CPUS)
     rows = []
     runs = work / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     with Engine(binary.resolve(), model, work / "llama-server.log") as engine:
         version = engine.version()
         print("engine:", version, flush=True)
-        for endpoint in ("chat", "completions"):
+        for endpoint in args.endpoint or ("chat", "completions"):
             path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
             for streaming in (True, False):
                 for concurrency in (1, 4):
                     # as many requests per stream at every concurrency: at 4, TTFT depends on
                     # how the streams' prefills share llama.cpp's batches, and its median over
-                    # too few requests jumps between those modes from run to run
+                    # too few requests jumps between those modes
                     count = args.count * concurrency
+                    rounds = args.rounds if streaming else 1
                     case = {"endpoint": endpoint, "streaming": streaming,
-                            "concurrency": concurrency, "count": count}  # fmt: skip
+                            "concurrency": concurrency, "count": count, "rounds": rounds}  # fmt: skip
                     name = f"{endpoint}-{'stream' if streaming else 'body'}-c{concurrency}"
-                    result = run_aiperf(engine.url, tokenizer, runs / name, endpoint=endpoint,
-                                        streaming=streaming, concurrency=concurrency,
-                                        count=count)  # fmt: skip
-                    reference = None
-                    if streaming:
-                        payloads = result["inputs"]["payloads"][:count]
-                        reference = reference_stream(engine.url + path, payloads, concurrency)
-                    rows.append(check(case, result, reference, tokenizer))
+                    result = measure(engine.url, path, tokenizer, runs / name, endpoint=endpoint,
+                                     streaming=streaming, concurrency=concurrency, count=count,
+                                     rounds=rounds)  # fmt: skip
+                    rows.append(check(case, result, tokenizer))
+                    # timing agreement needs a machine that is not starving the engine
+                    rows[-1]["load_average_1m"] = round(os.getloadavg()[0], 2)
                     print(json.dumps(rows[-1]), flush=True)
     report = {"engine": f"{ENGINE_PACKAGE} {ENGINE_VERSION} ({version})", "isl": ISL, "osl": OSL,
               "template_tokens": TEMPLATE_TOKENS, "cpus": os.cpu_count(),
+              "engine_cpus": sorted(ENGINE_CPUS), "client_cpus": sorted(CLIENT_CPUS),
               # timing agreement needs a quiet machine: record how busy this one was
               "load_average_1m": round(os.getloadavg()[0], 2), "runs": rows}  # fmt: skip
     if args.out:

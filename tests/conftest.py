@@ -14,7 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_aiperf(
-    args: Sequence[str], *, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a child process, as a user would."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -28,11 +32,29 @@ def run_aiperf(
     )
 
 
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """Each test starts from the structlog configuration the session had, whatever an earlier
+    in-process ``aiperf`` run set (a level filter there hides debug events from
+    ``capture_logs`` in every later test, which made results depend on test order)."""
+    import structlog
+
+    saved = structlog.get_config()
+    was_configured = structlog.is_configured()
+    yield
+    if was_configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
+
+
 @pytest.fixture
 def aiperf_cli(tmp_path: Path):
     """``aiperf_cli(*args)`` runs aiperf in ``tmp_path`` and returns the CompletedProcess."""
 
-    def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run_aiperf(args, cwd=tmp_path, timeout=timeout, env=env)
 
     return run

@@ -47,13 +47,22 @@ def install(period_s: float) -> dict[str, Any]:
     async def probe() -> None:
         lag: list[list[float]] = []
         found["lag"].append(lag)
+        cpu_before = time.thread_time_ns()
         while True:
             deadline = trio.current_time() + period_s
             await trio.sleep_until(deadline)
             late = (trio.current_time() - deadline) * 1e3
-            lag.append([late, time.time_ns()])
+            # The loop thread's CPU time since the last wake-up tells a late wake-up's two
+            # causes apart: the loop busy with its own work (CPU time close to the gap) or
+            # the thread waiting for a core another process held (CPU time far below it).
+            cpu_now = time.thread_time_ns()
+            lag.append([late, time.time_ns(), (cpu_now - cpu_before) / 1e6])
+            cpu_before = cpu_now
 
     def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("AIPERF_BENCH_PROBE_STEPS"):
+            kwargs.setdefault("instruments", []).append(StepTimer(found))
+
         async def with_probe(*inner: Any) -> Any:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(probe)
@@ -65,6 +74,44 @@ def install(period_s: float) -> dict[str, Any]:
 
     trio.run = run
     return found
+
+
+class StepTimer:
+    """A trio instrument: the task steps and the run batches that held the loop longest.
+
+    A run batch is everything the loop ran between two waits for I/O: every task step in it
+    delays every socket and timer that became ready meanwhile. Steps over 0.5 ms are kept
+    with their task's name; batches over 2 ms with their length and how many steps they
+    held. Set ``AIPERF_BENCH_PROBE_STEPS=1`` to record them (it costs two clock reads a step).
+    """
+
+    def __init__(self, found: dict[str, Any]) -> None:
+        self.steps: list[list[Any]] = found.setdefault("steps", [])
+        self.batches: list[list[Any]] = found.setdefault("batches", [])
+        self.step_start = 0
+        self.batch_start = _now()
+        self.batch_cpu = time.thread_time_ns()
+        self.batch_steps = 0
+
+    def before_task_step(self, task: Any) -> None:
+        self.step_start = _now()
+
+    def after_task_step(self, task: Any) -> None:
+        took = _now() - self.step_start
+        self.batch_steps += 1
+        if took > 500_000:
+            self.steps.append([task.name.rsplit(".", 1)[-1], took / 1e6, time.time_ns()])
+
+    def before_io_wait(self, timeout: float) -> None:
+        took = _now() - self.batch_start
+        if took > 2_000_000:
+            cpu = (time.thread_time_ns() - self.batch_cpu) / 1e6
+            self.batches.append([took / 1e6, cpu, self.batch_steps, time.time_ns()])
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.batch_start = _now()
+        self.batch_cpu = time.thread_time_ns()
+        self.batch_steps = 0
 
 
 def main() -> int:

@@ -10,7 +10,9 @@ touches one repeat of every variant rather than every repeat of one.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +69,10 @@ class Sizes:
     startup_repeats: int
     #: requests per concurrency of the wire scenario.
     wire: Mapping[int, int]
+    #: requests per concurrency of the measurement-health calibration.
+    health: Mapping[int, int]
+    #: requests of each run of the telemetry-tail scenario (concurrency 64, instant server).
+    tail: int
 
 
 FULL = Sizes(
@@ -79,6 +85,8 @@ FULL = Sizes(
     sinks_accuracy=1000,
     startup_repeats=7,
     wire={16: 2000, 64: 2000},
+    health={16: 320, 64: 1000, 256: 2000, 1024: 4096},
+    tail=4000,
 )
 QUICK = Sizes(
     capacity={1: 100, 16: 200, 64: 400, 256: 800},
@@ -90,6 +98,8 @@ QUICK = Sizes(
     sinks_accuracy=256,
     startup_repeats=5,
     wire={16: 320, 64: 640},
+    health={16: 96, 64: 256, 256: 512, 1024: 2048},
+    tail=1000,
 )
 
 
@@ -138,6 +148,8 @@ class Bench:
     #: wire scenario; None leaves it out.
     inference_perf: str | None = None
     memory_repeats: int = 1
+    #: where scenarios write tables of their own (the health calibration), beside results.
+    report_dir: Path = BENCH_DIR
     python: str = sys.executable
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     env: dict[str, str] = attrs.field(factory=lambda: clean_environment(os.environ))
@@ -845,8 +857,11 @@ def wire(bench: Bench) -> None:
             ("throughput", "aiperf's request_throughput (whole run, ramp and drain included)", "req/s", None, 1),
             ("lag_p99", "event-loop lag p99 (1 ms probe)", "ms", None, 3),
             ("lag_max", "event-loop lag max", "ms", None, 2),
-            ("loop_stalls", f"event-loop stalls over {wirelib.STALL_MS:g} ms", "",
+            ("loop_stalls", f"event-loop stalls over {wirelib.STALL_MS:g} ms, any cause", "", None, 0),
+            ("loop_stalls_own", f"event-loop stalls over {wirelib.STALL_MS:g} ms with the loop's thread "
+             f"running over {wirelib.STALL_MS:g} ms (aiperf's own work)", "",
              Goal(op="<=", bound=0, text="0") if gated else None, 0),
+            ("busy_max", "the loop's longest stretch of CPU between two probe wake-ups", "ms", None, 2),
             ("gc_max", "longest garbage collection during the load", "ms", None, 2),
             ("gc_cpu_max", "CPU time of the costliest collection during the load", "ms", None, 2),
             ("gc_slow", f"garbage collections over {wirelib.STALL_MS:g} ms during the load", "", None, 0),
@@ -1007,6 +1022,8 @@ def measure_wire(bench: Bench, server: Any, tcpdump: str, probe: list[str], c: i
         "lag_p99": loop.lag_p99,
         "lag_max": loop.lag_max,
         "loop_stalls": loop.stalls,
+        "loop_stalls_own": loop.stalls_own,
+        "busy_max": loop.busy_max,
         "gc_max": loop.gc_max,
         "gc_cpu_max": loop.gc_cpu_max,
         "gc_slow": loop.gc_slow,
@@ -1025,7 +1042,8 @@ def measure_wire(bench: Bench, server: Any, tcpdump: str, probe: list[str], c: i
         f"({grade.multi_packet_requests} multi-packet), turnaround p50 {grade.turnaround_p50:.2f} "
         f"p99 {grade.turnaround_p99:.2f} ms, TTFT err p50 {grade.ttft_err_p50:+.3f} "
         f"p99 {grade.ttft_err_p99:+.3f} ms, {grade.steady_rate:.1f} req/s ({100 * grade.steady_rate / ideal:.1f} %), "
-        f"loop lag max {loop.lag_max:.1f} ms, {loop.stalls} stalls, gc max {loop.gc_max:.1f} ms, "
+        f"loop lag max {loop.lag_max:.1f} ms, {loop.stalls} stalls ({loop.stalls_own} own, "
+        f"longest busy {loop.busy_max:.1f} ms), gc max {loop.gc_max:.1f} ms, "
         f"match offset p99 {grade.match_offset_p99:.3f} ms, load {load:.1f}"
     )
     bench.drop(run)
@@ -1080,6 +1098,189 @@ def packet_capture(tcpdump: str, path: Path, port: int) -> Iterator[list[int]]:
                 dropped[0] = int(text.split()[0])
 
 
+# -- telemetry tail ------------------------------------------------------------------------------
+
+TAIL_VARIANTS = ("none", "otel", "mlflow", "both")
+#: what the end of a run says when its sinks took longer than a second after the load.
+_FLUSH_DONE = re.compile(r"aiperf: live telemetry finished ([0-9.]+) s after the load")
+
+
+def tail(bench: Bench) -> None:
+    """How long a run takes to exit after its last response, with the live sinks off and on.
+
+    Concurrency 64 against the instant server, OTel to the OTLP receiver the tests use and
+    MLflow to a real local ``mlflow server`` (sqlite store), the four variants in turn in each
+    repeat. The tail is the process's exit (wall clock) minus the last response's end in
+    ``profile_export.jsonl``: the live sinks' catching up and final flush, the exports, the
+    MLflow upload. The goal is on the difference with both sinks on and off, which a busy
+    machine affects less than either figure.
+    """
+    import sys as _sys
+
+    tests_dir = str(BENCH_DIR.parent / "tests")
+    if tests_dir not in _sys.path:
+        _sys.path.insert(0, tests_dir)
+    from support.mlflow_server import MlflowServer, MlflowServerError
+    from support.otlp_receiver import OtlpReceiver
+
+    for variant in TAIL_VARIANTS:
+        bench.figure(f"tail_s_{variant}", "tail", f"last response to exit, c64, {variant if variant != 'none' else 'no sink'}", "s", digits=2)
+    extra = bench.figure(
+        "tail_extra_s_both", "tail", "last response to exit, OTel + MLflow minus no sink (paired runs)", "s",
+        Goal(op="<=", bound=1.0, text="≤ 1 s"), 2,
+    )  # fmt: skip
+    flush = bench.figure("tail_flush_s_both", "tail", "time the end of an OTel + MLflow run waited on the sinks (0: under 1 s)", "s", digits=2)
+    thinned = bench.figure("tail_mlflow_thinned_share", "tail", "requests whose live MLflow points were thinned out, OTel + MLflow", "%", digits=0)
+    count = bench.sizes.tail
+    try:
+        mlflow = MlflowServer(bench.scratch / "mlflow-server")
+        mlflow.start()
+    except MlflowServerError as exc:
+        raise ScenarioError(f"the MLflow server did not start: {exc}") from None
+    try:
+        with OtlpReceiver(keep=False) as otlp, mock_server() as server:
+            flags = {
+                "none": [],
+                "otel": ["--otel-url", otlp.url],
+                "mlflow": ["--mlflow-tracking-uri", mlflow.url, "--mlflow-experiment", "aiperf-bench-tail"],
+            }
+            flags["both"] = flags["otel"] + flags["mlflow"]
+            for rep in range(bench.repeats):
+                tails: dict[str, float] = {}
+                for variant in TAIL_VARIANTS:
+                    load = load1()
+                    server.reset_stats()
+                    run = bench.profile(server.url, count=count, concurrency=64, seed=rep + 1, extra=flags[variant])
+                    check_counts(run, count, server.stats()["requests"]["ok"])
+                    tails[variant] = last_response_to_exit(run)
+                    bench.figures[f"tail_s_{variant}"].add(tails[variant], load)
+                    if variant == "both":
+                        found = _FLUSH_DONE.search(run.measured.stderr)
+                        flush.add(float(found.group(1)) if found else 0.0, load)
+                        live = json.loads((run.run_dir / "mlflow_export.json").read_text())["live_points"]
+                        thinned.add(100.0 * live.get("thinned", 0) / count, load)
+                    bench.drop(run)
+                extra.add(tails["both"] - tails["none"], load)
+                bench.say(
+                    f"  tail run {rep + 1}/{bench.repeats}: "
+                    + ", ".join(f"{v} {t:.2f} s" for v, t in tails.items())
+                    + f", load {load:.1f}"
+                )
+    finally:
+        mlflow.stop()
+
+
+def last_response_to_exit(run: ProfileRun) -> float:
+    """Seconds from the last response's end (its JSONL line) to the process's exit."""
+    last_end = max(record["end_time_ns"] for record in analysis.iter_records(run.run_dir) if record.get("end_time_ns"))
+    return run.measured.started_at + run.measured.wall_s - last_end / 1e9
+
+
+# -- measurement health ------------------------------------------------------------------------
+
+HEALTH_CONCURRENCIES = (16, 64, 256, 1024)
+HEALTH_TABLE = "health_calibration"
+
+
+def health(bench: Bench) -> None:
+    """Calibrate the measurement-health bound against the mock server's truth.
+
+    Every run reports "client overhead below X ms at p99" (the load processes' event-loop lag
+    p99, ``measurement_health.overhead_p99_ms``). Against the 50/10 server, the TTFT error
+    (aiperf's p50 and p99 minus the server's) must stay within that bound: the margin (bound
+    minus the larger error) is the figure, its goal ≥ 0. Every run also goes into
+    ``health_calibration.md`` / ``.json`` beside the results, one row each.
+    """
+    for c in HEALTH_CONCURRENCIES:
+        bench.figure(
+            f"health_margin_c{c}", "health",
+            f"reported overhead bound minus TTFT error (larger of p50, p99), concurrency {c}", "ms",
+            Goal(op=">=", bound=0.0, text="≥ 0 (bound covers the error)"), 2,
+        )  # fmt: skip
+        bench.figure(f"health_bound_c{c}", "health", f"reported client overhead p99, concurrency {c}", "ms", digits=2)
+    rows: list[dict[str, Any]] = []
+    counts = bench.sizes.health
+    with mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
+        for rep in range(bench.repeats):
+            for c in HEALTH_CONCURRENCIES:
+                load = load1()
+                server.reset_stats()
+                run = bench.profile(server.url, count=counts[c], concurrency=c, seed=rep + 1, timeout_s=600)
+                stats = server.stats(raw=True)
+                check_counts(run, counts[c], stats["requests"]["ok"])
+                row = calibration_row(run.summary, stats, c, rep + 1, load)
+                rows.append(row)
+                # Kept as the runs go: a failure later still leaves the rows so far.
+                write_calibration(bench.report_dir / HEALTH_TABLE, rows)
+                bench.figures[f"health_margin_c{c}"].add(row["margin_ms"], load)
+                bench.figures[f"health_bound_c{c}"].add(row["bound_ms"], load)
+                bench.say(
+                    f"  health c{c} run {rep + 1}/{bench.repeats}: bound {row['bound_ms']:.2f} ms, "
+                    f"TTFT err p50 {row['err_p50_ms']:+.2f} p99 {row['err_p99_ms']:+.2f} ms "
+                    f"({'covered' if row['covered'] else 'NOT covered'}), {row['verdict']}, load {load:.1f}"
+                )
+                bench.drop(run)
+    write_calibration(bench.report_dir / HEALTH_TABLE, rows)
+
+
+def calibration_row(summary: Mapping[str, Any], stats: Mapping[str, Any], c: int, rep: int, load: float) -> dict[str, Any]:
+    """One run of the calibration: the bound the run reported against its TTFT error."""
+    block = summary.get("measurement_health") or {}
+    bound = block.get("overhead_p99_ms")
+    bound = math.nan if bound is None else float(bound)
+    errors = analysis.accuracy_errors(summary, stats)
+    worst = max(errors.ttft_p50, errors.ttft_p99)
+    return {
+        "concurrency": c,
+        "run": rep,
+        "load_1m": round(load, 2),
+        "aiperf_ttft_p50_ms": analysis.metric(summary, "time_to_first_token", "p50"),
+        "aiperf_ttft_p99_ms": analysis.metric(summary, "time_to_first_token", "p99"),
+        "server_ttft_p50_ms": analysis.truth(stats, "ttft_ms", "p50"),
+        "server_ttft_p99_ms": analysis.truth(stats, "ttft_ms", "p99"),
+        "err_p50_ms": errors.ttft_p50,
+        "err_p99_ms": errors.ttft_p99,
+        "gap_err_p99_ms": errors.chunk_gap_p99,
+        "bound_ms": bound,
+        "margin_ms": bound - worst,
+        "covered": bound >= worst,
+        "verdict": block.get("verdict"),
+        "loop_busy_pct": block.get("loop_busy_pct"),
+        "cpu_wait_pct": block.get("cpu_wait_pct"),
+        "lag_max_ms": (block.get("loop_lag_ms") or {}).get("max"),
+        "lag_count": (block.get("loop_lag_ms") or {}).get("count"),
+    }
+
+
+def write_calibration(stem: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``stem.json`` (every row) and ``stem.md`` (the table docs/performance.md quotes)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(list(rows), indent=2) + "\n")
+    head = (
+        "| concurrency | run | load (1 min) | TTFT p50 aiperf / server | TTFT p99 aiperf / server "
+        "| error p50 | error p99 | reported bound (lag p99) | covered | verdict | loop busy | CPU wait | lag max |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        lines.append(
+            f"| {r['concurrency']} | {r['run']} | {r['load_1m']:.1f} "
+            f"| {r['aiperf_ttft_p50_ms']:.2f} / {r['server_ttft_p50_ms']:.2f} "
+            f"| {r['aiperf_ttft_p99_ms']:.2f} / {r['server_ttft_p99_ms']:.2f} "
+            f"| {r['err_p50_ms']:+.2f} | {r['err_p99_ms']:+.2f} | {r['bound_ms']:.2f} "
+            f"| {'yes' if r['covered'] else '**no**'} | {r['verdict']} "
+            f"| {_pct(r['loop_busy_pct'])} | {_pct(r['cpu_wait_pct'])} | {_num(r['lag_max_ms'])} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f} %"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "startup": startup,
     "postproc": postproc,
@@ -1088,10 +1289,15 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "rate": rate,
     "sinks": sinks,
     "wire": wire,
+    "health": health,
+    "tail": tail,
     "memory": memory,
 }
 #: left out of --quick unless named with --scenario.
-SLOW = ("memory",)
+SLOW = ("memory", "health")
+#: scenarios that need the full ``mlflow`` package (its server); left out, with a message,
+#: where only mlflow-skinny is installed.
+NEEDS_MODULE = {"tail": "mlflow.server"}
 #: scenarios that need a program aiperf does not install: the full suite leaves them out,
 #: with a message, where it is missing; naming one with --scenario fails with its reason.
 NEEDS = {"wire": "tcpdump"}

@@ -501,6 +501,11 @@ class LoopFigures:
     lag_max: float
     #: wake-ups later than STALL_MS.
     stalls: int
+    #: of those, the ones where the loop's own thread ran for more than STALL_MS since the
+    #: previous wake-up: aiperf's own work held the loop. The others waited for a core.
+    stalls_own: int
+    #: the most CPU the loop's thread ran between two wake-ups (its longest busy stretch).
+    busy_max: float
     gc_max: float
     gc_slow: int
     #: the longest collection of each generation.
@@ -513,7 +518,10 @@ class LoopFigures:
 def loop_figures(probe: Mapping[str, Any], window: tuple[int, int]) -> LoopFigures:
     """The probe's lag samples and GC timings between ``window``'s wall-clock ns."""
     start, end = window
-    lag = [late for late, at in probe.get("lag", ()) if start <= at <= end]
+    samples = [sample for sample in probe.get("lag", ()) if start <= sample[1] <= end]
+    lag = [sample[0] for sample in samples]
+    # Older probe files have no CPU figure per sample (two fields, not three).
+    busy = [sample[2] for sample in samples if len(sample) > 2]
     collections = [(gen, ms) for gen, ms, _cpu_ms, at in probe.get("gc", ()) if start <= at <= end]
     cpu = [cpu_ms for _gen, _ms, cpu_ms, at in probe.get("gc", ()) if start <= at <= end]
     by_generation = tuple(max((ms for g, ms in collections if g == gen), default=0.0) for gen in range(3))
@@ -521,6 +529,8 @@ def loop_figures(probe: Mapping[str, Any], window: tuple[int, int]) -> LoopFigur
         lag_p99=pct(lag, 99),
         lag_max=max(lag) if lag else math.nan,
         stalls=sum(1 for late in lag if late > STALL_MS),
+        stalls_own=sum(1 for sample in samples if sample[0] > STALL_MS and len(sample) > 2 and sample[2] > STALL_MS),
+        busy_max=max(busy, default=math.nan),
         gc_max=max((ms for _, ms in collections), default=0.0),
         gc_slow=sum(1 for _, ms in collections if ms > STALL_MS),
         gc_max_by_generation=by_generation,  # type: ignore[arg-type]

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from aiperf._types import UsageError
+from aiperf.urls import REDACTED, _has_control, normalize_url, strip_userinfo
 
 #: header names whose values are credentials; matched case-insensitively anywhere in the name.
 _SECRET_HEADER = re.compile(r"auth|token|key|secret|passw|cookie|credential|session", re.I)
-REDACTED = "***"
 
 
 def _flag(name: str) -> str:
@@ -51,6 +51,10 @@ MAX_NUM_PROMPTS = 1_000_000
 MAX_SEQUENCE_TOKENS = 1_000_000
 MAX_CONCURRENCY = 100_000
 MAX_WORKERS = 1_024
+#: ``--num-profile-runs``: trials of one configuration.
+MAX_PROFILE_RUNS = 1_000
+#: points of one sweep (a grid of several lists grows fast).
+MAX_SWEEP_POINTS = 10_000
 #: synthetic prompts held in memory at once: num-prompts x isl tokens.
 MAX_PROMPT_POOL_TOKENS = 100_000_000
 
@@ -59,6 +63,34 @@ def _at_most(bound: int) -> Any:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and value > bound:
             raise UsageError(f"{_flag(attribute.name)}: must be <= {bound} (got {value})")
+
+    return check
+
+
+#: ``--sweep-type``: every combination of the lists, or their i-th values together.
+SWEEP_TYPES = ("grid", "zip")
+#: ``--search``: the load it looks for.
+SEARCH_TARGETS = ("max-concurrency", "max-rate")
+
+
+def _one_of(choices: tuple[str, ...]) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and value not in choices:
+            raise UsageError(f"{_flag(attribute.name)}: expected one of {', '.join(choices)} (got {value!r})")
+
+    return check
+
+
+def _fraction(*, open_end: bool) -> Any:
+    """Between 0 and 1: ``0 < value < 1`` (open_end) or ``0 < value <= 1``."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        _finite(attribute, value)
+        if not (0 < value < 1 if open_end else 0 < value <= 1):
+            bound = "< 1" if open_end else "<= 1"
+            raise UsageError(f"{_flag(attribute.name)}: must be > 0 and {bound} (got {value})")
 
     return check
 
@@ -75,42 +107,6 @@ def _clean_api_key(value: Any) -> Any:
     return key or None
 
 
-def normalize_url(url: str) -> str:
-    """``localhost:8000`` -> ``http://localhost:8000``; reject what cannot be a server URL."""
-    raw = url.strip()
-    if "://" not in raw:
-        raw = "http://" + raw
-    shown = _without_userinfo(url)
-    if "@" in shown:  # userinfo the pattern could not place (``http:/user:pw@host``)
-        shown = f"{REDACTED}@{shown.rsplit('@', 1)[1]}"
-    if _has_control(raw):
-        raise UsageError(f"--url: must not contain control characters or spaces (got {shown!r})")
-    try:
-        parts = urlsplit(raw)
-    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
-        raise UsageError(f"--url: not a valid URL ({exc}) (got {shown!r})") from None
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--url: expected an http:// or https:// URL (got {shown!r})")
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError(f"--url: the port is not a number between 0 and 65535 (got {shown!r})") from None
-    if not parts.hostname or port == 0:
-        raise UsageError(f"--url: expected a URL such as http://localhost:8000 (got {shown!r})")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
-
-
-def _has_control(text: str, allow_space: bool = False) -> bool:
-    """Control characters (a newline could forge a log line or a header) and, for URLs,
-    whitespace inside."""
-    import unicodedata
-
-    return any(
-        unicodedata.category(c) in ("Cc", "Zl", "Zp") or (c.isspace() and not allow_space)
-        for c in text
-    )
-
-
 def _header_problem(name: str, value: str) -> str | None:
     """What makes a header unsendable (HTTP/1.1 headers are ASCII tokens and printable text)."""
     if not name or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name):
@@ -121,23 +117,6 @@ def _header_problem(name: str, value: str) -> str | None:
     if not value.isascii():
         return f"the value of {name} must be ASCII (got {shown})"
     return None
-
-
-def _without_userinfo(url: str) -> str:
-    """For error messages: drop ``user:password@`` even from a URL too broken to parse."""
-    return re.sub(r"^([^/]*//)?[^/?#]*@", lambda m: m.group(1) or "", url.strip(), count=1)
-
-
-def strip_userinfo(url: str) -> str:
-    """Remove ``user:password@`` from a URL (for anything that is logged or exported)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def redact_url(url: str) -> str:
@@ -348,8 +327,33 @@ class ProfileConfig:
     progress: bool | None = None
     verbose: int = 0
     log_format: str = "console"
+    # -- input files and schedules (docs/datasets.md) ---------------------------------------
+    #: the --input-file's format (single_turn, random_pool, mooncake_trace, ...); None: inferred.
+    custom_dataset_type: str | None = None
+    #: tokens per ``hash_ids`` block of a trace.
+    isl_block_size: int = attrs.field(default=512, validator=[_positive, _at_most(MAX_SEQUENCE_TOKENS)])
+    #: send each request at the file's recorded time; None: on when the file has times.
+    fixed_schedule: bool | None = None
+    fixed_schedule_auto_offset: bool = False
+    fixed_schedule_start_offset: int | None = attrs.field(default=None, validator=_non_negative)
+    fixed_schedule_end_offset: int | None = attrs.field(default=None, validator=_non_negative)
     #: values of flags that plugins added (``--otel-url`` -> ``plugin_options["otel_url"]``).
     plugin_options: dict[str, Any] = attrs.field(factory=dict)
+    # -- sweeps, repeats and the load search (docs/sweeps.md) ------------------------------
+    #: the comma lists: ``(("concurrency", (1, 4, 16)), ...)``; the scalar fields hold the first.
+    sweep_values: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    sweep_type: str = attrs.field(default="grid", validator=_one_of(SWEEP_TYPES))
+    sweep_cooldown_seconds: float = attrs.field(default=0.0, validator=_non_negative)
+    sweep_same_seed: bool = True
+    num_profile_runs: int = attrs.field(default=1, validator=[_positive, _at_most(MAX_PROFILE_RUNS)])
+    profile_run_cooldown_seconds: float = attrs.field(default=0.0, validator=_non_negative)
+    profile_run_disable_warmup_after_first: bool = False
+    #: ``None``: 0.95, and ``--confidence-level`` was not given.
+    confidence_level: float | None = attrs.field(default=None, validator=_fraction(open_end=True))
+    search: str | None = attrs.field(default=None, validator=_one_of(SEARCH_TARGETS))
+    slo_attainment: float = attrs.field(default=0.95, validator=_fraction(open_end=False))
+    search_resolution: float | None = attrs.field(default=None, validator=_positive)
+    search_max: float | None = attrs.field(default=None, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if not self.urls:
@@ -373,6 +377,24 @@ class ProfileConfig:
             raise UsageError(f"--log-format: expected console or json (got {self.log_format!r})")
         if self.ca_bundle is not None:
             _check_ca_bundle(self.ca_bundle)
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        start, end = self.fixed_schedule_start_offset, self.fixed_schedule_end_offset
+        if start is not None and end is not None and start > end:
+            raise UsageError(
+                f"--fixed-schedule-start-offset: {start} is after --fixed-schedule-end-offset {end}"
+            )
+        if self.fixed_schedule_auto_offset and start is not None:
+            raise UsageError(
+                "--fixed-schedule-auto-offset: the schedule starts at the first request; with "
+                "--fixed-schedule-start-offset it starts at that offset; give one of them"
+            )
+        if self.fixed_schedule and self.request_rate is not None:
+            raise UsageError(
+                "--fixed-schedule: requests leave at the file's times, not at --request-rate; "
+                "drop one of them (--no-fixed-schedule replays the file at a rate)"
+            )
 
     def _check_headers(self) -> None:
         for name, value in self.headers:
@@ -406,6 +428,8 @@ class ProfileConfig:
 
     @property
     def load_setting(self) -> str:
+        if self.fixed_schedule:
+            return "fixed_schedule"
         if self.request_rate is not None:
             rate = f"{self.request_rate:g}"
             return f"request_rate{rate}"
@@ -503,15 +527,158 @@ def build_config(values: Mapping[str, Any]) -> ProfileConfig:
         if not urls:
             raise UsageError("--url: expected at least one URL")
         values["url"], values["urls"] = urls[0], urls
+    _split_sweep(values)
     try:
         config = converter().structure(values, ProfileConfig)
-    except UsageError:
-        raise
+    except UsageError as exc:
+        raise UsageError(_every_problem(values, str(exc))) from None
     except cattrs.BaseValidationError as exc:
-        raise UsageError(_first_problem(exc)) from None
+        raise UsageError(_every_problem(values, _first_problem(exc))) from None
     # After the values themselves are checked: a bad value is the first thing to fix.
     _check_unused(values)
+    _check_sweep(config, values)
     return config
+
+
+#: the flags that take a comma list (a sweep), by the name the sweep gives them:
+#: (name, ProfileConfig field, type of one value).
+SWEEPABLE: tuple[tuple[str, str, type], ...] = (
+    ("concurrency", "concurrency", int),
+    ("request_rate", "request_rate", float),
+    ("isl", "synthetic_input_tokens_mean", int),
+    ("osl", "output_tokens_mean", int),
+)
+_SWEEP_FLAGS = "--concurrency, --request-rate, --isl or --osl"
+
+
+def _split_sweep(values: dict[str, Any]) -> None:
+    """``--concurrency 1,4,16`` (or ``concurrency = [1, 4, 16]`` in a config file): the field
+    keeps the first value, ``sweep_values`` all of them. One value is no sweep."""
+    swept: list[tuple[str, tuple[float, ...]]] = []
+    for name, field, kind in SWEEPABLE:
+        items = _list_items(values.get(field))
+        if items is None:
+            continue
+        parsed = [_one_number(field, item, kind) for item in items]
+        if not parsed:
+            raise UsageError(f"{_flag(field)}: expected a number or a comma list such as 1,4,16 (got nothing)")
+        for n, value in enumerate(parsed):
+            if value in parsed[:n]:
+                raise UsageError(f"{_flag(field)}: {value:g} is listed twice")
+        values[field] = parsed[0]
+        if len(parsed) > 1:
+            swept.append((name, tuple(parsed)))
+    values["sweep_values"] = tuple(swept)
+
+
+def _list_items(value: Any) -> list[Any] | None:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return None
+
+
+def _one_number(field: str, item: Any, kind: type) -> float:
+    number: float | None = None
+    if isinstance(item, (int, float)) and not isinstance(item, bool):
+        number = item
+    elif isinstance(item, str):
+        try:
+            number = float(item)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or (kind is int and not float(number).is_integer()):
+        what = "a whole number" if kind is int else "a number"
+        raise UsageError(f"{_flag(field)}: expected {what} or a comma list of them (got {item!r})")
+    return int(number) if kind is int else float(number)
+
+
+def sweep_points(config: ProfileConfig) -> list[dict[str, float]]:
+    """Every point of the sweep, in order: ``[{"concurrency": 1, "isl": 128}, ...]``."""
+    import itertools
+
+    kinds = {name: kind for name, _, kind in SWEEPABLE}
+    names = [name for name, _ in config.sweep_values]
+    lists = [[kinds[name](v) for v in values] for name, values in config.sweep_values]
+    if not names:
+        return []
+    combos = zip(*lists) if config.sweep_type == "zip" else itertools.product(*lists)
+    return [dict(zip(names, combo)) for combo in combos]
+
+
+def _check_sweep(config: ProfileConfig, values: Mapping[str, Any]) -> None:
+    """The flags of sweeps, repeats and the search: each only where it changes something."""
+
+    def given(name: str) -> bool:
+        return values.get(name) is not None
+
+    swept = dict(config.sweep_values)
+    fields = {name: (field, kind) for name, field, kind in SWEEPABLE}
+    for name, items in swept.items():
+        field, kind = fields[name]
+        for value in items[1:]:  # the first is the field's own value, checked already
+            attrs.evolve(config, **{field: kind(value)})
+    if not swept:
+        for name in ("sweep_type", "sweep_cooldown_seconds", "sweep_same_seed"):
+            if given(name):
+                raise UsageError(f"{_flag(name)}: only applies to a sweep (a comma list on {_SWEEP_FLAGS})")
+    elif config.sweep_type == "zip":
+        lengths = {name: len(items) for name, items in swept.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{_sweep_flag(name)} has {n}" for name, n in lengths.items())
+            raise UsageError(f"--sweep-type zip: the lists must be equally long ({shown} values)")
+    points = math.prod(len(items) for items in swept.values()) if config.sweep_type == "grid" else 0
+    if points > MAX_SWEEP_POINTS:
+        raise UsageError(f"--sweep-type grid: {points} points; at most {MAX_SWEEP_POINTS}")
+    if config.num_profile_runs > 1:
+        if swept:
+            raise UsageError(
+                "--num-profile-runs: repeats one load; with comma lists, run one sweep per trial"
+            )
+        if config.search is not None:
+            raise UsageError("--num-profile-runs: not together with --search")
+    else:
+        for name in ("profile_run_cooldown_seconds", "profile_run_disable_warmup_after_first", "confidence_level"):
+            if given(name) and values.get(name) is not False:
+                raise UsageError(f"{_flag(name)}: only applies with --num-profile-runs greater than 1")
+    if config.search is None:
+        for name in ("slo_attainment", "search_resolution", "search_max"):
+            if given(name):
+                raise UsageError(f"{_flag(name)}: only applies with --search")
+        return
+    _check_search(config, values)
+
+
+def _sweep_flag(name: str) -> str:
+    return {"isl": "--isl", "osl": "--osl"}.get(name, _flag(name))
+
+
+def _check_search(config: ProfileConfig, values: Mapping[str, Any]) -> None:
+    if not config.goodput:
+        raise UsageError(
+            "--search: needs --goodput, the SLOs a request must meet "
+            "(e.g. --goodput 'time_to_first_token:200')"
+        )
+    if config.sweep_values:
+        raise UsageError("--search: picks the loads itself; drop the comma lists")
+    if config.search == "max-concurrency":
+        if values.get("request_rate") is not None:
+            raise UsageError(
+                "--search max-concurrency: drop --request-rate (the search sets the load by "
+                "concurrency; --search max-rate searches a rate)"
+            )
+        start: float = config.concurrency or 1
+        for name in ("search_resolution", "search_max"):
+            value = getattr(config, name)
+            if value is not None and not float(value).is_integer():
+                raise UsageError(f"{_flag(name)}: a whole number of requests in flight with max-concurrency (got {value:g})")
+        if config.search_max is not None and config.search_max > MAX_CONCURRENCY:
+            raise UsageError(f"--search-max: must be <= {MAX_CONCURRENCY} (got {config.search_max:g})")
+    else:
+        start = config.request_rate or 1.0
+    if config.search_max is not None and config.search_max <= start:
+        raise UsageError(f"--search-max: must be above the load the search starts at, {start:g} (got {config.search_max:g})")
 
 
 #: flags that only mean something together with another one: (flag, needs, what it needs).
@@ -522,6 +689,15 @@ _NEEDS = (
 )
 #: flags the input-file dataset does not use (its prompts are the file's).
 _SYNTHETIC_ONLY = ("synthetic_input_tokens_mean", "synthetic_input_tokens_stddev", "num_prompts")
+#: flags that read the times of an --input-file.
+_SCHEDULE_FLAGS = (
+    "fixed_schedule_auto_offset", "fixed_schedule_start_offset", "fixed_schedule_end_offset",
+)  # fmt: skip
+
+
+def _given(value: Any) -> bool:
+    """A flag's value that asks for something (0 does; an unset flag or a false switch not)."""
+    return value is not None and value is not False
 
 
 def _check_unused(values: Mapping[str, Any]) -> None:
@@ -534,10 +710,25 @@ def _check_unused(values: Mapping[str, Any]) -> None:
         raise UsageError("--input-file: --dataset synthetic does not read it; drop one of them")
     if dataset == "input_file" or (dataset is None and values.get("input_file") is not None):
         for name in _SYNTHETIC_ONLY:
+            # random_pool draws --num-prompts requests from the file's pool.
+            if name == "num_prompts" and values.get("custom_dataset_type") == "random_pool":
+                continue
             if values.get(name) is not None:
                 raise UsageError(
                     f"{_flag(name)}: synthetic prompts only; the prompts come from --input-file"
                 )
+    if values.get("input_file") is None:
+        for name in ("custom_dataset_type", "fixed_schedule", *_SCHEDULE_FLAGS):
+            if _given(values.get(name)):
+                raise UsageError(f"{_flag(name)}: reads the times and lines of --input-file; add --input-file FILE")
+    if dataset not in (None, "input_file") and values.get("custom_dataset_type") is not None:
+        raise UsageError(
+            f"--custom-dataset-type: the format of --input-file; --dataset {dataset} reads its own"
+        )
+    if values.get("fixed_schedule") is False:
+        for name in _SCHEDULE_FLAGS:
+            if _given(values.get(name)):
+                raise UsageError(f"{_flag(name)}: only applies to a fixed schedule; drop it or --no-fixed-schedule")
     if values.get("ca_bundle") is not None:
         urls = values.get("url") or "http://localhost:8000"
         urls = [urls] if isinstance(urls, str) else list(urls)
@@ -570,6 +761,38 @@ def _first_problem(exc: BaseException) -> str:
     return f"config: {exc}"
 
 
+def _every_problem(values: Mapping[str, Any], first: str) -> str:
+    """``first``, and every other value that is bad on its own (its type, converter and
+    validators), one line each: all of them can be fixed in one go."""
+    import cattrs
+
+    attrs.resolve_types(ProfileConfig)
+    lines = [first]
+    for field in attrs.fields(ProfileConfig):
+        if field.name not in values or field.name in ("plugin_options", "sweep_values"):
+            continue
+        try:
+            value = converter().structure(values[field.name], field.type)
+            if field.converter is not None:
+                value = field.converter(value)  # type: ignore[call-arg,operator]
+            if field.validator is not None:
+                field.validator(None, field, value)
+        except UsageError as exc:
+            line = str(exc)
+        except cattrs.BaseValidationError as exc:
+            line = _first_problem(exc)
+        except (ValueError, TypeError) as exc:
+            text = cattrs.transform_error(exc, path=f"$.{field.name}")[0].partition(" @ ")[0]
+            line = f"{_flag(field.name)}: {text}"
+        except Exception:  # noqa: BLE001 - a value too odd to check alone: the whole build said what it could
+            continue
+        else:
+            continue
+        if line.partition(":")[0] not in {known.partition(":")[0] for known in lines}:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def _find_usage_error(exc: BaseException) -> UsageError | None:
     if isinstance(exc, UsageError):
         return exc
@@ -580,10 +803,14 @@ def _find_usage_error(exc: BaseException) -> UsageError | None:
     return None
 
 
-def load_config_file(path: Path, plugin_keys: set[str]) -> dict[str, Any]:
+def load_config_file(
+    path: Path, plugin_keys: set[str], tables: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
     """Read a TOML config file whose keys are the flags' names (``-`` or ``_`` both work).
 
-    Plugin flags go to ``plugin_options``; anything else unknown is an error naming the key.
+    Plugin flags go to ``plugin_options``, given anywhere by their flag's name or in the
+    plugin's own table (``[plugins.otel]``; ``tables`` maps each table's keys to the flags'
+    dests); anything else unknown is an error naming the key.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -602,21 +829,51 @@ def load_config_file(path: Path, plugin_keys: set[str]) -> dict[str, Any]:
     fields = config_fields()
     out: dict[str, Any] = {}
     plugin: dict[str, Any] = {}
+    in_tables: dict[str, Any] = {}
+    _plugin_tables(raw, tables or {}, path, in_tables)
     try:
         flat = _flatten(raw)
     except RecursionError:
         raise UsageError(f"--config: {path} is nested too deeply") from None
     for dotted, value in flat:
         name = dotted.rsplit(".", 1)[-1].replace("-", "_")
-        if name in fields and name != "plugin_options":
+        if name in fields and name not in ("plugin_options", "sweep_values"):
             out[name] = value
         elif name in plugin_keys:
             plugin[name] = value
         else:
             raise UsageError(f"--config: unknown key {dotted!r} in {path}")
+    plugin.update(in_tables)
     if plugin:
         out["plugin_options"] = plugin
     return out
+
+
+def _plugin_tables(
+    raw: dict[str, Any], tables: Mapping[str, Mapping[str, str]], path: Path, out: dict[str, Any]
+) -> None:
+    """``[plugins.NAME]`` tables: each plugin's options by their flags' names (taken out of
+    ``raw``; they win over the same option given elsewhere in the file)."""
+    section = raw.get("plugins")
+    if not isinstance(section, dict):
+        return
+    for name, table in list(section.items()):
+        if not isinstance(table, dict):
+            continue  # ``plugins`` as a plain grouping table: its leaves are read as usual
+        keys = tables.get(name.replace("-", "_")) or tables.get(name)
+        if keys is None:
+            known = ", ".join(sorted(tables)) or "none"
+            raise UsageError(
+                f"--config: unknown table [plugins.{name}] in {path} (plugins with options: {known})"
+            )
+        for key, value in table.items():
+            dest = keys.get(key.replace("-", "_"))
+            if dest is None:
+                raise UsageError(f"--config: unknown key 'plugins.{name}.{key}' in {path}")
+            out[dest] = value
+        del section[name]
+    if not section:
+        del raw["plugins"]
 
 
 def _flatten(raw: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

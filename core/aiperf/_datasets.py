@@ -7,7 +7,12 @@ the pool.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
+import mimetypes
+import wave
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -265,6 +270,7 @@ def _output_lengths(seed: int | None, n: int, mean: int | None, stddev: float) -
 
 _PROMPT_KEYS = ("text", "prompt", "messages")
 _LIMIT_KEYS = ("max_tokens", "output_length")
+_MEDIA_KEYS = ("image", "audio")
 
 
 @attrs.frozen(kw_only=True)
@@ -274,6 +280,10 @@ class _Entry:
     counted: tuple[str, ...]
     messages: tuple[dict[str, Any], ...] | None
     max_tokens: int | None
+    images: tuple[str, ...] = ()
+    audio: tuple[tuple[str, str], ...] = ()
+    #: what the images and audio weigh (``input_image_bytes``, ...), as the synthetic ones.
+    values: dict[str, float] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -282,8 +292,10 @@ class InputFileDataset:
 
     Each object has ``text`` or ``prompt`` (a string) or ``messages`` (OpenAI chat messages),
     and optionally ``max_tokens`` or ``output_length`` (a positive integer). Lines without
-    one take their ``max_tokens`` from ``--output-tokens-mean/-stddev`` when given. Other keys
-    are ignored.
+    one take their ``max_tokens`` from ``--output-tokens-mean/-stddev`` when given. With
+    ``text`` or ``prompt``, ``image`` and ``audio`` (a string or a list of strings) name local
+    files (read now, sent as base64) or, for images, http(s) URLs passed through (see
+    :class:`_MediaFiles`). Other keys are ignored.
     """
 
     path: Path | None
@@ -312,23 +324,186 @@ class InputFileDataset:
             raise UsageError(
                 f"--input-file: {self.path} has no prompts; expected one JSON object per line"
             )
-        pieces = [piece for entry in entries for piece in entry.counted]
-        piece_counts = iter(count_many(self.tokenizer, pieces))
-        defaults = _output_lengths(
-            self.seed, len(entries), self.output_tokens_mean, self.output_tokens_stddev
+        return entry_prompts(
+            entries, self.tokenizer, self.seed, self.output_tokens_mean, self.output_tokens_stddev
         )
-        prompts = []
-        for entry, default in zip(entries, defaults):
-            tokens = sum(next(piece_counts) for _ in entry.counted)
-            prompts.append(
-                Prompt(
-                    text=entry.text,
-                    input_tokens=tokens,
-                    max_tokens=entry.max_tokens if entry.max_tokens is not None else default,
-                    messages=entry.messages,
-                )
+
+
+def entry_prompts(
+    entries: Sequence[_Entry],
+    tokenizer: Tokenizer,
+    seed: int | None,
+    output_tokens_mean: int | None,
+    output_tokens_stddev: float,
+) -> list[Prompt]:
+    """Prompts of parsed input-file lines: tokens counted, ``max_tokens`` from the line or
+    drawn from ``--output-tokens-mean/-stddev``."""
+    pieces = [piece for entry in entries for piece in entry.counted]
+    piece_counts = iter(count_many(tokenizer, pieces))
+    defaults = _output_lengths(seed, len(entries), output_tokens_mean, output_tokens_stddev)
+    prompts = []
+    for entry, default in zip(entries, defaults):
+        tokens = sum(next(piece_counts) for _ in entry.counted)
+        prompts.append(
+            Prompt(
+                text=entry.text,
+                input_tokens=tokens,
+                max_tokens=entry.max_tokens if entry.max_tokens is not None else default,
+                messages=entry.messages,
+                images=entry.images,
+                audio=entry.audio,
+                input_values=dict(entry.values),
             )
-        return prompts
+        )
+    return prompts
+
+
+# -- images and audio named in the input file ---------------------------------------------------
+
+#: leading bytes -> media type, for the image formats the chat, Responses and Messages APIs take.
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_AUDIO_SUFFIXES = {".wav": "wav", ".mp3": "mp3"}
+
+
+def image_media_type(data: bytes, name: str) -> str | None:
+    """The image's media type from its first bytes, else from its file name's extension."""
+    for magic, media_type in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed if guessed is not None and guessed.startswith("image/") else None
+
+
+def audio_format(data: bytes, name: str) -> str | None:
+    """``wav`` or ``mp3`` (the chat API's ``input_audio`` formats) from the first bytes, else
+    from the extension."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "mp3"
+    return _AUDIO_SUFFIXES.get(Path(name).suffix.lower())
+
+
+def _wav_seconds(data: bytes) -> float | None:
+    try:
+        with wave.open(io.BytesIO(data)) as clip:
+            rate = clip.getframerate()
+            return clip.getnframes() / rate if rate else None
+    except (wave.Error, EOFError):  # a WAV the module cannot read (compressed, say)
+        return None
+
+
+@attrs.frozen
+class _Media:
+    """One file's (or URL's) part of a payload: the URL or base64 data, and what it weighs."""
+
+    sent: str
+    size: int | None
+    seconds: float | None = None
+    fmt: str = ""
+
+
+@attrs.define
+class _MediaFiles:
+    """Images and audio named in the input file, each file read once.
+
+    A relative path is looked up from the current directory, then from the input file's
+    folder. A local image becomes a ``data:`` URL (media type from its bytes, else its
+    extension); an http(s) image URL or a ``data:`` URL is sent as it is. Audio must be a
+    local WAV or MP3 file: the ``input_audio`` part carries base64 data, never a URL.
+    """
+
+    folder: Path
+    _cache: dict[tuple[str, str], _Media] = attrs.field(factory=dict)
+
+    def entry(self, where: str, obj: dict[str, Any]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], dict[str, float]]:
+        images = [self._get(where, "image", ref) for ref in _strings(where, obj, "image")]
+        clips = [self._get(where, "audio", ref) for ref in _strings(where, obj, "audio")]
+        values: dict[str, float] = {}
+        if images:
+            values["input_image_count"] = float(len(images))
+            known = [m.size for m in images if m.size is not None]
+            if known:
+                values["input_image_bytes"] = float(sum(known))
+        if clips:
+            values["input_audio_bytes"] = float(sum(m.size or 0 for m in clips))
+            if all(m.seconds is not None for m in clips):
+                values["input_audio_seconds"] = sum(m.seconds or 0.0 for m in clips)
+        return tuple(m.sent for m in images), tuple((m.sent, m.fmt) for m in clips), values
+
+    def _get(self, where: str, key: str, ref: str) -> _Media:
+        media = self._cache.get((key, ref))
+        if media is None:
+            media = self._cache[(key, ref)] = self._load(where, key, ref)
+        return media
+
+    def _load(self, where: str, key: str, ref: str) -> _Media:
+        lowered = ref[:8].lower()
+        if lowered.startswith(("http://", "https://")):
+            if key == "audio":
+                raise UsageError(
+                    f'{where} "audio": {ref} is a URL; input_audio carries the clip itself, '
+                    "so give a local WAV or MP3 file"
+                )
+            return _Media(sent=ref, size=None)
+        if lowered.startswith("data:"):
+            return self._data_url(where, key, ref)
+        data, name = self._read(where, key, ref)
+        if key == "image":
+            media_type = image_media_type(data, name)
+            if media_type is None:
+                raise UsageError(f'{where} "image": {ref} is not an image aiperf knows (PNG, JPEG, GIF or WebP)')
+            return _Media(sent=f"data:{media_type};base64,{base64.b64encode(data).decode()}", size=len(data))
+        fmt = audio_format(data, name)
+        if fmt is None:
+            raise UsageError(f'{where} "audio": {ref} is neither WAV nor MP3 (the formats input_audio takes)')
+        seconds = _wav_seconds(data) if fmt == "wav" else None
+        return _Media(sent=base64.b64encode(data).decode(), size=len(data), seconds=seconds, fmt=fmt)
+
+    def _data_url(self, where: str, key: str, ref: str) -> _Media:
+        if key == "audio":
+            raise UsageError(f'{where} "audio": give a local WAV or MP3 file, not a data: URL')
+        head, sep, payload = ref.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise UsageError(f'{where} "image": a data: URL must be base64 (data:image/png;base64,...)')
+        try:
+            size = len(base64.b64decode(payload, validate=True))
+        except (binascii.Error, ValueError):
+            raise UsageError(f'{where} "image": the data: URL\'s base64 is not valid') from None
+        return _Media(sent=ref, size=size)
+
+    def _read(self, where: str, key: str, ref: str) -> tuple[bytes, str]:
+        path = Path(ref).expanduser()
+        candidates = [path] if path.is_absolute() else [path, self.folder / path]
+        for candidate in candidates:
+            if candidate.is_file():
+                try:
+                    return candidate.read_bytes(), candidate.name
+                except OSError as exc:
+                    raise UsageError(f'{where} "{key}": cannot read {candidate}: {exc.strerror or exc}') from None
+            if candidate.is_dir():
+                raise UsageError(f'{where} "{key}": {candidate} is a directory, not a file')
+        looked = " or ".join(str(c) for c in dict.fromkeys(candidates))
+        raise UsageError(f'{where} "{key}": no such file: {looked}')
+
+
+def _strings(where: str, obj: dict[str, Any], key: str) -> list[str]:
+    """A media field: a string or a non-empty list of non-empty strings."""
+    if key not in obj:
+        return []
+    value = obj[key]
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+        shown = "an empty string or array" if value in ("", []) else _json_type(value)
+        raise UsageError(f'{where} "{key}" must be a path or URL, or an array of them, got {shown}')
+    return items
 
 
 def _read_entries(path: Path) -> Iterator[_Entry]:
@@ -340,13 +515,14 @@ def _read_entries(path: Path) -> Iterator[_Entry]:
         raise UsageError(f"--input-file: no such file: {path}") from None
     except OSError as exc:
         raise UsageError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
+    media = _MediaFiles(path.parent)
     with handle:
         try:
             for number, raw in enumerate(handle, start=1):
                 if number == 1:
                     raw = raw.removeprefix(b"\xef\xbb\xbf")
                 if raw.strip():
-                    yield _parse_line(number, raw)
+                    yield _parse_line(number, raw, media)
         except OSError as exc:
             raise UsageError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
 
@@ -370,8 +546,15 @@ def _too_deep(obj: Any, limit: int) -> bool:
     return False
 
 
-def _parse_line(number: int, raw: bytes) -> _Entry:
-    where = f"--input-file: line {number}:"
+def _parse_line(
+    number: int, raw: bytes, media: _MediaFiles | None = None, label: str = "--input-file"
+) -> _Entry:
+    where = f"{label}: line {number}:"
+    return _entry_from(where, decode_line(where, raw), media)
+
+
+def decode_line(where: str, raw: bytes) -> dict[str, Any]:
+    """One JSONL line as a JSON object, or one line naming what is wrong (``where`` first)."""
     try:
         line = raw.decode("utf-8").rstrip()
     except UnicodeDecodeError:
@@ -386,6 +569,10 @@ def _parse_line(number: int, raw: bytes) -> _Entry:
         raise UsageError(f"{where} nested too deeply (more than {MAX_NESTING} levels)")
     if not isinstance(obj, dict):
         raise UsageError(f"{where} expected a JSON object, got {_json_type(obj)}")
+    return obj
+
+
+def _entry_from(where: str, obj: dict[str, Any], media: _MediaFiles | None) -> _Entry:
     present = [key for key in _PROMPT_KEYS if key in obj]
     if not present:
         raise UsageError(f'{where} expected a "text", "prompt" or "messages" field')
@@ -393,7 +580,13 @@ def _parse_line(number: int, raw: bytes) -> _Entry:
         raise UsageError(f"{where} give one of {_quoted(present)}, not several")
     key = present[0]
     max_tokens = _max_tokens(where, obj)
+    given = [k for k in _MEDIA_KEYS if k in obj]
     if key == "messages":
+        if given:
+            raise UsageError(
+                f'{where} {_quoted(given)}: only with "text" or "prompt"; with "messages", '
+                "put images and audio in the messages' content parts"
+            )
         messages, texts = _messages(where, obj["messages"])
         return _Entry(
             text="\n".join(texts),
@@ -406,6 +599,12 @@ def _parse_line(number: int, raw: bytes) -> _Entry:
         raise UsageError(f'{where} "{key}" must be a string, got {_json_type(text)}')
     if not text:
         raise UsageError(f'{where} "{key}" is empty')
+    if given:
+        images, audio, values = (media or _MediaFiles(Path.cwd())).entry(where, obj)
+        return _Entry(
+            text=text, counted=(text,), messages=None, max_tokens=max_tokens,
+            images=images, audio=audio, values=values,
+        )  # fmt: skip
     return _Entry(text=text, counted=(text,), messages=None, max_tokens=max_tokens)
 
 

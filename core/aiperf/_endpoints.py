@@ -13,10 +13,32 @@ if TYPE_CHECKING:
 class ParseError(ValueError):
     """The server sent something that is not the API's shape (an error of type parse_error)."""
 
+    #: the request's error type in the JSONL and the summary.
+    error_type = "parse_error"
+
 
 class ServerErrorBody(ParseError):
     """The server answered with a JSON error object (``{"error": ...}``) instead of an
     answer: an error of type ``server_error_body``."""
+
+    error_type = "server_error_body"
+
+
+class EventOrderError(ParseError):
+    """A stream's events came in an order its API never sends (a delta before the message
+    started, an event after the end): an error of type ``event_order``."""
+
+    error_type = "event_order"
+
+
+#: what a stream parser returns for an event type it does not know: skipped and counted, so
+#: that a newer server's additions cost a note, not the request.
+IGNORED = ResponseData()
+
+
+def bound(endpoint: EndpointType, config: ProfileConfig) -> EndpointType:
+    """The endpoint as this run uses it (a template endpoint reads its file here, once)."""
+    return endpoint.bind(endpoint, config) if endpoint.bind is not None else endpoint
 
 
 def _usage(data: dict[str, Any]) -> Usage | None:
@@ -68,11 +90,26 @@ def _common(config: ProfileConfig, prompt: Prompt) -> dict[str, Any]:
 
 def chat_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:
     payload = _common(config, prompt)
-    messages = list(prompt.messages) if prompt.messages else [{"role": "user", "content": prompt.text}]
+    if prompt.messages:
+        messages = list(prompt.messages)
+    elif prompt.images or prompt.audio:
+        messages = [{"role": "user", "content": _media_parts(prompt)}]
+    else:
+        messages = [{"role": "user", "content": prompt.text}]
     payload = {"model": payload.pop("model"), "messages": messages, **payload}
     payload.update(prompt.extra)
     payload.update(config.extra_inputs)
     return payload
+
+
+def _media_parts(prompt: Prompt) -> list[dict[str, Any]]:
+    """The user turn as text, ``image_url`` and ``input_audio`` parts."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt.text}]
+    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in prompt.images)
+    parts.extend(
+        {"type": "input_audio", "input_audio": {"data": data, "format": fmt}} for data, fmt in prompt.audio
+    )
+    return parts
 
 
 def completions_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:

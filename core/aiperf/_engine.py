@@ -9,23 +9,23 @@ own tasks and threads.
 from __future__ import annotations
 
 import gc
-import json
 import random
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import attrs
 import structlog
 import trio
 
-from aiperf._config import redact_url
+from aiperf import _arrivals, _conversations
+from aiperf._health import LoopMonitor, ProcessHealth, assess
 from aiperf._http import Sender, make_sender, request_url
 from aiperf._live import CLOSE_BUDGET_S, LiveBus
-from aiperf._metrics import METRICS, TokenTally, inter_chunk_gaps
+from aiperf._metrics import TokenTally, inter_chunk_gaps
 from aiperf._redact import scrub_error
 from aiperf._stats import Aggregator
 from aiperf._types import (
@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aiperf._config import ProfileConfig
-    from aiperf._types import LiveSink
+    from aiperf._health import MeasurementHealth
+    from aiperf._types import LiveSink, MetricStats, RunWriter
 
 log = structlog.get_logger()
 
@@ -70,13 +71,17 @@ try:
     from trio._core import wait_all_tasks_blocked as _all_tasks_blocked
 except ImportError:  # pragma: no cover - a trio that moved it: book every millisecond instead
 
-    async def _all_tasks_blocked() -> None:
+    async def _all_tasks_blocked(cushion: float = 0.0) -> None:
         await trio.sleep(0.001)
 
 
-#: finished requests booked per idle moment of the loop: each costs about 0.1 ms of CPU, so
-#: a batch never holds the loop for long when a response arrives meanwhile.
+#: finished requests booked per idle moment of the loop.
 BOOK_BATCH = 16
+#: the longest the loop books without a break: after this much, it serves every socket and
+#: timer that became ready before it books more. A request's bookkeeping costs 0.1 to 0.5 ms
+#: (its tokenizer count, its JSONL line); sixteen of them in one go held the loop for up to
+#: 13 ms on a 2-core machine at concurrency 64, time every other stream's tokens waited.
+BOOK_SLICE_NS = 1_000_000
 #: the longest a finished request waits for an idle loop before it is booked anyway (an
 #: overloaded loop is never idle; its records must still reach the JSONL and the statistics).
 BOOK_WAIT_S = 0.05
@@ -119,9 +124,13 @@ class RemoteLoad(Protocol):
 class _SamplerContext:
     run: RunContext
     bus: LiveBus
+    phases: dict[Phase, trio.Event]
 
     def publish(self, event: LiveEvent) -> None:
         self.bus.publish(event)
+
+    async def phase_started(self, phase: Phase) -> None:
+        await self.phases[phase].wait()
 
 
 @attrs.define
@@ -153,11 +162,15 @@ class _PhaseLoad:
         engine.next_index += engine.index_stride
         return index
 
-    async def execute(self, index: int, intended_ns: int | None = None) -> None:
-        await self.engine.execute(index, self.phase, intended_ns)
+    async def execute(self, index: int, intended_ns: int | None = None, sent: trio.Event | None = None) -> None:
+        await self.engine.execute(index, self.phase, intended_ns, sent)
 
     def to_perf_ns(self, trio_time: float) -> int:
         return self._perf_anchor + int((trio_time - self._trio_anchor) * 1e9)
+
+    def prompt(self, index: int) -> Prompt:
+        prompts = self.engine.prompts
+        return prompts[index % len(prompts)]
 
 
 @attrs.define
@@ -171,7 +184,10 @@ class Engine:
     processors: Sequence[RecordProcessor]
     sinks: Sequence[LiveSink] = ()
     samplers: Sequence[Sampler] = ()
-    jsonl: IO[str] | None = None
+    #: the files written as requests are booked (``aiperf_run_writers``: the JSONL).
+    writers: Sequence[RunWriter] = ()
+    #: the terminal the progress line is drawn on, or None: the line that says what the end
+    #: of the run waits for is then rewritten in place there.
     progress_stream: IO[str] | None = None
     #: in a worker process: hand finished requests to the coordinator instead of keeping them
     #: (metrics None: cancelled, to be written to the JSONL but never counted).
@@ -183,6 +199,10 @@ class Engine:
     #: signals that stop the run (a worker process listens to SIGTERM only: its coordinator
     #: decides, so a terminal's Ctrl-C reaching the whole group counts once).
     stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    #: the sessions of a conversation run (``--conversation-num``, a multi_turn file), or None.
+    conversations: _conversations.ConversationSet | None = None
+    #: this process's next session number (offset, offset + stride, ... as request indices).
+    next_session: int = 0
 
     aggregator: Aggregator = attrs.field(init=False)
     tokens: TokenTally = attrs.field(factory=TokenTally)
@@ -192,8 +212,10 @@ class Engine:
     sender: Sender | None = None
     #: one sender per ``--url``, each with its own pool: request ``i`` uses ``senders[i % n]``.
     senders: list[Sender] = attrs.field(factory=list)
-    #: each URL as it is recorded in the JSONL (no userinfo, no query values).
-    shown_urls: list[str] = attrs.field(init=False)
+    #: the run writers' ``write`` methods, called for every request booked here.
+    _record_writes: tuple[Callable[[RequestRecord, RequestMetrics | None], None], ...] = attrs.field(
+        init=False
+    )
     next_index: int = 0
     stopping: bool = False
     sent: int = 0
@@ -214,15 +236,33 @@ class Engine:
     _unbooked: list[RequestRecord] = attrs.field(factory=list, init=False)
     #: set when a request finished while the bookkeeper waits; None while none runs.
     _books_due: trio.Event | None = attrs.field(default=None, init=False)
+    #: set as each phase starts, for samplers that mark it (``SamplerContext.phase_started``).
+    _phase_events: dict[Phase, trio.Event] = attrs.field(init=False)
+    #: which requests the client closes early (``--request-cancellation-rate``), or None.
+    cancellation: _arrivals.Cancellation | None = attrs.field(init=False)
+    #: measured-phase requests closed by the client on purpose (not errors, not counted).
+    client_cancelled: int = 0
+    #: the measured phase's metrics by turn index (conversations).
+    turn_stats: _conversations.TurnStats = attrs.field(factory=_conversations.TurnStats)
+    #: this process's event-loop lag and CPU, when the load runs here (see ``_health.py``).
+    monitor: LoopMonitor | None = attrs.field(default=None, init=False)
+    #: what each load process measured about itself: this one's, or each worker's.
+    process_health: list[ProcessHealth] = attrs.field(factory=list, init=False)
+    #: in the coordinator: the largest loop lag the workers reported since the last Progress.
+    _remote_lag_ms: float | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.aggregator = Aggregator(goodput=dict(self.config.goodput))
+        self.aggregator = Aggregator(goodput=dict(self.config.goodput), specs=self.run.metrics)
+        self.cancellation = _arrivals.cancellation(self.config)
         self.bus = LiveBus.for_sinks(list(self.sinks))
-        self.shown_urls = [redact_url(url) for url in request_urls(self.config, self.endpoint)]
+        self._phase_events = {phase: trio.Event() for phase in Phase}
+        self._record_writes = tuple(w.write for w in self.writers if hasattr(w, "write"))
 
     # -- the request path ------------------------------------------------------------------
 
-    async def execute(self, index: int, phase: Phase, intended_ns: int | None) -> None:
+    async def execute(
+        self, index: int, phase: Phase, intended_ns: int | None, sent: trio.Event | None = None
+    ) -> None:
         prompt = self.prompts[index % len(self.prompts)]
         record = RequestRecord(
             index=index,
@@ -230,14 +270,32 @@ class Engine:
             intended_ns=intended_ns,
             input_tokens=prompt.input_tokens,
             max_tokens=prompt.max_tokens,
+            values=prompt.input_values or None,
         )
         assert self.senders, "run_benchmark builds the senders before any request"
         sender = self.senders[index % len(self.senders)]
+        await self.send_record(record, sender, self.bodies[index % len(self.bodies)], sent=sent)
+
+    async def send_record(
+        self,
+        record: RequestRecord,
+        sender: Sender,
+        body: bytes,
+        extra_head: bytes = b"",
+        sent: trio.Event | None = None,
+    ) -> str | None:
+        """Send one request and hand it to the bookkeeping; returns the answer's text, or None
+        when there is none (it failed, or the client cancelled it)."""
+        index = record.index
+        cancel_after = self.cancellation.delay_for(index) if self.cancellation is not None else None
         self.sent += 1
         self.in_flight += 1
         self.pending[index] = record
         try:
-            await sender.send(record, self.bodies[index % len(self.bodies)])
+            if sent is None:
+                await sender.send(record, body, extra_head, cancel_after)
+            else:
+                await sender.send(record, body, extra_head, cancel_after, sent)
         except trio.Cancelled:
             # Stopped by Ctrl-C or by the end of the grace period: keep what we saw, but a
             # request cut short by us says nothing about the server, so it is not counted.
@@ -254,6 +312,17 @@ class Engine:
             raise
         finally:
             self.in_flight -= 1
+        if record.client_cancelled:
+            # Closed on purpose: its line is written and it is counted apart, never measured.
+            if self.pending.get(index) is record:
+                del self.pending[index]
+            if self.forward is None:
+                self.write_unfinished(record)
+            else:
+                self.forward(record, None)
+            return None
+        # Taken before the bookkeeping, which may strip the texts (a worker ships no text).
+        reply = record.output_text if record.ok else None
         # The next request of this slot leaves now; the bookkeeping of this one (metrics with
         # the tokenizer, the JSONL line, aggregation, the live bus) waits for an idle loop.
         # Done here, it sat between a response's last byte and the next request on the wire
@@ -264,6 +333,7 @@ class Engine:
             self.book()
         else:
             self._books_due.set()
+        return reply
 
     def book(self, limit: int | None = None) -> None:
         """Do the bookkeeping of finished requests, oldest first (all, or ``limit``)."""
@@ -295,9 +365,23 @@ class Engine:
                 with trio.move_on_after(BOOK_WAIT_S):
                     await _wait_idle()
                     idle = True
-                self.book(BOOK_BATCH if idle else None)
+                await self._book_in_slices(BOOK_BATCH if idle else len(self._unbooked))
         finally:
             self._books_due = None
+
+    async def _book_in_slices(self, count: int) -> None:
+        """Book ``count`` requests, yielding to the loop after each :data:`BOOK_SLICE_NS`."""
+        clock = time.perf_counter_ns
+        while count > 0 and self._unbooked:
+            until = clock() + BOOK_SLICE_NS
+            while count > 0 and self._unbooked:
+                self.book(1)
+                count -= 1
+                if clock() >= until:
+                    break
+            # A checkpoint puts this task at the back of the run queue; the loop polls its
+            # sockets before it runs again, so a token that arrived meanwhile is read now.
+            await trio.lowlevel.checkpoint()
 
     def _finish(self, record: RequestRecord) -> None:
         metrics = self._measure(record)
@@ -350,63 +434,36 @@ class Engine:
         self.retries += record.retries
         lag = record.start_ns - record.intended_ns if record.intended_ns is not None else None
         self.aggregator.add(metrics, lag)
+        if record.turn is not None:
+            self.turn_stats.add(record.turn, metrics, record.session_id)
         if record.ok and record.phase is Phase.PROFILE:
             self.tokens.add(record, metrics.values)
         elif record.error is not None and _out_of_fds(record.error.message):
             self.out_of_fds += 1
-        self._write_jsonl(record, metrics)
+        for write in self._record_writes:  # the JSONL line
+            try:
+                write(record, metrics)
+            except Exception as exc:  # noqa: BLE001 - a plugin's writer must never stop the run
+                self._writer_failed(write, exc)
         self.bus.publish(RequestDone(metrics=metrics, record=record))
 
     def write_unfinished(self, record: RequestRecord) -> None:
         """The JSONL line of a request that did not finish (cancelled, or lost with a worker
-        process): written, so that every request sent has its line, and never counted."""
-        self._write_jsonl(record, None)
+        process, or closed on purpose by the client): written, so that every request sent has
+        its line, and never in the statistics."""
+        if record.client_cancelled and record.phase is Phase.PROFILE:
+            self.client_cancelled += 1
+        for write in self._record_writes:
+            try:
+                write(record, None)
+            except Exception as exc:  # noqa: BLE001
+                self._writer_failed(write, exc)
 
-    def _write_jsonl(self, record: RequestRecord, metrics: RequestMetrics | None) -> None:
-        if self.jsonl is None:
-            return
-        run = self.run
-        shown: dict[str, Any] = {}
-        if metrics is not None:
-            for tag, value in metrics.values.items():
-                spec = METRICS.get(tag)
-                shown[tag] = round(value * spec.scale, 6) if spec else value
-            if metrics.inter_chunk_latency_ns:
-                shown["inter_chunk_latency"] = [
-                    round(gap / 1e6, 6) for gap in metrics.inter_chunk_latency_ns
-                ]
-        if not record.ok and record.chunk_ns and record.start_ns:
-            # A failed request keeps the timing it had before it failed; the statistics
-            # never include it.
-            shown.setdefault("time_to_first_token", round((record.chunk_ns[0] - record.start_ns) / 1e6, 6))
-            gaps = [b - a for a, b in zip(record.chunk_ns, record.chunk_ns[1:])]
-            if gaps:
-                shown.setdefault("inter_chunk_latency", [round(gap / 1e6, 6) for gap in gaps])
-        end = record.chunk_ns[-1] if record.chunk_ns else record.end_ns
-        line = {
-            "request_index": record.index,
-            "phase": record.phase.value,
-            "worker": record.worker,
-            "url": self.shown_urls[record.index % len(self.shown_urls)],
-            "start_time_ns": run.to_wall_ns(record.start_ns) if record.start_ns else None,
-            "end_time_ns": run.to_wall_ns(end) if end else None,
-            "intended_start_time_ns": (
-                run.to_wall_ns(record.intended_ns) if record.intended_ns is not None else None
-            ),
-            "send_lag_ms": (
-                round((record.start_ns - record.intended_ns) / 1e6, 6)
-                if record.intended_ns is not None and record.start_ns
-                else None
-            ),
-            "status_code": record.status_code,
-            "error": (
-                {"type": record.error.type, "message": record.error.message} if record.error else None
-            ),
-            "response_model": record.response_model,
-            **_token_fields(record),
-            "metrics": shown,
-        }
-        self.jsonl.write(json.dumps(line, separators=(",", ":")) + "\n")
+    def _writer_failed(self, write: Callable[[RequestRecord, RequestMetrics | None], None], exc: Exception) -> None:
+        """A run writer raised: said once, and it gets no more requests."""
+        self._record_writes = tuple(w for w in self._record_writes if w != write)
+        writer = getattr(write, "__self__", write)
+        log.warning("run_writer_failed", writer=getattr(writer, "name", repr(writer)), error=f"{type(exc).__name__}: {exc}")
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -429,6 +486,9 @@ class Engine:
                             background.start_soon(self._run_sampler, sampler)
                         background.start_soon(self._report_progress)
                         background.start_soon(self.book_when_idle)
+                        if self.remote is None:
+                            self.monitor = LoopMonitor()
+                            background.start_soon(self.monitor.run)
                         with quiet_collector():
                             try:
                                 await self._run_phases()
@@ -439,8 +499,11 @@ class Engine:
                                 self.book()
                         background.cancel_scope.cancel()
                     # The once-a-second samples miss the end: sinks get the final counts.
-                    self._publish_progress()
+                    self._publish_progress(final=True)
                     self.bus.end_streams()
+                    if any(not getattr(o.sink, "in_process", False) for o in self.bus.outlets):
+                        # Sinks still sending after a second: a line says what the end waits for.
+                        outer.start_soon(self._report_flush)
                     # Sinks drain what is queued; one stuck in a blocking call is abandoned.
                     sinks.cancel_scope.deadline = trio.current_time() + CLOSE_BUDGET_S
                 if self.failure is not None:
@@ -456,7 +519,6 @@ class Engine:
         finally:
             for sender in self.senders:
                 sender.close()
-        self._clear_progress()
         return self._result(status)
 
     async def _run_phases(self) -> None:
@@ -466,14 +528,25 @@ class Engine:
         config = self.config
         # Each worker process draws its own arrivals: same seed, different stream.
         rng = random.Random(f"{config.random_seed}:{self.next_index}")
+        count = config.effective_request_count
+        if self.conversations is not None:
+            count = config.request_count  # sessions bound the phase; a count is a cap on turns
         with trio.CancelScope() as scope:
             self._load_scope = scope
             if config.warmup_request_count:
                 await self._run_phase(Phase.WARMUP, config.warmup_request_count, None, rng)
             self.run.profile_start_ns = time.perf_counter_ns()
-            await self._run_phase(
-                Phase.PROFILE, config.effective_request_count, config.benchmark_duration, rng
-            )
+            monitor = self.monitor
+            if monitor is not None:
+                monitor.begin()
+            try:
+                await self._run_phase(Phase.PROFILE, count, config.benchmark_duration, rng)
+            finally:
+                if monitor is not None:
+                    monitor.end()
+                    figures = monitor.figures()
+                    if figures is not None:
+                        self.process_health.append(figures)
         self.run.profile_end_ns = time.perf_counter_ns()
 
     async def _run_phase(
@@ -482,7 +555,7 @@ class Engine:
         config = self.config
         self.run.phase = phase
         self._phase_started = trio.current_time()
-        self.bus.publish(PhaseChanged(phase=phase, perf_ns=time.perf_counter_ns()))
+        self.announce_phase(phase, time.perf_counter_ns())
         deadline = self._phase_started + duration if duration else None
         load = _PhaseLoad(
             engine=self,
@@ -498,11 +571,21 @@ class Engine:
                 # In-flight requests get the grace period to finish once sending stops;
                 # whatever is still running then is cancelled and reported, not counted.
                 scope.deadline = deadline + config.benchmark_grace_period
-            await self.strategy.drive(load)
+            if self.conversations is not None:
+                # The strategy hands out sessions; each runs its turns one after another.
+                await self.strategy.drive(self.conversations.load(self, load))
+            else:
+                await self.strategy.drive(load)
+
+    def announce_phase(self, phase: Phase, perf_ns: int) -> None:
+        """Tell sinks and samplers that ``phase`` started; never waits (a sampler that takes a
+        reading at the start does so in its own task, off the request path)."""
+        self.bus.publish(PhaseChanged(phase=phase, perf_ns=perf_ns))
+        self._phase_events[phase].set()
 
     async def _run_sampler(self, sampler: Sampler) -> None:
         try:
-            await sampler.run(_SamplerContext(self.run, self.bus))
+            await sampler.run(_SamplerContext(self.run, self.bus, self._phase_events))
         except Exception as exc:  # noqa: BLE001 - a sampler must never stop the benchmark
             log.warning("sampler_failed", sampler=sampler.name, error=f"{type(exc).__name__}: {exc}")
 
@@ -518,8 +601,10 @@ class Engine:
 
                     # os._exit skips every buffer: keep the lines of requests already finished.
                     self.book()
-                    if self.jsonl is not None:
-                        self.jsonl.flush()
+                    for writer in self.writers:
+                        flush = getattr(writer, "flush", None)
+                        if flush is not None:
+                            flush()
                     os._exit(128 + signum)
                 self.run.cancelled = True
                 self.run.state["signal"] = signum
@@ -535,14 +620,31 @@ class Engine:
                 elif self._load_scope is not None:
                     self._load_scope.cancel()
 
+    async def _report_flush(self) -> None:
+        stream = self.progress_stream
+        if stream is None:
+            await self.bus.report_flush(_say, rewrite=False)
+            return
+
+        def write(text: str) -> None:
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+        await self.bus.report_flush(write, rewrite=True)
+
     async def _report_progress(self) -> None:
         self._progress_started = trio.current_time()
         while True:
             await trio.sleep(1.0)
-            self._show_progress(self._publish_progress())
+            self._publish_progress()
 
-    def _publish_progress(self) -> float:
+    def _publish_progress(self, final: bool = False) -> None:
+        """The run's counters, for live sinks (the progress line is one, see builtin/progress.py)."""
         elapsed = trio.current_time() - (self._progress_started or trio.current_time())
+        total = self.config.effective_request_count if self.conversations is None else None
         self.bus.publish(
             Progress(
                 phase=self.run.phase,
@@ -551,23 +653,25 @@ class Engine:
                 failed=self.failed,
                 in_flight=self.in_flight,
                 elapsed_s=elapsed,
+                # A worker's lag goes to its coordinator with its batches (``take_loop_lag``).
+                loop_lag_ms=self.take_loop_lag() if self.forward is None else None,
+                ok_rate=self.profile_rate(),
+                total=total + self.config.warmup_request_count if total else None,
+                final=final,
             )
         )
-        return elapsed
 
-    def _show_progress(self, elapsed: float) -> None:
-        stream = self.progress_stream
-        if stream is None:
-            return
-        total = self.config.effective_request_count
-        done = self.completed + self.failed
-        target = f"/{total + self.config.warmup_request_count}" if total else ""
-        rate = self.profile_rate()
-        stream.write(
-            f"\r[{self.run.phase.value}] {done}{target} requests  {rate:7.1f} req/s  "
-            f"{self.failed} errors  {self.in_flight} in flight  {elapsed:6.1f} s "
-        )
-        stream.flush()
+    def take_loop_lag(self) -> float | None:
+        """The largest event-loop lag of the load processes since the last call (ms)."""
+        if self.remote is not None:
+            lag, self._remote_lag_ms = self._remote_lag_ms, None
+            return lag
+        return self.monitor.take_recent_ms() if self.monitor is not None else None
+
+    def note_loop_lag(self, lag_ms: float | None) -> None:
+        """A worker's largest loop lag since its last message (the coordinator's side)."""
+        if lag_ms is not None and (self._remote_lag_ms is None or lag_ms > self._remote_lag_ms):
+            self._remote_lag_ms = lag_ms
 
     def profile_rate(self, now_ns: int | None = None) -> float:
         """Successful requests per second of the measured phase so far.
@@ -582,11 +686,6 @@ class Engine:
             return 0.0
         seconds = ((now_ns or time.perf_counter_ns()) - start) / 1e9
         return self.aggregator.ok / seconds if seconds > 0 else 0.0
-
-    def _clear_progress(self) -> None:
-        if self.progress_stream is not None:
-            self.progress_stream.write("\r\033[K")
-            self.progress_stream.flush()
 
     def _result(self, status: RunStatus) -> RunResult:
         agg = self.aggregator
@@ -603,22 +702,44 @@ class Engine:
                 f"{self.cancelled_in_flight} requests were still in flight when the grace "
                 f"period ended; they were cancelled and are not counted"
             )
+        metrics = agg.request_metrics()
+        send_lag = agg.send_lag()
         return RunResult(
             status=status,
             was_cancelled=self.run.cancelled,
-            metrics=agg.request_metrics(),
+            metrics=metrics,
             run_metrics=agg.run_metrics(),
             errors=agg.error_summary(),
             start_wall_ns=self.run.to_wall_ns(agg.first_start_ns) if agg.first_start_ns else None,
             end_wall_ns=self.run.to_wall_ns(agg.last_end_ns) if agg.last_end_ns else None,
-            send_lag=agg.send_lag(),
+            send_lag=send_lag,
+            health=self._health(metrics, send_lag),
             notes=tuple(notes),
             partial_reason=self.failure,
             sections=(
                 # Requests sent a second time on a fresh connection because the first try
                 # provably never reached the server (see docs/reliability.md).
                 ReportSection(name="connections", title="Connections", data={"retries": self.retries}),
+                *_conversations.sections(self),
             ),
+        )
+
+
+    def _health(
+        self, metrics: dict[str, MetricStats], send_lag: MetricStats | None
+    ) -> MeasurementHealth | None:
+        if not self.process_health:
+            return None
+
+        def p50(tag: str) -> float | None:
+            stats = metrics.get(tag)
+            return stats.percentiles.get("p50") if stats is not None else None
+
+        return assess(
+            sorted(self.process_health, key=lambda p: -1 if p.worker is None else p.worker),
+            ttft_p50_ms=p50("time_to_first_token"),
+            itl_p50_ms=p50("inter_token_latency"),
+            send_lag_p99_ms=send_lag.percentiles.get("p99") if send_lag is not None else None,
         )
 
 
@@ -648,33 +769,6 @@ async def check_servers(urls: Sequence[str], wait_s: float, ca_bundle: Path | No
     """:func:`check_server` for every ``--url``, one after the other."""
     for url in urls:
         await check_server(url, wait_s, ca_bundle)
-
-
-def _token_fields(record: RequestRecord) -> dict[str, Any]:
-    """The server's ``usage`` (checked) and the tokenizer's counts, side by side."""
-    counts = record.token_counts
-    if counts is None:
-        return {"token_source": None, "usage": None, "usage_ignored": None, "client_tokens": None}
-    server = counts.server
-    usage = None
-    if server is not None:
-        usage = {
-            k: v for k, v in (
-                ("prompt_tokens", server.prompt_tokens),
-                ("completion_tokens", server.completion_tokens),
-                ("reasoning_tokens", server.reasoning_tokens),
-            ) if v is not None
-        }
-    return {
-        "token_source": counts.source,
-        "usage": usage,
-        "usage_ignored": counts.usage_ignored,
-        "client_tokens": {
-            "input": counts.client_input,
-            "output": counts.client_output,
-            "reasoning": counts.client_reasoning,
-        },
-    }
 
 
 def _say(line: str) -> None:

@@ -1,23 +1,21 @@
-"""Built-in post-run exporters: the JSON summary, the CSV tables, metadata, the console table.
+"""What the files of a run hold, and how they are written.
 
-``profile_export.jsonl`` is written line by line during the run and ``inputs.json`` before it
-(see the engine); these run once the run is over.
+The names of the core's files, what the JSON summary, ``metadata.json`` and the console table
+hold, and the writing itself (atomic, with one clear line when the disk is full). The built-in
+plugin (``aiperf.builtin``) decides which of them a run writes, and when.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
 import os
 import platform
 import socket
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 
@@ -108,82 +106,19 @@ def _overwrite_in_place(path: Path, data: bytes) -> bool:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write atomically: a reader (or a crash) never sees half a file."""
-    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    """Write atomically: a reader (or a crash) never sees half a file.
 
-
-class JsonlWriter:
-    """``profile_export.jsonl``, written as requests finish.
-
-    Each line goes to the file with one ``write`` on an unbuffered descriptor: a SIGKILL (the
-    OOM killer, a CI timeout) loses only the requests not finished yet, never lines held in a
-    buffer. It costs about 1 microsecond more per line than block buffering (2 us against 1 us
-    per 300-byte line, measured), a fraction of the time spent building the line.
-
-    A write that fails (disk full, quota, I/O error) never stops the run: the file is cut back
-    to its last whole line, the failure is said once on stderr (``on_error``), the lines that
-    follow are counted as lost, and everything else (the summary, the console table) goes on
-    from the statistics held in memory.
+    On a full disk the file may only be rewritten inside the blocks it already owns (see
+    :func:`write_text_atomic`); when the indented text has outgrown them (``metadata.json``
+    listing the files that failed), the same data is tried once more without indentation,
+    about a third smaller, so the final status is still recorded.
     """
-
-    def __init__(self, path: Path, on_error: Any = None) -> None:
-        self.path = path
-        try:
-            self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        except OSError as exc:
-            raise ArtifactWriteError(path, exc) from None
-        #: bytes of whole lines in the file.
-        self.size = 0
-        self.lines = 0
-        self.lost = 0
-        self.error: ArtifactWriteError | None = None
-        self._on_error = on_error
-
-    def write(self, text: str) -> int:
-        if self.fd is None:
-            self.lost += 1
-            return 0
-        data = text.encode("utf-8")
-        try:
-            written = os.write(self.fd, data)
-            while written < len(data):  # a short write: the next one says why (ENOSPC)
-                written += os.write(self.fd, data[written:])
-        except OSError as exc:
-            self._fail(exc)
-            self.lost += 1
-            return 0
-        self.size += len(data)
-        self.lines += 1
-        return len(text)
-
-    def _fail(self, exc: OSError) -> None:
-        fd, self.fd = self.fd, None
-        assert fd is not None
-        try:
-            os.ftruncate(fd, self.size)  # drop the part of a line that made it
-        except OSError:
-            pass
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-        self.error = ArtifactWriteError(self.path, exc)
-        if self._on_error is not None:
-            self._on_error(self.error)
-
-    def flush(self) -> None:
-        """Nothing is held back: every line is written when it is given."""
-
-    def close(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    try:
+        return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    except ArtifactWriteError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return write_text_atomic(path, json.dumps(data, separators=(",", ":"), default=str) + "\n")
 
 
 def summary(run: RunContext, result: RunResult) -> dict[str, Any]:
@@ -212,6 +147,7 @@ def summary(run: RunContext, result: RunResult) -> dict[str, Any]:
         },
         "errors": [attrs.asdict(e) for e in result.errors],
         "client": {"send_lag": result.send_lag.as_dict() if result.send_lag else None},
+        "measurement_health": result.health.as_dict() if result.health else None,
         "input_config": run.redacted_config(),
         "notes": list(result.notes),
         "artifact_errors": list(run.state.get("artifact_errors", [])),
@@ -221,54 +157,10 @@ def summary(run: RunContext, result: RunResult) -> dict[str, Any]:
     return data
 
 
-@attrs.define
-class JsonExporter:
-    name: str = "json"
-    order: int = 10
-
-    def export(self, run: RunContext, result: RunResult) -> Sequence[Path]:
-        return [write_json(run.run_dir / JSON_FILE, summary(run, result))]
-
-
 def _fmt(value: float | None) -> str:
     if value is None:
         return ""
     return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.1f}"
-
-
-@attrs.define
-class CsvExporter:
-    name: str = "csv"
-    order: int = 11
-
-    def export(self, run: RunContext, result: RunResult) -> Sequence[Path]:
-        path = run.run_dir / CSV_FILE
-        fh = io.StringIO()
-        out = csv.writer(fh)
-        out.writerow(["Metric", "Unit", *STAT_COLUMNS, "count"])
-        for stats in result.metrics.values():
-            d = stats.as_dict()
-            out.writerow([stats.header, stats.unit, *(_fmt(d.get(c)) for c in STAT_COLUMNS), stats.count])
-        out.writerow([])
-        out.writerow(["Metric", "Unit", "Value"])
-        for stats in result.run_metrics.values():
-            out.writerow([stats.header, stats.unit, _fmt(stats.avg)])
-        for section in result.sections:
-            if not section.rows:
-                continue
-            out.writerow([])
-            columns = list(section.rows[0].keys())
-            out.writerow([section.title])
-            out.writerow(columns)
-            for row in section.rows:
-                out.writerow([row.get(c, "") for c in columns])
-        if result.errors:
-            out.writerow([])
-            out.writerow(["Error Type", "Count", "First Message"])
-            for error in result.errors:
-                out.writerow([error.type, error.count, error.first_message])
-        write_text_atomic(path, fh.getvalue())
-        return [path]
 
 
 def platform_name() -> str:
@@ -307,30 +199,6 @@ def metadata(run: RunContext, *, result: RunResult | None) -> dict[str, Any]:
     }
 
 
-@attrs.define
-class MetadataExporter:
-    name: str = "metadata"
-    order: int = 12
-
-    def export(self, run: RunContext, result: RunResult) -> Sequence[Path]:
-        data = metadata(run, result=result)
-        return [write_json(run.run_dir / METADATA_FILE, data)]
-
-
-@attrs.define
-class ConsoleExporter:
-    """The results table people read first: every metric with avg, min, max, p50, p90, p99."""
-
-    stream: IO[str] = attrs.field(factory=lambda: sys.stdout)
-    name: str = "console"
-    order: int = 90
-
-    def export(self, run: RunContext, result: RunResult) -> Sequence[Path]:
-        self.stream.write(render_table(run, result))
-        self.stream.flush()
-        return []
-
-
 def render_table(run: RunContext, result: RunResult) -> str:
     config = run.config
     title = f"aiperf {run.version}  {config.model}  {config.endpoint_type}  {run.load_setting}"
@@ -360,6 +228,8 @@ def render_table(run: RunContext, result: RunResult) -> str:
             f"Send lag (client health, ms): p50 {_fmt(lag.get('p50'))}  p99 {_fmt(lag.get('p99'))}  "
             f"max {_fmt(lag.get('max'))}"
         )
+    if result.health is not None:
+        lines.append(result.health.line)
     for section in result.sections:
         if section.console and section.rows:
             columns = list(section.rows[0].keys())

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
 import trio
 
-from aiperf._endpoints import ParseError, ServerErrorBody
+from aiperf._endpoints import IGNORED, ParseError, ServerErrorBody
 from aiperf._sse import SSEParser
 from aiperf._transport import (
     BodyReader,
@@ -32,7 +33,7 @@ from aiperf._transport import (
     never_reached,
     read_head,
 )
-from aiperf._types import EndpointType, ErrorInfo, RequestRecord, UsageError
+from aiperf._types import EndpointType, ErrorInfo, RequestRecord, ResponseData, UsageError
 
 if TYPE_CHECKING:
     from aiperf._config import ProfileConfig
@@ -43,6 +44,10 @@ DONE = "[DONE]"
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: how much of an error body a message quotes.
 _QUOTE = 300
+#: the error type a request closed on purpose by the client carries in the JSONL.
+CLIENT_CANCELLED = "request_cancelled"
+#: how every request head ends (its length follows).
+_LENGTH = b"Content-Length: "
 
 
 def _reject_constant(name: str) -> float:
@@ -64,18 +69,13 @@ def network_error_message(exc: BaseException) -> str:
     """What the operating system said, not only the wrapper's name: a reset reads
     ``ReadError`` / ``BrokenResourceError`` up the chain and ``Connection reset by peer`` at
     its root."""
+    from aiperf.urls import os_reason
+
     message = str(exc) or type(exc).__name__
-    cause: BaseException | None = exc
-    for _ in range(10):
-        if cause is None:
-            break
-        if isinstance(cause, OSError) and cause.strerror:
-            if cause.strerror not in message:
-                weak = message in (type(exc).__name__, "BrokenResourceError", "ClosedResourceError")
-                message = cause.strerror if weak else f"{message}: {cause.strerror}"
-            break
-        group = cause.exceptions if isinstance(cause, BaseExceptionGroup) else ()
-        cause = group[0] if group else (cause.__cause__ or cause.__context__)
+    reason = os_reason(exc)
+    if reason and reason not in message:
+        weak = message in (type(exc).__name__, "BrokenResourceError", "ClosedResourceError")
+        message = reason if weak else f"{message}: {reason}"
     return message
 
 
@@ -83,13 +83,15 @@ def request_url(config: ProfileConfig, endpoint: EndpointType) -> str:
     """Where requests go: ``--url`` plus ``--endpoint`` (or the type's default path), then
     the URL's query string (``http://h/v1?api-version=2`` -> ``.../v1/chat/completions?api-version=2``)."""
     base, _, query = config.url.partition("?")
-    return _with_path(base.rstrip("/"), config.endpoint, endpoint) + (f"?{query}" if query else "")
+    path = endpoint.default_path
+    if config.streaming and endpoint.streaming_path:
+        path = endpoint.streaming_path
+    return _with_path(base.rstrip("/"), config.endpoint, path) + (f"?{query}" if query else "")
 
 
-def _with_path(base: str, explicit: str | None, endpoint: EndpointType) -> str:
+def _with_path(base: str, explicit: str | None, path: str) -> str:
     if explicit:
         return base + explicit
-    path = endpoint.default_path
     if base.endswith(path):
         return base
     if base.endswith("/v1") and path.startswith("/v1/"):
@@ -97,11 +99,14 @@ def _with_path(base: str, explicit: str | None, endpoint: EndpointType) -> str:
     return base + path
 
 
-def request_headers(config: ProfileConfig) -> dict[str, str]:
+def request_headers(config: ProfileConfig, endpoint: EndpointType | None = None) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
     if config.streaming:
         headers["Accept"] = "text/event-stream"
-    if config.api_key:
+    if endpoint is not None and endpoint.headers is not None:
+        # The API's own way to carry the key (the Messages API's x-api-key), not Bearer.
+        headers.update(endpoint.headers(config))
+    elif config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
     headers.update(dict(config.headers))
     return headers
@@ -169,7 +174,7 @@ def make_pool(config: ProfileConfig) -> Pool:
 def make_sender(config: ProfileConfig, endpoint: EndpointType) -> Sender:
     return Sender(
         pool=make_pool(config),
-        head=request_head(request_url(config, endpoint), request_headers(config)),
+        head=request_head(request_url(config, endpoint), request_headers(config, endpoint)),
         endpoint=endpoint,
         streaming=config.streaming,
         timeout_s=config.request_timeout_seconds,
@@ -192,8 +197,22 @@ class Sender:
     def close(self) -> None:
         self.pool.close()
 
-    async def send(self, record: RequestRecord, body: bytes) -> None:
+    async def send(
+        self,
+        record: RequestRecord,
+        body: bytes,
+        extra_head: bytes = b"",
+        cancel_after: float | None = None,
+        sent: trio.Event | None = None,
+    ) -> None:
         """Send ``body`` and fill ``record``; every failure becomes ``record.error``.
+
+        ``extra_head`` is header lines (each ending in CRLF) for this request alone (a
+        session's id). With ``cancel_after``, the connection is closed that many seconds after
+        the request was fully sent unless the response is complete by then: the record is
+        marked ``client_cancelled``. ``sent`` (optional) is set once the request's bytes are
+        with the kernel, or once it failed before that: a schedule uses it to keep requests in
+        order on the wire.
 
         Cancellation (Ctrl-C, the end of the grace period) is never caught here: it passes
         through every read, closes the connection and reaches the caller.
@@ -201,7 +220,19 @@ class Sender:
         record.start_ns = _now()
         try:
             with trio.fail_after(self.timeout_s):
-                await self._exchange(record, body)
+                if cancel_after is None:
+                    await self._exchange(record, body, extra_head, sent=sent)
+                else:
+                    with trio.CancelScope() as abort:
+                        await self._exchange(record, body, extra_head, abort, cancel_after, sent)
+                    if abort.cancelled_caught:
+                        record.end_ns = _now()
+                        record.client_cancelled = True
+                        record.error = ErrorInfo(
+                            type=CLIENT_CANCELLED,
+                            message=f"closed by the client {cancel_after:g} s after the request was "
+                            "sent (--request-cancellation-rate)",
+                        )
         except trio.TooSlowError:
             record.end_ns = _now()
             record.error = ErrorInfo(
@@ -216,17 +247,35 @@ class Sender:
                 type="parse_error", message=f"{type(exc).__name__}: {exc}"[:_QUOTE]
             )
         finally:
+            if sent is not None:
+                sent.set()
             if record.end_ns is None:
                 record.end_ns = _now()
 
-    async def _exchange(self, record: RequestRecord, body: bytes) -> None:
+    async def _exchange(
+        self,
+        record: RequestRecord,
+        body: bytes,
+        extra_head: bytes = b"",
+        abort: trio.CancelScope | None = None,
+        cancel_after: float = 0.0,
+        sent: trio.Event | None = None,
+    ) -> None:
         # One write: head, length and body together (see the module docstring of _transport).
-        payload = b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+        head = self.head
+        if extra_head:
+            cut = len(head) - len(_LENGTH)
+            head = head[:cut] + extra_head + head[cut:]
+        payload = b"%s%d\r\n\r\n%s" % (head, len(body), body)
         pool = self.pool
         conn = await pool.acquire()
         try:
             try:
                 record.start_ns, record.sent_end_ns = await conn.send(payload)
+                if abort is not None:
+                    abort.deadline = trio.current_time() + cancel_after
+                if sent is not None:
+                    sent.set()
                 response = await read_head(conn)
             except TransportError as exc:
                 conn.close()
@@ -238,6 +287,8 @@ class Sender:
                 record.retries += 1
                 conn = await pool.connect()
                 record.start_ns, record.sent_end_ns = await conn.send(payload)
+                if abort is not None:
+                    abort.deadline = trio.current_time() + cancel_after
                 response = await read_head(conn)
             reusable = await self._response(record, conn, response)
         except BaseException:
@@ -282,8 +333,10 @@ class Sender:
             raise _Failure(ErrorInfo(type="server_error_body", message=str(exc))) from None
         except (ValueError, RecursionError, ParseError) as exc:
             raise _Failure(
-                ErrorInfo(type="parse_error", message=f"bad response body: {_reason(exc)}")
+                ErrorInfo(type=_error_type(exc), message=f"bad response body: {_reason(exc)}")
             ) from None
+        if data.values:
+            record.values = {**record.values, **data.values} if record.values else data.values
         if data.text or data.reasoning:
             record.first_chunk_text = data.text or data.reasoning
             if self.streaming:
@@ -295,6 +348,10 @@ class Sender:
             )
         record.output_text = data.text
         record.reasoning_text = data.reasoning
+        if data.text and record.chunk_ns:
+            record.first_answer_chunk = 0
+        if data.reasoning and record.chunk_ns:
+            record.first_reasoning_chunk = 0
         record.usage = data.usage
         record.response_model = data.model
 
@@ -304,7 +361,11 @@ class Sender:
         """Read an SSE stream; True if it ended with ``[DONE]`` (the rest of the body is
         not read: the request is over)."""
         parser = SSEParser()
-        stream = _Stream(self.endpoint, record)
+        endpoint = self.endpoint
+        stream = _Stream(
+            endpoint.new_stream_parser() if endpoint.new_stream_parser else endpoint.parse_chunk,
+            record,
+        )
         done = False
         try:
             while not done:
@@ -329,7 +390,7 @@ class Sender:
             record.output_text = "".join(stream.texts)
             record.reasoning_text = "".join(stream.reasoning)
         record.end_ns = conn.last_read_ns or _now()
-        if not done and not stream.finished:
+        if not done and not stream.finished and not endpoint.complete_at_body_end:
             raise _Failure(
                 ErrorInfo(
                     type="incomplete_stream",
@@ -350,7 +411,8 @@ class Sender:
 class _Stream:
     """What one stream has delivered so far."""
 
-    endpoint: EndpointType
+    #: the endpoint's parser of one event (a fresh one per stream for ordered APIs).
+    parse: Callable[[Any], ResponseData]
     record: RequestRecord
     texts: list[str] = attrs.field(factory=list)
     reasoning: list[str] = attrs.field(factory=list)
@@ -359,28 +421,41 @@ class _Stream:
 
     def event(self, text: str, arrived: int) -> None:
         try:
-            data = self.endpoint.parse_chunk(_decode(text))
+            data = self.parse(_decode(text))
         except ServerErrorBody as exc:
             raise _Failure(ErrorInfo(type="server_error_body", message=str(exc))) from None
         except (ValueError, RecursionError, ParseError) as exc:
             raise _Failure(
-                ErrorInfo(type="parse_error", message=f"bad stream event: {_reason(exc)}")
+                ErrorInfo(type=_error_type(exc), message=f"bad stream event: {_reason(exc)}")
             ) from None
         record = self.record
         if data.text or data.reasoning:
-            if not record.chunk_ns:
+            chunks = record.chunk_ns
+            if not chunks:
                 record.first_chunk_text = data.text or data.reasoning
-            record.chunk_ns.append(arrived)
+            chunks.append(arrived)
             if data.text:
+                if not self.texts:
+                    record.first_answer_chunk = len(chunks) - 1
                 self.texts.append(data.text)
             if data.reasoning:
+                if not self.reasoning:
+                    record.first_reasoning_chunk = len(chunks) - 1
                 self.reasoning.append(data.reasoning)
+        elif data is IGNORED:
+            record.ignored_events += 1
+        if data.values:
+            record.values = {**record.values, **data.values} if record.values else data.values
         if data.usage is not None:
             record.usage = data.usage
         if data.model:
             record.response_model = data.model
         if data.finish_reason:
             self.finished = True
+
+
+def _error_type(exc: BaseException) -> str:
+    return exc.error_type if isinstance(exc, ParseError) else "parse_error"
 
 
 def _reason(exc: BaseException) -> str:

@@ -48,7 +48,7 @@ def configure(verbose: int = 0, fmt: str = "console") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (httpx, opentelemetry, mlflow) stay quiet unless -vv.
@@ -60,6 +60,18 @@ def configure(verbose: int = 0, fmt: str = "console") -> None:
     root = logging.getLogger()
     for handler in root.handlers:
         handler.addFilter(_ScrubFilter())
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is when a line is written, not as it was when logging was set up:
+    a program that swaps it (a test harness capturing output, an embedding application)
+    never gets lines written to a stream it has since closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class _ScrubFilter(logging.Filter):

@@ -8,6 +8,7 @@ content chunk (the whole body when not streaming).
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -20,18 +21,65 @@ if TYPE_CHECKING:
 NS_PER_MS = 1_000_000
 
 
+#: how a plugin's run metric is made from the per-request values recorded under its tag:
+#: their sum, mean, smallest, largest, or sum per second of the benchmark duration.
+RUN_SUMMARIES = ("sum", "avg", "min", "max", "rate")
+
+
+_TAG = re.compile(r"[a-z][a-z0-9_.]*")
+
+
+def _check_tag(spec: MetricSpec, attribute: attrs.Attribute[Any], value: str) -> None:
+    # The tag becomes a JSON key, a CSV cell, an MLflow metric key and part of an OTel name.
+    if not isinstance(value, str) or not _TAG.fullmatch(value):
+        raise ValueError(f"metric tag {value!r}: use lowercase letters, digits, '_' and '.'")
+
+
+def _check_kind(spec: MetricSpec, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in ("request", "run"):
+        raise ValueError(f"metric {spec.tag!r}: kind must be 'request' or 'run' (got {value!r})")
+
+
+def _check_summary(spec: MetricSpec, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if spec.kind == "request" and value is not None:
+        raise ValueError(
+            f"metric {spec.tag!r}: a request metric is summarised as a distribution; "
+            f"drop summary={value!r} or make it kind='run'"
+        )
+    if value is not None and value not in RUN_SUMMARIES:
+        raise ValueError(
+            f"metric {spec.tag!r}: summary must be one of {', '.join(RUN_SUMMARIES)} (got {value!r})"
+        )
+
+
 @attrs.frozen
 class MetricSpec:
-    tag: str
+    """One metric: what it is called, in which unit it is shown, and how a run summarises it.
+
+    The core's metrics and every plugin's are declared this way, through the
+    ``aiperf_register_metrics`` hook; a record processor records the per-request values
+    under ``tag`` (in base units), and every export (JSON, CSV, console, OTel, MLflow) shows
+    the summary.
+    """
+
+    #: the name: the key in ``values``, in the exports and in telemetry.
+    tag: str = attrs.field(validator=_check_tag)
+    #: the label shown to people (console, CSV).
     header: str
     #: unit shown to people (exports, console).
     unit: str
     #: base value * scale = display value.
-    scale: float
-    kind: Literal["request", "run"]
+    scale: float = 1.0
+    #: ``request``: a distribution over requests (avg, min, max, std, p1 ... p99);
+    #: ``run``: one value per run.
+    kind: Literal["request", "run"] = attrs.field(default="request", validator=_check_kind)
     streaming_only: bool = False
     #: when lower is better (for goodput SLOs: value must be <= the bound).
     lower_is_better: bool = True
+    #: a run metric of a plugin: how its per-request values make the one value (one of
+    #: :data:`RUN_SUMMARIES`). ``None`` for request metrics, and for the core's run metrics,
+    #: which the core computes itself.
+    summary: str | None = attrs.field(default=None, validator=_check_summary)
 
 
 _MS = 1 / NS_PER_MS
@@ -41,6 +89,13 @@ METRICS: dict[str, MetricSpec] = {
     for m in (
         MetricSpec("time_to_first_token", "Time to First Token", "ms", _MS, "request", True),
         MetricSpec("time_to_second_token", "Time to Second Token", "ms", _MS, "request", True),
+        MetricSpec(
+            "time_to_first_output_token", "Time to First Output Token", "ms", _MS, "request", True
+        ),
+        MetricSpec(
+            "time_to_first_reasoning_token", "Time to First Reasoning Token", "ms", _MS, "request",
+            True,
+        ),
         MetricSpec("request_latency", "Request Latency", "ms", _MS, "request"),
         MetricSpec("request_send_time", "Request Send Time", "ms", _MS, "request"),
         MetricSpec("inter_token_latency", "Inter Token Latency", "ms", _MS, "request", True),
@@ -52,6 +107,21 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("input_sequence_length", "Input Sequence Length", "tokens", 1.0, "request"),
         MetricSpec("output_sequence_length", "Output Sequence Length", "tokens", 1.0, "request"),
         MetricSpec("reasoning_token_count", "Reasoning Token Count", "tokens", 1.0, "request"),
+        MetricSpec("num_images", "Number of Images", "images", 1.0, "request", lower_is_better=False),
+        MetricSpec(
+            "image_throughput", "Image Throughput", "images/s", 1.0, "request", lower_is_better=False
+        ),
+        MetricSpec("image_latency", "Image Latency", "ms", _MS, "request"),
+        MetricSpec("output_image_bytes", "Output Image Bytes", "bytes", 1.0, "request"),
+        MetricSpec("ranked_passages", "Ranked Passages", "passages", 1.0, "request", lower_is_better=False),
+        MetricSpec(
+            "passage_throughput", "Passage Throughput", "passages/s", 1.0, "request",
+            lower_is_better=False,
+        ),
+        MetricSpec("input_image_count", "Input Image Count", "images", 1.0, "request"),
+        MetricSpec("input_image_bytes", "Input Image Bytes", "bytes", 1.0, "request"),
+        MetricSpec("input_audio_bytes", "Input Audio Bytes", "bytes", 1.0, "request"),
+        MetricSpec("input_audio_seconds", "Input Audio Length", "s", 1.0, "request"),
         MetricSpec("benchmark_duration", "Benchmark Duration", "s", 1e-9, "run"),
         MetricSpec("request_count", "Request Count", "requests", 1.0, "run"),
         MetricSpec("error_request_count", "Error Request Count", "requests", 1.0, "run"),
@@ -62,6 +132,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("goodput", "Goodput", "requests/s", 1.0, "run"),
         MetricSpec("total_input_tokens", "Total Input Tokens", "tokens", 1.0, "run"),
         MetricSpec("total_output_tokens", "Total Output Tokens", "tokens", 1.0, "run"),
+        MetricSpec("total_reasoning_tokens", "Total Reasoning Tokens", "tokens", 1.0, "run"),
     )
 }
 
@@ -164,8 +235,12 @@ class TimingProcessor:
             values["request_latency"] = end - record.start_ns
         if record.sent_end_ns and record.start_ns:
             values["request_send_time"] = record.sent_end_ns - record.start_ns
+        if record.values:
+            values.update(record.values)
         if not record.ok:
             return
+        if record.values:
+            _per_item(values)
         use_server = bool(getattr(run.config, "use_server_token_count", False))
         counts = count_tokens(record, tokenizer, use_server)
         record.token_counts = counts
@@ -184,6 +259,12 @@ class TimingProcessor:
         if not run.config.streaming or not chunks:
             return
         values["time_to_first_token"] = chunks[0] - record.start_ns
+        if record.first_answer_chunk is not None:
+            values["time_to_first_output_token"] = chunks[record.first_answer_chunk] - record.start_ns
+        if record.first_reasoning_chunk is not None:
+            values["time_to_first_reasoning_token"] = (
+                chunks[record.first_reasoning_chunk] - record.start_ns
+            )
         if len(chunks) >= 2:
             values["time_to_second_token"] = chunks[1] - chunks[0]
         if osl < 2 or len(chunks) < 2:
@@ -196,6 +277,20 @@ class TimingProcessor:
         values["inter_token_latency"] = itl
         if itl > 0:
             values["output_token_throughput_per_user"] = 1e9 / itl
+
+
+def _per_item(values: dict[str, float]) -> None:
+    """Rates of what a request returned besides tokens (images, ranked passages)."""
+    latency = values.get("request_latency")
+    if not latency:
+        return
+    images = values.get("num_images")
+    if images:
+        values["image_throughput"] = images * 1e9 / latency
+        values["image_latency"] = latency / images
+    passages = values.get("ranked_passages")
+    if passages:
+        values["passage_throughput"] = passages * 1e9 / latency
 
 
 def _first_chunk_tokens(counts: TokenCounts, osl: int, server_units: bool) -> int:
@@ -224,7 +319,14 @@ class TokenTally:
     asked: int = 0
     received: float = 0.0
 
+    #: stream events of unknown types skipped, over all requests.
+    ignored_events: int = 0
+    ignored_requests: int = 0
+
     def add(self, record: RequestRecord, values: dict[str, float]) -> None:
+        if record.ignored_events:
+            self.ignored_events += record.ignored_events
+            self.ignored_requests += 1
         counts = record.token_counts
         if counts is None:
             return
@@ -245,6 +347,11 @@ class TokenTally:
 
     def notes(self, use_server: bool) -> list[str]:
         out: list[str] = []
+        if self.ignored_events:
+            out.append(
+                f"skipped {self.ignored_events} stream events of types this endpoint does not "
+                f"know, in {self.ignored_requests} requests (they carried no text aiperf counts)"
+            )
         if self.usage_ignored:
             out.append(
                 f"ignored the server's usage in {self.usage_ignored} of {self.requests} "

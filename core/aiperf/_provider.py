@@ -32,8 +32,9 @@ _SUFFIXES = (
 )
 
 
-def infer_provider(url: str, override: str | None = None) -> str:
-    """The provider for ``url``; ``override`` (``--gen-ai-provider``) wins; unknown -> ``_OTHER``."""
+def infer_provider(url: str, override: str | None = None, implied: str | None = None) -> str:
+    """The provider for ``url``; ``override`` (``--gen-ai-provider``) wins; then the host;
+    then what the endpoint type's API shape implies (``implied``); unknown -> ``_OTHER``."""
     if override:
         return override
     host = (urlsplit(url if "://" in url else "http://" + url).hostname or "").lower()
@@ -44,4 +45,4 @@ def infer_provider(url: str, override: str | None = None) -> str:
             if provider == "aws.bedrock" and not host.startswith("bedrock"):
                 continue
             return provider
-    return OTHER
+    return implied or OTHER

@@ -31,9 +31,15 @@ def known_secrets() -> frozenset[str]:
 
 
 def scrub(text: str) -> str:
-    for secret in _known:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    # Until nothing changes: taking one secret out can join the text around it into another
+    # (every pass shortens the text, so this ends).
+    changed = True
+    while changed:
+        changed = False
+        for secret in _known:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+                changed = True
     return text
 
 
@@ -44,13 +50,16 @@ def scrub_secrets(text: str) -> str:
     status up to 200 characters): the cut can fall inside a secret, and its first characters
     must not get out either.
     """
-    text = scrub(text)
-    for secret in _known:
-        for size in range(min(len(secret) - 1, len(text)), 3, -1):
-            if text.endswith(secret[:size]):
-                text = text[:-size] + REDACTED
-                break
-    return text
+    while True:
+        text = scrub(text)
+        before = text
+        for secret in _known:
+            for size in range(min(len(secret) - 1, len(text)), 3, -1):
+                if text.endswith(secret[:size]):
+                    text = text[:-size] + REDACTED
+                    break
+        if text == before:
+            return text
 
 
 def scrub_error(error: ErrorInfo) -> ErrorInfo:

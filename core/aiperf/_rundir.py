@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,7 @@ import structlog
 from aiperf._exporters import CSV_FILE, INPUTS_FILE, JSON_FILE, JSONL_FILE, METADATA_FILE
 
 if TYPE_CHECKING:
+    from aiperf._exporters import ArtifactWriteError
     from aiperf._types import RunContext
 
 log = structlog.get_logger()
@@ -94,3 +96,10 @@ def record_artifacts(run: RunContext, paths: Iterable[Path]) -> None:
 def run_artifacts(run: RunContext) -> list[Path]:
     """The files this run wrote that still exist, in the order they were recorded."""
     return [p for p in run.state.get(ARTIFACTS_KEY, []) if p.is_file()]
+
+
+def report_artifact_error(run: RunContext, error: ArtifactWriteError, consequence: str) -> None:
+    """One line on stderr per file that could not be written, and a record for metadata.json."""
+    run.state.setdefault("artifact_errors", []).append(str(error))
+    sys.stderr.write(f"aiperf: {error}; {consequence}\n")
+    sys.stderr.flush()

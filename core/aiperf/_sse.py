@@ -108,7 +108,7 @@ class SSEParser:
         self._line(b"", events)
         return events
 
-    def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
+    def _line(self, raw: bytes | bytearray, events: list[SSEEvent]) -> None:
         if raw[:5] == b"data:":
             # nearly every line of an LLM stream: skip the general field parsing
             value = raw[6:] if raw[5:6] == b" " else raw[5:]

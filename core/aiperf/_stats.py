@@ -22,6 +22,8 @@ from aiperf._types import ErrorSummary, MetricStats, Phase, RequestMetrics
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from aiperf._metrics import MetricSpec
+
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 STD_KIND = "population"
 #: per-chunk gaps kept exactly up to this many; a reservoir sample beyond.
@@ -48,9 +50,20 @@ def describe(tag: str, header: str, unit: str, values: Any, scale: float = 1.0) 
     )
 
 
-def single(tag: str, value: float) -> MetricStats:
-    spec = METRICS[tag]
+def single(tag: str, value: float, specs: dict[str, MetricSpec] = METRICS) -> MetricStats:
+    spec = specs[tag]
     return MetricStats(tag=tag, header=spec.header, unit=spec.unit, count=1, avg=value)
+
+
+def summarise_run(spec: MetricSpec, values: Any, seconds: float) -> float | None:
+    """A plugin's run metric from its per-request values (base units), in display units."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return None
+    if spec.summary == "rate":
+        return float(arr.sum()) * spec.scale / seconds if seconds > 0 else None
+    reduce: Any = {"sum": np.sum, "avg": np.mean, "min": np.min, "max": np.max}[spec.summary or ""]
+    return float(reduce(arr)) * spec.scale
 
 
 @attrs.define
@@ -78,6 +91,8 @@ class Aggregator:
     """Collects the measured phase's per-request metrics as they finish."""
 
     goodput: dict[str, float] = attrs.field(factory=dict)
+    #: the metrics to summarise: the core's, and those plugins registered (``run.metrics``).
+    specs: dict[str, MetricSpec] = attrs.field(factory=lambda: dict(METRICS))
     values: dict[str, array[float]] = attrs.field(factory=lambda: defaultdict(lambda: array("d")))
     chunk_gaps: Reservoir = attrs.field(factory=Reservoir)
     send_lag_ns: array[float] = attrs.field(factory=lambda: array("d"))
@@ -88,6 +103,7 @@ class Aggregator:
     last_end_ns: int | None = None
     output_tokens: float = 0.0
     input_tokens: float = 0.0
+    reasoning_tokens: float = 0.0
     errors: dict[str, list[Any]] = attrs.field(factory=dict)
 
     def add(self, m: RequestMetrics, send_lag_ns: int | None = None) -> None:
@@ -111,13 +127,14 @@ class Aggregator:
         if m.inter_chunk_latency_ns:
             self.chunk_gaps.extend(m.inter_chunk_latency_ns)
         self.output_tokens += m.values.get("output_sequence_length", 0.0)
+        self.reasoning_tokens += m.values.get("reasoning_token_count", 0.0)
         self.input_tokens += m.values.get("input_sequence_length", 0.0)
         if self.goodput and self._meets_slos(m.values):
             self.good += 1
 
     def _meets_slos(self, values: dict[str, float]) -> bool:
         for tag, bound in self.goodput.items():
-            spec = METRICS[tag]
+            spec = self.specs.get(tag) or METRICS[tag]
             value = values.get(tag)
             if value is None:
                 return False
@@ -132,7 +149,7 @@ class Aggregator:
 
     def request_metrics(self) -> dict[str, MetricStats]:
         out: dict[str, MetricStats] = {}
-        for tag, spec in METRICS.items():
+        for tag, spec in self.specs.items():
             if spec.kind != "request":
                 continue
             if tag == "inter_chunk_latency":
@@ -170,6 +187,15 @@ class Aggregator:
                 out["goodput"] = single("goodput", self.good / seconds)
         out["total_output_tokens"] = single("total_output_tokens", self.output_tokens)
         out["total_input_tokens"] = single("total_input_tokens", self.input_tokens)
+        if self.reasoning_tokens:
+            out["total_reasoning_tokens"] = single("total_reasoning_tokens", self.reasoning_tokens)
+        seconds = duration_ns / 1e9
+        for tag, spec in self.specs.items():
+            if spec.kind != "run" or spec.summary is None or tag in out or not self.values.get(tag):
+                continue
+            value = summarise_run(spec, np.frombuffer(self.values[tag], dtype=np.float64), seconds)
+            if value is not None:
+                out[tag] = single(tag, value, self.specs)
         return out
 
     def send_lag(self) -> MetricStats | None:

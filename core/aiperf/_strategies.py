@@ -1,4 +1,8 @@
-"""Built-in load strategies: fixed concurrency (closed loop) and request rate (open loop)."""
+"""Built-in load strategies: fixed concurrency (closed loop) and request rate (open loop).
+
+Both can ramp (``--concurrency-ramp-duration``, ``--request-rate-ramp-duration``); the
+schedules themselves are in :mod:`aiperf._arrivals`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from aiperf import _arrivals, _workload
 from aiperf._types import LoadContext, LoadStrategyType
 
 if TYPE_CHECKING:
@@ -15,18 +20,33 @@ if TYPE_CHECKING:
 
 @attrs.define
 class ConcurrencyStrategy:
-    """N workers, each sends its next request as soon as its previous one finished."""
+    """N workers, each sends its next request as soon as its previous one finished.
+
+    With ``ramp_s`` the workers start one after another over that many seconds (the first at
+    once, the last at ``ramp_s``); a worker still waiting when the phase runs out of requests
+    is never started.
+    """
 
     concurrency: int
+    ramp_s: float | None = None
 
     async def drive(self, ctx: LoadContext) -> None:
-        async def worker() -> None:
+        exhausted = trio.Event()
+
+        async def worker(start: float | None) -> None:
+            if start is not None:
+                with trio.move_on_at(start):
+                    await exhausted.wait()
+                if exhausted.is_set():
+                    return
             while (index := ctx.claim()) is not None:
                 await ctx.execute(index)
+            exhausted.set()  # nothing left: the workers not yet started never will be
 
+        t0 = trio.current_time()
         async with trio.open_nursery() as nursery:
-            for _ in range(self.concurrency):
-                nursery.start_soon(worker)
+            for offset in _arrivals.ramp_starts(self.concurrency, self.ramp_s):
+                nursery.start_soon(worker, t0 + offset if offset else None)
 
 
 @attrs.define
@@ -43,14 +63,23 @@ class RateStrategy:
     rate: float
     poisson: bool
     max_in_flight: int | None = None
+    #: ``constant``, ``poisson`` or ``gamma`` (None: ``poisson`` or ``constant`` from the flag).
+    mode: str | None = None
+    #: gamma shape (``--arrival-smoothness``).
+    smoothness: float | None = None
+    #: ``--request-rate-ramp-duration``: the rate rises linearly to ``rate`` over this long.
+    ramp_s: float | None = None
+    #: ``--concurrency-ramp-duration``: the in-flight cap rises from 1 to ``max_in_flight``.
+    concurrency_ramp_s: float | None = None
 
     def _gap(self, ctx: LoadContext) -> float:
-        if self.poisson:
-            return ctx.random.expovariate(self.rate)
-        return 1.0 / self.rate
+        mode = self.mode or ("poisson" if self.poisson else "constant")
+        return _arrivals.unit_gap(ctx.random, mode, self.smoothness)
 
     async def drive(self, ctx: LoadContext) -> None:
-        limiter = trio.Semaphore(self.max_in_flight) if self.max_in_flight else None
+        cap = self.max_in_flight
+        slots = _arrivals.ramp_starts(cap, self.concurrency_ramp_s) if cap else []
+        limiter = trio.Semaphore(1 if slots and self.concurrency_ramp_s else cap) if cap else None
 
         async def send(index: int, intended: int) -> None:
             try:
@@ -59,9 +88,26 @@ class RateStrategy:
                 if limiter is not None:
                     limiter.release()
 
+        async def open_slots(t0: float) -> None:
+            assert limiter is not None
+            for offset in slots[1:]:
+                await trio.sleep_until(t0 + offset)
+                limiter.release()
+
+        schedule = _arrivals.Schedule(self.rate, self.ramp_s)
         async with trio.open_nursery() as nursery:
-            deadline = trio.current_time()
+            t0 = trio.current_time()
+            ramp = trio.CancelScope()
+            if limiter is not None and self.concurrency_ramp_s and len(slots) > 1:
+
+                async def ramping() -> None:
+                    with ramp:
+                        await open_slots(t0)
+
+                nursery.start_soon(ramping)
+            work = 0.0
             while True:
+                deadline = t0 + schedule.seconds_at(work)
                 await trio.sleep_until(deadline)
                 index = ctx.claim()
                 if index is None:
@@ -70,21 +116,36 @@ class RateStrategy:
                 if limiter is not None:
                     await limiter.acquire()
                 nursery.start_soon(send, index, intended)
-                deadline += self._gap(ctx)
+                work += self._gap(ctx)
+            ramp.cancel()
 
 
 def _concurrency(config: ProfileConfig) -> ConcurrencyStrategy:
-    return ConcurrencyStrategy(config.effective_concurrency or 1)
+    ramp = _workload.of(config).concurrency_ramp_duration
+    return ConcurrencyStrategy(config.effective_concurrency or 1, ramp_s=ramp)
+
+
+def rate_strategy(config: ProfileConfig, mode: str) -> RateStrategy:
+    """``--request-rate`` with gaps of ``mode``, the ramps and the in-flight cap of ``config``."""
+    assert config.request_rate is not None
+    work = _workload.of(config)
+    return RateStrategy(
+        config.request_rate,
+        poisson=mode == "poisson",
+        max_in_flight=config.concurrency,
+        mode=mode,
+        smoothness=work.arrival_smoothness,
+        ramp_s=work.request_rate_ramp_duration,
+        concurrency_ramp_s=work.concurrency_ramp_duration,
+    )
 
 
 def _constant(config: ProfileConfig) -> RateStrategy:
-    assert config.request_rate is not None
-    return RateStrategy(config.request_rate, poisson=False, max_in_flight=config.concurrency)
+    return rate_strategy(config, "constant")
 
 
 def _poisson(config: ProfileConfig) -> RateStrategy:
-    assert config.request_rate is not None
-    return RateStrategy(config.request_rate, poisson=True, max_in_flight=config.concurrency)
+    return rate_strategy(config, "poisson")
 
 
 CONCURRENCY = LoadStrategyType(

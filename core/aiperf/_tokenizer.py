@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import attrs
 import structlog
 
-from aiperf._config import strip_userinfo
 from aiperf._types import UsageError
+from aiperf.urls import os_reason, strip_userinfo
 
 if TYPE_CHECKING:
     import tiktoken
@@ -401,12 +401,7 @@ def _download(repo_id: str, *, endpoint: str, token: str | None, cache_dir: Path
 
 
 def _reason(exc: BaseException) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-        cause = cause.__cause__ or cause.__context__
-    return _first_line(exc) or type(exc).__name__
+    return os_reason(exc) or _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ import ssl
 import struct
 import sys
 import time
+from typing import Any
 
 import attrs
 import trio
@@ -112,6 +113,11 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
         self.last_read_ns = 0
         self.last_send_ns = 0
         self.bytes_sent = 0
+        # The standard-library socket under trio's, read without trio's wrapper (see
+        # receive_some); None where trio no longer keeps it there: then trio's own recvmsg.
+        self._plain: socket.socket | None = getattr(self.socket, "_sock", None)
+        #: whether the last read may have left bytes in the socket (it filled the buffer).
+        self._more = False
         if sys.platform.startswith("linux") and _ANCILLARY_SIZE:
             try:
                 self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
@@ -126,7 +132,10 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
             self.last_read_ns = _now()
             return data
         try:
-            data, ancillary, _flags, _addr = await self.socket.recvmsg(size, _ANCILLARY_SIZE)
+            if self._plain is None:
+                data, ancillary, _flags, _addr = await self.socket.recvmsg(size, _ANCILLARY_SIZE)
+            else:
+                data, ancillary = await self._receive_plain(self._plain, size)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
         arrived = 0
@@ -138,6 +147,32 @@ class KernelStampedStream(trio.abc.HalfCloseableStream):
                 arrived = seconds * 1_000_000_000 + nanos - (time.time_ns() - _now())
         self.last_read_ns = arrived or _now()
         return data
+
+    async def _receive_plain(self, plain: socket.socket, size: int) -> tuple[bytes, list[Any]]:
+        """One ``recvmsg``, waiting for the socket first unless bytes may be left in it.
+
+        This is the read of every token, so it is kept to one system call and one trip
+        through the scheduler. trio's ``recvmsg`` tries the call first and, when it succeeds,
+        yields once more before returning; on a stream the socket is almost always empty
+        when we come back to it, so that first try is a wasted call (EAGAIN) and a wasted
+        epoll update. Here a read that did not fill the buffer left the socket empty: the
+        next one waits for readiness first. A read that filled it yields before returning,
+        so one fast connection cannot keep the others from the loop.
+        """
+        while True:
+            if self._more:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    data, ancillary, _flags, _addr = plain.recvmsg(size, _ANCILLARY_SIZE)
+                except BlockingIOError:
+                    self._more = False
+                    continue
+                self._more = len(data) == size
+                if self._more:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return data, ancillary
+            await trio.lowlevel.wait_readable(plain)
+            self._more = True
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         # Our own loop, not SocketStream.send_all: it counts what the kernel accepted (which

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import trio
 
     from aiperf._config import ProfileConfig
+    from aiperf._health import MeasurementHealth
+    from aiperf._metrics import MetricSpec
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -76,6 +78,14 @@ class Prompt:
     #: chat messages when the dataset gave them; otherwise endpoints wrap ``text``.
     messages: tuple[dict[str, Any], ...] | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
+    #: images to send with the text, as ``data:`` or ``http(s):`` URLs (made before the clock).
+    images: tuple[str, ...] = ()
+    #: audio clips to send with the text: ``(base64 data, format)`` pairs, e.g. ``("UklG...", "wav")``.
+    audio: tuple[tuple[str, str], ...] = ()
+    #: what the inputs weigh (``input_image_bytes``, ...), recorded per request.
+    input_values: dict[str, float] = attrs.field(factory=dict)
+    #: on a fixed schedule: when this request leaves, in ms after the schedule starts.
+    send_at_ms: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -112,6 +122,9 @@ class ResponseData:
     model: str | None = None
     #: the chunk's (or body's) ``finish_reason`` when it was not null: the answer is complete.
     finish_reason: str | None = None
+    #: per-request metric values the response itself gives (base units), e.g. ``num_images``
+    #: of an image-generation body; None for text APIs.
+    values: dict[str, float] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -159,6 +172,22 @@ class RequestRecord:
     #: times the request was sent again because the first try provably never reached the
     #: server (a keep-alive connection the server had closed).
     retries: int = 0
+    #: index in ``chunk_ns`` of the first chunk with answer text, and of the first with
+    #: reasoning text (None when there was none): time to first output / reasoning token.
+    first_answer_chunk: int | None = None
+    first_reasoning_chunk: int | None = None
+    #: stream events of a type the endpoint does not know, skipped (counted for a note).
+    ignored_events: int = 0
+    #: per-request values known before sending (input image/audio sizes) or given by the
+    #: response (images returned, passages ranked), in base units; merged into the metrics.
+    values: dict[str, float] | None = None
+    #: the session this request is a turn of, and which turn (0 is the first); None outside
+    #: conversations (``--conversation-num``, a multi_turn input file).
+    session_id: str | None = None
+    turn: int | None = None
+    #: closed by the client on purpose (``--request-cancellation-rate``): counted apart,
+    #: never as an error, never in the statistics.
+    client_cancelled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -205,6 +234,15 @@ class Progress:
     failed: int
     in_flight: int
     elapsed_s: float
+    #: the largest event-loop lag of the processes that send and read requests since the
+    #: previous Progress (ms): how late a response may have been read. None when not measured.
+    loop_lag_ms: float | None = None
+    #: successful requests per second of the measured phase so far (0 before it starts).
+    ok_rate: float = 0.0
+    #: the requests the run finishes, warm-up included, when known in advance (else None).
+    total: int | None = None
+    #: the last one, published once the load is over (the final counts).
+    final: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -237,7 +275,26 @@ class HardwareSample:
     sm_clock_mhz: float | None = None
 
 
-LiveEvent = RequestDone | Progress | PhaseChanged | HardwareSample
+@attrs.frozen(kw_only=True)
+class ServerMetricSample:
+    """One value an inference server reported on its own metrics endpoint, as a live gauge.
+
+    ``name`` is a common name (``requests_running``, ``kv_cache_usage``, ...) or, for what is
+    derived from a counter or a histogram, that name with a suffix: ``.rate`` (per second over
+    the last scrape interval), ``.p50`` / ``.p99`` (of the observations in that interval).
+    ``labels`` are the engine's own labels of the series (``model_name``, ...).
+    """
+
+    source: str
+    name: str
+    value: float
+    unit: str
+    wall_ns: int
+    phase: Phase | None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+LiveEvent = RequestDone | Progress | PhaseChanged | HardwareSample | ServerMetricSample
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -271,6 +328,9 @@ class RunContext:
     tokenizer: Tokenizer | None = None
     #: plugin scratch space, keyed by plugin name; plugins coordinate their own objects here.
     state: dict[str, Any] = attrs.field(factory=dict)
+    #: every metric of the run by tag, the core's and those plugins registered
+    #: (``aiperf_register_metrics``); the core's alone (:data:`aiperf.METRICS`) unless given.
+    metrics: dict[str, MetricSpec] = attrs.field(factory=lambda: _core_metrics())
 
     def to_wall_ns(self, perf_ns: int) -> int:
         return self.anchor_wall_ns + (perf_ns - self.anchor_perf_ns)
@@ -280,6 +340,12 @@ class RunContext:
         from aiperf._config import redacted_config
 
         return redacted_config(self.config)
+
+
+def _core_metrics() -> dict[str, MetricSpec]:
+    from aiperf._metrics import METRICS  # imports this module: not at the top
+
+    return dict(METRICS)
 
 
 @attrs.frozen(kw_only=True)
@@ -343,6 +409,9 @@ class RunResult:
     sections: tuple[ReportSection, ...] = ()
     #: client health: how late open-loop sends went out (ms), when measured.
     send_lag: MetricStats | None = None
+    #: client health: the load processes' event-loop lag and CPU, and the verdict on them
+    #: (``measurement_health`` in the summary); None when the load never ran.
+    health: MeasurementHealth | None = None
     #: lines the sinks and samplers reported at the end (drops, failed exports).
     notes: tuple[str, ...] = ()
     #: why the results hold only part of the run (a worker process died), or None.
@@ -379,25 +448,51 @@ class EndpointType:
     supports_streaming: bool = True
     #: False for embeddings: no output tokens, no TTFT.
     produces_tokens: bool = True
+    #: ``gen_ai.provider.name`` the API shape implies (``anthropic`` for messages); used when
+    #: neither ``--gen-ai-provider`` nor the URL's host names one. None: nothing implied.
+    provider: str | None = None
+    #: the path streamed requests go to when it differs (TGI's ``/generate_stream``).
+    streaming_path: str | None = None
+    #: headers the API wants, from the run's config (the Messages API's ``x-api-key`` and
+    #: ``anthropic-version``); they replace ``Authorization: Bearer``.
+    headers: Callable[[ProfileConfig], dict[str, str]] | None = None
+    #: a fresh event parser for each stream, for APIs whose events only make sense in order
+    #: (``message_start`` before ``content_block_delta``); None: ``parse_chunk`` for every event.
+    new_stream_parser: Callable[[], Callable[[Any], ResponseData]] | None = None
+    #: the endpoint specialised for one run's config (a template read once); None: as is.
+    bind: Callable[[EndpointType, ProfileConfig], EndpointType] | None = None
+    #: True when a stream that ends cleanly is complete without ``[DONE]`` or a finish reason
+    #: (a user's template cannot say which event ends the answer).
+    complete_at_body_end: bool = False
 
 
 @runtime_checkable
 class LoadContext(Protocol):
     """What the core hands a load strategy: permits to send, and a way to send."""
 
-    concurrency: int | None
-    request_rate: float | None
-    #: seeded random generator for the run (use it for arrival jitter).
-    random: Any
+    # read-only: a strategy reads these, and the core's contexts are frozen or computed
+    @property
+    def concurrency(self) -> int | None: ...
+
+    @property
+    def request_rate(self) -> float | None: ...
+
+    @property
+    def random(self) -> Any:
+        """Seeded random generator for the run (use it for arrival jitter)."""
 
     def claim(self) -> int | None:
         """Reserve the next request; ``None`` once the count or duration is reached."""
 
-    async def execute(self, index: int, intended_ns: int | None = None) -> None:
-        """Send request ``index`` now and wait for it to finish."""
+    async def execute(self, index: int, intended_ns: int | None = None, sent: trio.Event | None = None) -> None:
+        """Send request ``index`` now and wait for it to finish; ``sent`` (optional) is set as
+        soon as its bytes are with the kernel (or it failed before)."""
 
     def to_perf_ns(self, trio_time: float) -> int:
         """Convert a ``trio.current_time()`` value to ``perf_counter_ns`` (for intended times)."""
+
+    def prompt(self, index: int) -> Prompt:
+        """The prompt request ``index`` sends (its ``send_at_ms`` places it on a fixed schedule)."""
 
 
 class LoadStrategy(Protocol):
@@ -445,12 +540,23 @@ class LiveSink(Protocol):
     def report(self) -> str | None:
         """One line for the end of the run (what was lost), or ``None`` when all went well."""
 
+    # Optional: ``backlog() -> str | None``, a few words on what the sink still has to send
+    # ("1,200 points to send"); shown while the end of a run waits on the sinks.
+    # Optional: ``events``, a tuple of event types: only events of these types reach it.
+    # Optional: ``in_process = True``: the sink is cheap (no threads, microseconds per event),
+    # so it does not move the load into a worker process (the progress line).
+
 
 class SamplerContext(Protocol):
     run: RunContext
 
     def publish(self, event: LiveEvent) -> None:
         """Put an event on the live bus (never blocks)."""
+
+    async def phase_started(self, phase: Phase) -> None:
+        """Return once ``phase`` has started (at once if it already has), for a reading taken
+        right at the start. The measured phase (``Phase.PROFILE``) is always announced; with
+        worker processes, up to one of their message intervals (50 ms) after it began."""
 
 
 class Sampler(Protocol):
@@ -467,6 +573,31 @@ class Sampler(Protocol):
     def report(self) -> str | None: ...
 
 
+class RunWriter(Protocol):
+    """Writes a file of the run while it goes: ``inputs.json`` and the first ``metadata.json``
+    before the load, ``profile_export.jsonl`` a line per request.
+
+    :meth:`open` runs once the run directory exists, before the load; the optional
+    ``write(record, metrics)`` is called for every request the run sent, in the process
+    that books the requests (the ``aiperf profile`` process), on the path of the request loop:
+    it must cost microseconds. ``metrics`` is ``None`` for a request that did not finish
+    (cancelled, closed on purpose by the client, lost with a worker process); those are
+    never in the statistics. A ``write`` that raises is logged once and gets no more requests.
+    :meth:`close` runs after the load.
+    """
+
+    name: str
+
+    def open(self, run: RunContext) -> Sequence[Path]:
+        """Create the files; return them (they join the run's list of files)."""
+
+    def close(self) -> str | None:
+        """Close the files; one line for the end of the run (what was lost), or ``None``."""
+
+    # Optional: ``write(record: RequestRecord, metrics: RequestMetrics | None) -> None``.
+    # Optional: ``flush() -> None``, called before a second Ctrl-C ends the process at once.
+
+
 class Exporter(Protocol):
     """Runs after the benchmark. ``order < 100`` writes local files; ``>= 100`` uploads."""
 
@@ -478,7 +609,9 @@ class Exporter(Protocol):
 
 
 class Tokenizer(Protocol):
-    name: str
+    # read-only, so that a frozen class (the built-in tokenizers are) satisfies it
+    @property
+    def name(self) -> str: ...
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -511,3 +644,5 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     #: returns the process exit code.
     run: Callable[[argparse.Namespace], int]
+    #: what ``aiperf NAME --help`` says above the flags (default: ``help``).
+    description: str = ""

@@ -33,19 +33,21 @@ import signal
 import struct
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import structlog
 import trio
 
-from aiperf._types import ErrorInfo, Phase, PhaseChanged, RequestMetrics, RequestRecord
+from aiperf._types import ErrorInfo, Phase, RequestMetrics, RequestRecord
+from aiperf.urls import describe_error
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from multiprocessing.connection import Connection
 
     from aiperf._config import ProfileConfig
+    from aiperf._conversations import ConversationSet
     from aiperf._engine import Engine
     from aiperf._types import Prompt
 
@@ -89,8 +91,16 @@ def auto_workers(config: ProfileConfig, cpus: int | None = None) -> int:
 def needs_pool(workers: int, sinks: Sequence[object]) -> bool:
     """Whether the load runs in worker processes: when there are several, and whenever live
     sinks run, whose SDK threads would otherwise compete with the request loop for the
-    interpreter lock (a span batch encoded in pure Python holds it for tens of milliseconds)."""
-    return workers > 1 or bool(sinks)
+    interpreter lock (a span batch encoded in pure Python holds it for tens of milliseconds).
+    A sink that declares itself cheap (``in_process = True``, the progress line) does not
+    count."""
+    return workers > 1 or bool(heavy_sinks(sinks))
+
+
+def heavy_sinks(sinks: Sequence[object]) -> list[object]:
+    """The live sinks that must not share a process with the request loop: all but those
+    declaring ``in_process = True``."""
+    return [sink for sink in sinks if not getattr(sink, "in_process", False)]
 
 
 def lower_priority(by: int) -> int | None:
@@ -124,15 +134,24 @@ def _share(total: int | None, n: int, i: int) -> int | None:
     return total // n + (1 if i < total % n else 0)
 
 
-def split(config: ProfileConfig, n: int) -> list[ProfileConfig]:
+def split(config: ProfileConfig, n: int, conversations: ConversationSet | None = None) -> list[ProfileConfig]:
     """The configs of ``n`` workers: concurrency, rate, counts divided; workers with nothing to
-    do are left out."""
+    do are left out. A conversation run divides its sessions (each runs whole in one worker);
+    a request count there stays a cap on turns, divided too when given."""
+    from aiperf._conversations import session_limit
+
+    sessions = session_limit(config, conversations)
+    total = config.effective_request_count if conversations is None else config.request_count
     shares = []
     for i in range(n):
         concurrency = _share(config.concurrency, n, i)
-        count = _share(config.effective_request_count, n, i)
-        if concurrency == 0 or count == 0:
+        count = _share(total, n, i)
+        share = _share(sessions, n, i)
+        if concurrency == 0 or count == 0 or share == 0:
             continue
+        options = config.plugin_options
+        if share is not None:
+            options = {**options, "conversation_num": share}
         shares.append(
             attrs.evolve(
                 config,
@@ -141,6 +160,7 @@ def split(config: ProfileConfig, n: int) -> list[ProfileConfig]:
                 request_count=count,
                 warmup_request_count=_share(config.warmup_request_count, n, i) or 0,
                 workers=1,
+                plugin_options=options,
             )
         )
     return shares
@@ -159,6 +179,8 @@ class WorkerSpec:
     start_delay_s: float = 0.0
     #: the secret values the coordinator knows of, to scrub from error messages here too.
     secrets: tuple[str, ...] = ()
+    #: the sessions of a conversation run (each worker runs its share of them), or None.
+    conversations: ConversationSet | None = None
 
 
 def _strip(record: RequestRecord) -> RequestRecord:
@@ -225,13 +247,33 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
 
             traceback.print_exception(exc, file=sys.stderr)
         try:
-            os.write(conn.fileno(), encode(("failed", _describe(exc))))
+            os.write(conn.fileno(), encode(("failed", describe_error(exc, limit=None))))
         except (OSError, ValueError):  # the pipe is gone (or was handed to the loop): exit is enough
             pass
         sys.exit(1)
+    # Everything this process had to say is on the pipe, and the coordinator waits for it to
+    # end before it finishes the run: tearing the interpreter down (numpy, the tokenizer, the
+    # HTTP stack) took 0.3 to 0.7 s of that wait on a busy 2-core machine.
+    exit_now(0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave the process at once: exit handlers run and the standard streams are flushed,
+    but the interpreter is not torn down module by module (every file the run writes is
+    already closed). After a run with MLflow imported that teardown took about 0.5 s."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 def _work(spec: WorkerSpec, conn: Connection) -> None:
+    from aiperf._endpoints import bound
     from aiperf._engine import Engine
     from aiperf._plugins import Plugins
     from aiperf._redact import remember_secrets
@@ -241,8 +283,8 @@ def _work(spec: WorkerSpec, conn: Connection) -> None:
     remember_secrets(spec.secrets)
     config = spec.config
     plugins = Plugins.load()
-    endpoint = plugins.endpoints()[config.endpoint_type]
-    strategy_name = "concurrency" if config.request_rate is None else config.request_rate_mode
+    endpoint = bound(plugins.endpoints()[config.endpoint_type], config)
+    from aiperf._schedule import strategy_name
     run = RunContext(
         config=config,
         run_dir=config.artifact_dir or os.getcwd(),  # type: ignore[arg-type]
@@ -256,25 +298,29 @@ def _work(spec: WorkerSpec, conn: Connection) -> None:
         anchor_wall_ns=time.time_ns(),
         anchor_perf_ns=time.perf_counter_ns(),
         tokenizer=load_tokenizer(config.tokenizer),
+        metrics=dict(plugins.metrics()),  # as in the coordinator, for processors that read it
     )
     batch: list[tuple[RequestRecord, RequestMetrics | None]] = []
 
     def forward(record: RequestRecord, metrics: RequestMetrics | None) -> None:
+        record.worker = spec.index  # the JSONL's "worker": which process sent it
         batch.append((_strip(record), metrics))
 
     engine = Engine(
         config=config,
         run=run,
         endpoint=endpoint,
-        strategy=plugins.load_strategies()[strategy_name].create(config),
+        strategy=plugins.load_strategies()[strategy_name(config)].create(config),
         prompts=spec.prompts,
         bodies=spec.bodies,
         processors=plugins.record_processors(),
         forward=forward,
         index_stride=spec.stride,
         stop_signals=(signal.SIGTERM,),
+        conversations=spec.conversations,
     )
     engine.next_index = spec.index
+    engine.next_session = spec.index
 
     async def ship(out: trio.lowlevel.FdStream) -> None:
         last_phase = None
@@ -296,11 +342,14 @@ def _work(spec: WorkerSpec, conn: Connection) -> None:
         # What is in flight right now, so that the coordinator can account for these requests
         # if this process dies before they finish (a few hundred bytes per batch).
         pending = [(r.index, r.phase, r.start_ns) for r in engine.pending.values()]
-        messages.append(("progress", engine.sent, engine.in_flight, pending))
+        # With this process's largest event-loop lag since the last message, for live sinks.
+        messages.append(("progress", engine.sent, engine.in_flight, pending, engine.take_loop_lag()))
         await out.send_all(b"".join(encode(m) for m in messages + after))
 
     async def main() -> str | None:
         failure = None
+        final: tuple[Any, ...]
+        health: list[tuple[Any, ...]] = []
         async with _stream(conn) as out:
             try:
                 if spec.start_delay_s:
@@ -311,8 +360,11 @@ def _work(spec: WorkerSpec, conn: Connection) -> None:
                     nursery.cancel_scope.cancel()
                 cut = engine.cancelled_in_flight
                 final = ("end", result.was_cancelled, cut, run.profile_start_ns, run.profile_end_ns)
+                # What this process measured about its own loop and CPU: before "end", which
+                # is the last message the coordinator reads.
+                health = [("health", figures) for figures in engine.process_health]
             except Exception as exc:  # noqa: BLE001 - said to the coordinator, which stops the run
-                failure = _describe(exc)
+                failure = describe_error(exc, limit=None)
                 if config.verbose:
                     import traceback
 
@@ -322,21 +374,11 @@ def _work(spec: WorkerSpec, conn: Connection) -> None:
             # out even while this process is being stopped, but never keep it alive for long.
             with trio.move_on_after(FINAL_SEND_S) as scope:
                 scope.shield = True
-                await send(out, [final])
+                await send(out, [*health, final])
         return failure
 
     if trio.run(main) is not None:
         sys.exit(1)
-
-
-def _describe(exc: BaseException) -> str:
-    """``RuntimeError: boom`` for the first real error inside any exception groups."""
-    from aiperf._redact import scrub_secrets
-
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return scrub_secrets(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _how_it_ended(exitcode: int | None) -> str:
@@ -445,6 +487,9 @@ class WorkerPool:
                 self.sent[i], self.in_flight[i], self.pending[i] = message[1], message[2], message[3]
                 engine.sent = sum(self.sent.values())
                 engine.in_flight = sum(self.in_flight.values())
+                engine.note_loop_lag(message[4])
+            elif kind == "health":
+                engine.process_health.append(attrs.evolve(message[1], worker=i))
             elif kind == "failed":
                 said = message[1]
             elif kind == "phase":
@@ -454,7 +499,7 @@ class WorkerPool:
                     if engine.run.phase is not Phase.PROFILE:
                         engine.run.phase = Phase.PROFILE
                         engine.run.profile_start_ns = message[2]
-                        engine.bus.publish(PhaseChanged(phase=Phase.PROFILE, perf_ns=message[2]))
+                        engine.announce_phase(Phase.PROFILE, message[2])
             elif kind == "end":
                 _kind, cancelled, cut, start, end = message
                 engine.cancelled_in_flight += cut
@@ -504,7 +549,7 @@ class WorkerPool:
         error = ErrorInfo(type=WORKER_LOST, message=f"in flight when {who} stopped")
         for index, phase, start_ns in lost:
             engine.write_unfinished(
-                RequestRecord(index=index, phase=phase, start_ns=start_ns, error=error, cancelled=True)
+                RequestRecord(index=index, phase=phase, start_ns=start_ns, error=error, cancelled=True, worker=i)
             )
         self.in_flight[i] = 0
         engine.in_flight = sum(self.in_flight.values())
@@ -525,10 +570,11 @@ def make_pool(
     bodies: list[bytes],
     *,
     yield_cpu: bool = False,
+    conversations: ConversationSet | None = None,
 ) -> WorkerPool:
     from aiperf._redact import known_secrets
 
-    shares = split(config, n)
+    shares = split(config, n, conversations)
     stride = len(shares)
     secrets = tuple(sorted(known_secrets()))
     specs = [
@@ -544,6 +590,7 @@ def make_pool(
                 else 0.0
             ),
             secrets=secrets,
+            conversations=conversations,
         )
         for i, share in enumerate(shares)
     ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aiperf import __version__
-from aiperf._plugins import Plugins, plugins_command_output, set_current
+from aiperf._plugins import Plugins, set_current
 from aiperf._types import AiperfError, MissingExtra, UsageError
 
 #: first-party plugins: their flags, and what to print when one is used without the plugin.
@@ -32,6 +32,11 @@ FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
     "gpu": (
         ("--gpu-telemetry", "--gpu-telemetry-interval", "--gpu-telemetry-table"),
         "GPU telemetry requires the 'aiperf-gpu' plugin. Install with: pip install \"aiperf[gpu]\"",
+    ),
+    "server_metrics": (
+        ("--server-metrics", "--server-metrics-interval"),
+        "Server metrics require the 'aiperf-server-metrics' plugin. "
+        'Install with: pip install "aiperf[server-metrics]"',
     ),
     "plot": (
         ("--plot",),
@@ -54,6 +59,25 @@ def _int(text: str) -> int:
     if not (value == value and abs(value) != float("inf") and value.is_integer()):
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")
     return int(value)
+
+
+def _int_list(text: str) -> int | list[int]:
+    """``4`` or a comma list ``1,4,16`` (a sweep)."""
+    items = [_int(item.strip()) for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma list such as 1,4,16 (got {text!r})")
+    return items[0] if len(items) == 1 else items
+
+
+def _float_list(text: str) -> float | list[float]:
+    """``10`` or a comma list ``5,10,20`` (a sweep)."""
+    try:
+        items = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        items = []
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma list such as 5,10,20 (got {text!r})")
+    return items[0] if len(items) == 1 else items
 
 
 def _ensure_std_streams() -> None:
@@ -85,6 +109,18 @@ class Parser(argparse.ArgumentParser):
 # -- profile ---------------------------------------------------------------------------------
 
 _PROFILE_INTERNAL = {"command", "config_file", "_handler"}
+#: commands listed first in ``aiperf --help``, in this order; the others follow by name.
+LEADING_COMMANDS = ("profile", "plugins")
+
+
+def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    """The core's flags of ``aiperf profile``. A flag not given stays out of the namespace, so
+    that a ``--config`` file's value and then the config's default apply."""
+    parser.argument_default = argparse.SUPPRESS
+    # The run needs the parser (which flags are plugins') and sets up logging itself
+    # (--verbose and --log-format may come from the --config file).
+    parser.set_defaults(_parser=parser, _configures_logging=True)
+    _add_profile_arguments(parser)
 
 
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +132,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
         "--url) spread requests round-robin over the servers",
     )
     endpoint.add_argument(
-        "--endpoint-type", help="API shape: chat, completions, embeddings (default chat)"
+        "--endpoint-type", help="API shape: chat, completions, embeddings, responses, messages, huggingface-generate, *-rankings, ... (docs/endpoints.md; default chat)"
     )
     endpoint.add_argument("--endpoint", help="request path, e.g. /v1/chat/completions (default: the type's)")
     endpoint.add_argument("--streaming", action="store_true", help="stream responses (needed for TTFT and ITL)")
@@ -117,13 +153,15 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     data = parser.add_argument_group("Input")
-    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=_int, metavar="N", help="prompt length in tokens (default 550, at most 1000000)")
+    data.add_argument("--synthetic-input-tokens-mean", "--isl", type=_int_list, metavar="N", help="prompt length in tokens (default 550, at most 1000000); a comma list sweeps")
     data.add_argument("--synthetic-input-tokens-stddev", "--isl-stddev", type=float, metavar="N", help="(default 0)")
-    data.add_argument("--output-tokens-mean", "--osl", type=_int, metavar="N", help="max_tokens per request (default: server's choice; at most 1000000)")
+    data.add_argument("--output-tokens-mean", "--osl", type=_int_list, metavar="N", help="max_tokens per request (default: server's choice; at most 1000000); a comma list sweeps")
     data.add_argument("--output-tokens-stddev", "--osl-stddev", type=float, metavar="N", help="(default 0)")
-    data.add_argument("--input-file", type=Path, help="JSONL prompts: {\"text\": ...} or {\"messages\": [...]} per line")
-    data.add_argument("--dataset", help="prompt source by name (default: input_file when --input-file, else synthetic)")
-    data.add_argument("--num-prompts", "--num-dataset-entries", type=_int, metavar="N", help="distinct synthetic prompts (default 100, at most 1000000, and at most 10^8 prompt tokens in all)")
+    data.add_argument("--input-file", type=Path, help="JSONL prompts: {\"text\": ...} or {\"messages\": [...]} per line, or a trace (docs/datasets.md)")
+    data.add_argument("--custom-dataset-type", metavar="TYPE", help="the --input-file's format: single_turn, random_pool, mooncake_trace, multi_turn (sessions; see --conversation-num) (default: inferred from its first line)")
+    data.add_argument("--dataset", "--public-dataset", help="prompt source by name: sharegpt, or a plugin's (default: input_file when --input-file, else synthetic)")
+    data.add_argument("--isl-block-size", "--synthetic-input-tokens-block-size", "--prompt-input-tokens-block-size", type=_int, metavar="N", help="tokens per hash_ids block of a mooncake_trace (default 512)")
+    data.add_argument("--num-prompts", "--num-dataset-entries", type=_int, metavar="N", help="distinct synthetic prompts (default 100, at most 1000000, and at most 10^8 prompt tokens in all); for a random_pool file, the requests drawn")
     data.add_argument("--tokenizer", help="builtin (default), a tokenizer.json path or directory, or a Hugging Face id")
     data.add_argument(
         "--use-server-token-count", action="store_true",
@@ -132,25 +170,42 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--random-seed", type=_int, help="seed for prompts and arrivals (default: random, recorded)")
 
     load = parser.add_argument_group("Load")
-    load.add_argument("--concurrency", type=_int, metavar="N", help="requests in flight (default 1, at most 100000); with --request-rate, a cap")
-    load.add_argument("--request-rate", type=float, metavar="R", help="requests per second, open loop")
-    load.add_argument("--request-rate-mode", metavar="MODE", help="constant or poisson (default poisson)")
+    load.add_argument("--concurrency", type=_int_list, metavar="N", help="requests in flight (default 1, at most 100000); with --request-rate, a cap; a comma list (1,4,16) sweeps")
+    load.add_argument("--request-rate", type=_float_list, metavar="R", help="requests per second, open loop; a comma list (5,10,20) sweeps")
+    load.add_argument("--request-rate-mode", "--arrival-pattern", metavar="MODE", help="constant, poisson or gamma (see --arrival-smoothness) (default poisson)")
     load.add_argument("--request-count", "--num-requests", type=_int, metavar="N", help="requests to measure (default 10)")
     load.add_argument("--benchmark-duration", type=float, metavar="S", help="measure for S seconds instead of a count")
     load.add_argument("--benchmark-grace-period", type=float, metavar="S", help="after --benchmark-duration, time for in-flight requests to finish (default 30)")
     load.add_argument("--warmup-request-count", type=_int, metavar="N", help="requests sent first and left out of the results (default 0)")
+    load.add_argument("--fixed-schedule", action=argparse.BooleanOptionalAction, help="send each request at the --input-file's recorded time (default: on when its lines have timestamp or delay)")
+    load.add_argument("--fixed-schedule-auto-offset", action="store_true", help="start the schedule at the first timestamp instead of 0")
+    load.add_argument("--fixed-schedule-start-offset", type=_int, metavar="MS", help="replay from this timestamp (ms, included); the schedule starts there")
+    load.add_argument("--fixed-schedule-end-offset", type=_int, metavar="MS", help="replay up to this timestamp (ms, included)")
     load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
     load.add_argument("--max-response-bytes", type=int, metavar="N", help="a larger response is an error of type response_too_large (default 67108864, 64 MiB)")
     load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
     load.add_argument("--workers", type=_int, metavar="N", help="load-generating processes (at most 1024; default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
 
+    sweep = parser.add_argument_group("Sweeps, repeats and search", "several runs in one directory (docs/sweeps.md)")
+    sweep.add_argument("--sweep-type", choices=("grid", "zip"), help="with several comma lists: every combination (grid, default) or their i-th values together (zip)")
+    sweep.add_argument("--sweep-cooldown-seconds", type=float, metavar="S", help="pause between the points of a sweep or search (default 0)")
+    sweep.add_argument("--sweep-same-seed", action=argparse.BooleanOptionalAction, help="every point uses the same --random-seed (default); --no-sweep-same-seed adds the point's index")
+    sweep.add_argument("--num-profile-runs", type=_int, metavar="N", help="run the same profile N times (trial_1 ... trial_N) and report each metric's mean with a confidence interval (default 1, at most 1000)")
+    sweep.add_argument("--profile-run-cooldown-seconds", type=float, metavar="S", help="pause between the runs of --num-profile-runs (default 0)")
+    sweep.add_argument("--profile-run-disable-warmup-after-first", action="store_true", help="send the --warmup-request-count requests before the first run only")
+    sweep.add_argument("--confidence-level", type=float, metavar="P", help="of the intervals of --num-profile-runs, Student's t (default 0.95)")
+    sweep.add_argument("--search", choices=("max-concurrency", "max-rate"), help="find the largest load whose share of requests meeting --goodput stays at --slo-attainment: double, then bisect")
+    sweep.add_argument("--slo-attainment", type=float, metavar="F", help="share of requests that must meet every --goodput SLO (default 0.95)")
+    sweep.add_argument("--search-resolution", type=float, metavar="N", help="stop bisecting when the passing and failing loads are this close (default 1)")
+    sweep.add_argument("--search-max", type=float, metavar="N", help="largest load the search tries (default 4096 requests in flight, 4096 requests/s)")
+
     out = parser.add_argument_group("Output")
-    out.add_argument("--artifact-dir", type=Path, help="run directory (default artifacts/<model>-<type>-<load>)")
+    out.add_argument("--artifact-dir", type=Path, help="run directory (default artifacts/<model>-<type>-<load>); of a sweep, repeat or search, the directory holding its runs")
     out.add_argument("--goodput", metavar="'METRIC:VALUE ...'", help="SLOs for goodput, e.g. 'time_to_first_token:200 inter_token_latency:20' (ms)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, help="live progress line (default: on a terminal)")
     out.add_argument("-v", "--verbose", action="count", help="more logging (-vv: libraries too)")
     out.add_argument("--log-format", choices=("console", "json"), help="log lines for people or for machines")
-    out.add_argument("--config", dest="config_file", type=Path, metavar="FILE", help="TOML file with the same keys as the flags")
+    out.add_argument("--config", dest="config_file", type=Path, metavar="FILE", help="TOML file with the same keys as the flags; a plugin's options may go in its [plugins.NAME] table (docs/configuration.md)")
 
 
 def _add_missing_extras(parser: argparse.ArgumentParser, plugins: Plugins, command: str) -> None:
@@ -168,6 +223,8 @@ def _add_missing_extras(parser: argparse.ArgumentParser, plugins: Plugins, comma
     if not plugins.loaded("gpu") and "--no-gpu-telemetry" not in taken:
         # Turning off what is not installed is not an error.
         parser.add_argument("--no-gpu-telemetry", dest="_ignored", action="store_true", help=argparse.SUPPRESS)
+    if not plugins.loaded("server_metrics") and "--no-server-metrics" not in taken:
+        parser.add_argument("--no-server-metrics", dest="_ignored", action="store_true", help=argparse.SUPPRESS)
 
 
 def _check_missing_extras(ns: argparse.Namespace) -> None:
@@ -176,7 +233,9 @@ def _check_missing_extras(ns: argparse.Namespace) -> None:
             raise MissingExtra(message)
 
 
-def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+def _profile_values(
+    ns: argparse.Namespace, parser: argparse.ArgumentParser, plugins: Plugins | None = None
+) -> dict[str, Any]:
     from aiperf._config import (
         config_fields,
         load_config_file,
@@ -184,6 +243,9 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parse_goodput,
         parse_headers,
     )
+    from aiperf._options import env_dests, table_keys
+
+    specs = plugins.options() if plugins is not None else {}
 
     given = {k: v for k, v in vars(ns).items() if k not in _PROFILE_INTERNAL and not k.startswith("_")}
     fields = config_fields()
@@ -194,8 +256,13 @@ def _profile_values(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     }
     values: dict[str, Any] = {}
     if getattr(ns, "config_file", None) is not None:
-        values = load_config_file(ns.config_file, set(plugin_actions))
+        tables = {name: table_keys(spec) for name, spec in specs.items()}
+        values = load_config_file(ns.config_file, set(plugin_actions), tables)
     from_file = dict(values.pop("plugin_options", {}))
+    # Precedence: flag > environment variable > config file > default. Where an option's
+    # variable is set, the file's value steps aside; the variable is read with the rest.
+    for dest in env_dests(specs.values()):
+        from_file.pop(dest, None)
     plugin_options: dict[str, Any] = {}
     for dest, action in plugin_actions.items():
         value = given.get(dest, None)
@@ -234,14 +301,38 @@ def _flatten_flag(values: list[Any]) -> list[Any]:
     return out
 
 
+def run_profile_command(ns: argparse.Namespace) -> int:
+    """``aiperf profile`` (registered by the built-in plugin): the flags, then the run."""
+    from aiperf._plugins import current
+
+    code = _run_profile(ns, current(), ns._parser, ns._argv)
+    if ns._program:
+        # Run as the program (not called with arguments, as tests and scripts do):
+        # everything is written, so skip the interpreter's teardown (see exit_now).
+        from aiperf._workers import exit_now
+
+        exit_now(code)
+    return code
+
+
 def _run_profile(ns: argparse.Namespace, plugins: Plugins, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     from aiperf._config import build_config, is_secret_header, query_values
+    from aiperf._options import check_all
     from aiperf._profile import run_profile
     from aiperf._redact import remember_secrets
 
     _check_missing_extras(ns)
-    values = _profile_values(ns, parser)
-    config = build_config(values)
+    values = _profile_values(ns, parser, plugins)
+    # Every problem at once: the core's first, then each plugin's options, one line each.
+    problems: list[str] = []
+    config = None
+    try:
+        config = build_config(values)
+    except UsageError as exc:
+        problems.extend(str(exc).splitlines())
+    problems.extend(check_all(plugins.options().values(), values.get("plugin_options", {})))
+    if problems or config is None:
+        raise UsageError("\n".join(problems))
     remember_secrets([config.api_key, *(v for n, v in config.headers if is_secret_header(n))])
     # Passwords in any URL, plugin flags included (--otel-url, --mlflow-tracking-uri, ...):
     # libraries log the URLs they call at -vv.
@@ -288,24 +379,27 @@ def build_parser(plugins: Plugins) -> tuple[Parser, dict[str, argparse.ArgumentP
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     parsers: dict[str, argparse.ArgumentParser] = {}
 
-    profile = sub.add_parser(
-        "profile",
-        help="benchmark a server",
-        description="Send real traffic to an OpenAI-compatible endpoint and report what the server did.",
-        argument_default=argparse.SUPPRESS,
-    )
-    _add_profile_arguments(profile)
-    plugins.add_options("profile", profile)
-    _add_missing_extras(profile, plugins, "profile")
-    parsers["profile"] = profile
-
-    sub.add_parser("plugins", help="list loaded plugins, their versions and hooks")
-
-    for name, command in sorted(plugins.commands().items()):
-        cmd_parser = sub.add_parser(name, help=command.help, description=command.help)
+    # Every command comes from a plugin, ``profile`` and ``plugins`` from the built-in one.
+    commands = plugins.commands()
+    names = [n for n in LEADING_COMMANDS if n in commands]
+    names += sorted(n for n in commands if n not in LEADING_COMMANDS)
+    for name in names:
+        command = commands[name]
+        cmd_parser = sub.add_parser(name, help=command.help, description=command.description or command.help)
         command.add_arguments(cmd_parser)
         plugins.add_options(name, cmd_parser)
+        if name == "profile" and plugins.options():
+            from aiperf._options import add_flags
+
+            for spec in plugins.options().values():
+                add_flags(cmd_parser, spec)
+        _add_missing_extras(cmd_parser, plugins, name)
         parsers[name] = cmd_parser
+    if "compare" in parsers and not plugins.loaded("plot"):
+        # `aiperf compare --plot FILE` comes from aiperf-plot: without it, say how to get it.
+        parsers["compare"].add_argument(
+            "--plot", dest="_missing_plot", nargs="*", action="append", help=argparse.SUPPRESS
+        )
     if "plot" not in parsers:
         sub.add_parser("plot", help="draw figures (needs aiperf-plot)", add_help=False).add_argument(
             "rest", nargs=argparse.REMAINDER
@@ -330,21 +424,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command is None:
             parser.print_help()
             return 2
-        if ns.command == "profile":
-            return _run_profile(ns, plugins, parsers["profile"], ["aiperf", *args])
-        if ns.command == "plugins":
-            _configure_logging(1 if verbose else 0, "console")
-            plugins_command_output(plugins)
-            return 0
         if ns.command == "plot" and "plot" not in parsers:
             raise MissingExtra(FIRST_PARTY["plot"][1])
-        _configure_logging(1 if verbose else 0, "console")
+        _check_missing_extras(ns)
+        # What a command may need beyond its flags: the command line as given (recorded in
+        # metadata.json), and whether it runs as the program (it may then skip the teardown).
+        ns._argv = ["aiperf", *args]
+        ns._program = argv is None
+        if not getattr(ns, "_configures_logging", False):
+            _configure_logging(1 if verbose else 0, "console")
         return plugins.commands()[ns.command].run(ns)
     except MissingExtra as exc:
         sys.stderr.write(f"{exc}\n")
         return exc.exit_code
     except AiperfError as exc:
-        sys.stderr.write(f"aiperf: error: {exc}\n")
+        # Several problems (bad values of several flags) are one line each.
+        sys.stderr.writelines(f"aiperf: error: {line}\n" for line in str(exc).splitlines() or [""])
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("\naiperf: interrupted\n")

@@ -102,6 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time per output token between content chunks (default: %(default)s)",
     )
     timing.add_argument(
+        "--ttft-per-inflight-ms",
+        type=float,
+        default=0.0,
+        help="added to the TTFT for every other request in flight when a request arrives: "
+        "a server that slows down with load (default: %(default)s)",
+    )
+    timing.add_argument(
         "--output-tokens",
         type=int,
         default=64,
@@ -200,6 +207,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most samples kept per /stats list; beyond it samples are counted as dropped "
         "(default: %(default)s)",
     )
+    stats.add_argument(
+        "--distinct-replies",
+        action="store_true",
+        help="chat and completions answers made of words drawn from a hash of the request body: "
+        "the same request always gets the same answer, different requests different ones "
+        "(default: every answer is the same word sequence)",
+    )
+    stats.add_argument(
+        "--record-header",
+        dest="record_headers",
+        action="append",
+        metavar="NAME",
+        help="keep this request header's value in each request of /stats?raw=1; repeatable",
+    )
+    stats.add_argument(
+        "--record-bodies",
+        action="store_true",
+        help="keep each inference request's JSON body and answer text in /stats?raw=1 (memory!)",
+    )
+    stats.add_argument(
+        "--prefix-block-size",
+        type=int,
+        default=16,
+        help="words per block of the prefix cache /stats reports on (prompt prefixes seen "
+        "before, per request: prefix_cached_tokens); 0 keeps none (default: %(default)s)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> MockServerConfig:
@@ -219,9 +252,10 @@ def config_from_args(args: argparse.Namespace) -> MockServerConfig:
         port=args.port,
         ttft_ms=args.ttft_ms,
         itl_ms=args.itl_ms,
+        ttft_per_inflight_ms=args.ttft_per_inflight_ms,
         output_tokens=args.output_tokens,
         tokens_per_chunk=args.tokens_per_chunk,
-        models=tuple(args.models) if args.models else ("mock-model",),
+        models=args.models or ("mock-model",),
         embedding_dimensions=args.embedding_dimensions,
         error_rate=args.error_rate,
         error_status=args.error_status,
@@ -233,6 +267,10 @@ def config_from_args(args: argparse.Namespace) -> MockServerConfig:
         idle_timeout=args.idle_timeout,
         seed=args.seed,
         stats_capacity=args.stats_capacity,
+        distinct_replies=args.distinct_replies,
+        record_headers=tuple(args.record_headers or ()),
+        record_bodies=args.record_bodies,
+        prefix_block_size=args.prefix_block_size,
     )
 
 

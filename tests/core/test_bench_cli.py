@@ -27,9 +27,20 @@ class TestScenarioChoice:
     def test_full_suite_runs_every_scenario_in_order(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """No flags: every scenario, start-up first and the long memory run last."""
         monkeypatch.setattr(run.shutil, "which", lambda name: f"/usr/bin/{name}")
+        monkeypatch.setattr(run, "_importable", lambda module: True)
         args = run.parse_args([])
-        assert ["startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "memory"] == run.chosen_scenarios(args)
+        assert [
+            "startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "health", "tail", "memory",
+        ] == run.chosen_scenarios(args)  # fmt: skip
         assert BENCH / "results.json" == run.default_output(args)
+
+    def test_full_suite_leaves_out_tail_without_the_mlflow_server(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With mlflow-skinny only (no server), the telemetry-tail scenario is left out, saying why."""
+        monkeypatch.setattr(run, "_importable", lambda module: module != "mlflow.server")
+        assert "tail" not in run.chosen_scenarios(run.parse_args([]))
+        assert "mlflow.server is not installed (pip install mlflow)" in capsys.readouterr().err
 
     def test_full_suite_leaves_out_wire_without_tcpdump(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -44,7 +55,7 @@ class TestScenarioChoice:
     def test_quick_leaves_out_memory(self) -> None:
         """--quick skips the 100k-request run and writes its own results file."""
         args = run.parse_args(["--quick"])
-        assert "memory" not in run.chosen_scenarios(args)
+        assert not {"memory", "health"} & set(run.chosen_scenarios(args))
         assert BENCH / "results-quick.json" == run.default_output(args)
 
     def test_named_scenarios_keep_suite_order(self) -> None:
@@ -85,3 +96,47 @@ class TestBadInput:
         err = capsys.readouterr().err
         assert message in err
         assert "Traceback" not in err
+
+
+class TestHealthCalibration:
+    """The calibration row: the bound a run reported against its TTFT error."""
+
+    def _summary(self, bound: float | None, p50: float, p99: float) -> dict:
+        return {
+            "metrics": {"time_to_first_token": {"p50": p50, "p99": p99}},
+            "measurement_health": None if bound is None else {
+                "verdict": "ok", "overhead_p99_ms": bound, "loop_lag_ms": {"max": bound * 2, "count": 100},
+                "loop_busy_pct": 40.0, "cpu_wait_pct": 1.0,
+            },
+        }  # fmt: skip
+
+    def _stats(self, p50: float, p99: float) -> dict:
+        return {"ttft_ms": {"p50": p50, "p99": p99}, "chunk_gap_ms": {"p99": 10.0}, "raw": {"requests": []}}
+
+    def test_covered_when_the_bound_is_at_least_the_larger_error(self) -> None:
+        from benchlib.suite import calibration_row
+
+        row = calibration_row(self._summary(2.0, 50.1, 52.0), self._stats(50.0, 50.5), 64, 1, 1.5)
+        assert (0.1, 1.5) == (round(row["err_p50_ms"], 6), round(row["err_p99_ms"], 6))
+        assert row["covered"] and 0.5 == round(row["margin_ms"], 6)
+        row = calibration_row(self._summary(1.0, 50.1, 52.0), self._stats(50.0, 50.5), 64, 1, 1.5)
+        assert not row["covered"] and -0.5 == round(row["margin_ms"], 6)
+
+    def test_no_block_is_never_covered(self) -> None:
+        from benchlib.suite import calibration_row
+
+        row = calibration_row(self._summary(None, 50.1, 52.0), self._stats(50.0, 50.5), 16, 1, 1.0)
+        assert not row["covered"]
+
+    def test_table_has_a_row_per_run(self, tmp_path: Path) -> None:
+        from benchlib.suite import calibration_row, write_calibration
+
+        rows = [
+            calibration_row(self._summary(b, 50.1, 52.0), self._stats(50.0, 50.5), c, 1, 1.0)
+            for c, b in ((16, 2.0), (64, 1.0))
+        ]
+        write_calibration(tmp_path / "out" / "cal", rows)
+        lines = (tmp_path / "out" / "cal.md").read_text().splitlines()
+        assert 2 + 2 == len(lines)
+        assert "| 16 | 1 |" in lines[2] and "| yes |" in lines[2]
+        assert "| **no** |" in lines[3]

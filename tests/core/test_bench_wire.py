@@ -263,3 +263,16 @@ def test_loop_figures_keep_the_load_window() -> None:
     assert figures.gc_max_by_generation == (0.05, 0.0, 12.0)
     assert figures.gc_cpu_max == 9.5
     assert figures.gc_count == 2
+
+
+def test_loop_figures_tell_own_work_from_waiting_for_a_core() -> None:
+    # late ms, wall-clock ns, the loop thread's CPU ms since the previous wake-up
+    probe = {
+        "lag": [[0.1, 100, 1.0], [9.0, 150, 9.8], [12.0, 200, 0.7], [0.3, 250, 1.2], [20.0, 900, 21.0]],
+        "gc": [],
+    }
+    figures = wire.loop_figures(probe, (100, 500))
+    assert figures.stalls == 2
+    # Only the first stall ran the loop's own thread for longer than the bound.
+    assert figures.stalls_own == 1
+    assert figures.busy_max == 9.8

@@ -468,3 +468,120 @@ class TestInputFileErrors:
         path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
         dataset = InputFileDataset(path=path, tokenizer=builtin_tokenizer())
         assert "--input-file: line 2: not valid UTF-8" == usage_error(dataset.load)
+
+
+# -- images and audio in the input file ------------------------------------------------------
+
+
+def _png() -> bytes:
+    import random
+
+    from aiperf._apis import media
+
+    return media.png(4, 3, random.Random(1))
+
+
+def _wav(seconds: float) -> bytes:
+    import random
+
+    from aiperf._apis import media
+
+    return media.wav(seconds, random.Random(1))
+
+
+class TestInputFileMedia:
+    """``image`` and ``audio`` next to ``text``/``prompt``: files read now and sent as base64,
+    image URLs passed through, their sizes recorded as the synthetic media's are."""
+
+    def test_local_image_becomes_a_data_url(self, tmp_path: Path, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        import base64
+
+        png = _png()
+        (tmp_path / "cat.png").write_bytes(png)
+        (prompt,) = jsonl({"text": "what is this", "image": "cat.png"})
+        assert (f"data:image/png;base64,{base64.b64encode(png).decode()}",) == prompt.images
+        assert {"input_image_count": 1.0, "input_image_bytes": float(len(png))} == prompt.input_values
+        assert builtin_tokenizer().count("what is this") == prompt.input_tokens
+
+    def test_media_type_from_the_bytes_then_the_extension(self, tmp_path: Path, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        """A JPEG named .bin is a JPEG; a file with no known magic takes its extension's type."""
+        (tmp_path / "photo.bin").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
+        (tmp_path / "pic.webp").write_bytes(b"RIFF\x10\x00\x00\x00WEBPVP8 ")
+        (tmp_path / "drawing.bmp").write_bytes(b"BM" + b"\x00" * 30)
+        (prompt,) = jsonl({"text": "x", "image": ["photo.bin", "pic.webp", "drawing.bmp"]})
+        assert ["image/jpeg", "image/webp", "image/bmp"] == [u[5:].split(";")[0] for u in prompt.images]
+
+    def test_urls_pass_through_and_count(self, tmp_path: Path, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        """An http(s) image is sent as its URL: counted, but its bytes are unknown."""
+        png = _png()
+        (tmp_path / "a.png").write_bytes(png)
+        (prompt,) = jsonl({"prompt": "compare", "image": ["https://example.com/b.jpg", "a.png"]})
+        assert "https://example.com/b.jpg" == prompt.images[0]
+        assert prompt.images[1].startswith("data:image/png;base64,")
+        assert {"input_image_count": 2.0, "input_image_bytes": float(len(png))} == prompt.input_values
+
+    def test_wav_and_mp3_audio(self, tmp_path: Path, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        """Audio goes as (base64, format); a WAV's length is read from its header."""
+        import base64
+
+        clip = _wav(0.25)
+        mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 8
+        (tmp_path / "a.wav").write_bytes(clip)
+        (tmp_path / "b.mp3").write_bytes(mp3)
+        first, second = jsonl({"text": "x", "audio": "a.wav"}, {"text": "y", "audio": ["b.mp3"]})
+        assert ((base64.b64encode(clip).decode(), "wav"),) == first.audio
+        assert {"input_audio_bytes": float(len(clip)), "input_audio_seconds": 0.25} == first.input_values
+        assert ((base64.b64encode(mp3).decode(), "mp3"),) == second.audio
+        assert {"input_audio_bytes": float(len(mp3))} == second.input_values  # no length without a decoder
+
+    def test_relative_paths_from_the_current_directory_first(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        """A relative path is looked up from where aiperf runs, then from the file's folder."""
+        here = tmp_path / "cwd"
+        here.mkdir()
+        (here / "a.png").write_bytes(_png())
+        (tmp_path / "a.png").write_bytes(b"\xff\xd8\xff" + b"\x00" * 8)  # beside input.jsonl
+        monkeypatch.chdir(here)
+        (prompt,) = jsonl({"text": "x", "image": "a.png"})
+        assert prompt.images[0].startswith("data:image/png;")
+
+    def test_each_file_read_once(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        """A file named on many lines is read once and its payload shared."""
+        (tmp_path / "a.png").write_bytes(_png())
+        reads: list[Path] = []
+        original = Path.read_bytes
+
+        def counting(self: Path) -> bytes:
+            reads.append(self)
+            return original(self)
+
+        monkeypatch.setattr(Path, "read_bytes", counting)
+        prompts = jsonl(*({"text": f"p{i}", "image": "a.png"} for i in range(5)))
+        assert 1 == len(reads)
+        assert all(p.images[0] is prompts[0].images[0] for p in prompts)
+
+    def test_data_url_image_kept(self, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        (prompt,) = jsonl({"text": "x", "image": "data:image/gif;base64,R0lGODlhAQABAAAAACw="})
+        assert ("data:image/gif;base64,R0lGODlhAQABAAAAACw=",) == prompt.images
+        assert 14.0 == prompt.input_values["input_image_bytes"]
+
+    @pytest.mark.parametrize(
+        ("line", "expected"),
+        [
+            ({"text": "a", "image": "nope.png"}, '--input-file: line 1: "image": no such file: nope.png or {dir}/nope.png'),
+            ({"text": "a", "audio": "gone.wav"}, '--input-file: line 1: "audio": no such file: gone.wav or {dir}/gone.wav'),
+            ({"text": "a", "image": "notes.txt"}, '--input-file: line 1: "image": notes.txt is not an image aiperf knows (PNG, JPEG, GIF or WebP)'),
+            ({"text": "a", "audio": "notes.txt"}, '--input-file: line 1: "audio": notes.txt is neither WAV nor MP3 (the formats input_audio takes)'),
+            ({"text": "a", "audio": "https://example.com/a.wav"}, '--input-file: line 1: "audio": https://example.com/a.wav is a URL; input_audio carries the clip itself, so give a local WAV or MP3 file'),
+            ({"text": "a", "image": 5}, '--input-file: line 1: "image" must be a path or URL, or an array of them, got a number'),
+            ({"text": "a", "image": []}, '--input-file: line 1: "image" must be a path or URL, or an array of them, got an empty string or array'),
+            ({"text": "a", "audio": ["a.wav", 3]}, '--input-file: line 1: "audio" must be a path or URL, or an array of them, got an array'),
+            ({"text": "a", "image": "sub"}, '--input-file: line 1: "image": sub is a directory, not a file'),
+            ({"text": "a", "image": "data:image/png,abc"}, '--input-file: line 1: "image": a data: URL must be base64 (data:image/png;base64,...)'),
+            ({"messages": [{"role": "user", "content": "a"}], "image": "x.png"}, '--input-file: line 1: "image": only with "text" or "prompt"; with "messages", put images and audio in the messages\' content parts'),
+        ],
+    )  # fmt: skip
+    def test_bad_media_is_one_line(self, line: dict, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jsonl: Callable[..., list[aiperf.Prompt]]) -> None:
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "notes.txt").write_text("not media")
+        (tmp_path / "sub").mkdir()
+        assert expected.format(dir=tmp_path) == usage_error(lambda: jsonl(line))

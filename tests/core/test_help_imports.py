@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HEAVY = ("trio", "httpx", "httpcore", "numpy", "tokenizers", "tiktoken", "cattrs", "structlog",
-         "mlflow", "matplotlib", "opentelemetry", "pynvml")
+         "mlflow", "matplotlib", "opentelemetry", "pynvml", "prometheus_client")
 
 PROBE = """
 import json, sys
@@ -27,3 +27,13 @@ def test_help_imports_no_heavy_module() -> None:
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "aiperf" in loaded
     assert [] == sorted(set(HEAVY) & loaded)
+
+
+def test_help_does_not_import_the_testing_kit() -> None:
+    """aiperf.testing is for tests: --help never imports it, whatever plugins are installed."""
+    probe = PROBE.replace("{m.split(\".\")[0] for m in sys.modules}", "set(sys.modules)")
+    assert probe != PROBE
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "aiperf.cli" in loaded
+    assert "aiperf.testing" not in loaded

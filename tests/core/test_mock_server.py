@@ -833,3 +833,51 @@ class TestSchedule:
         client.post(server.url + "/v1/chat/completions", json=chat(5, stream=False))
         latency = server.stats()["request_latency_ms"]["max"]
         assert 40 - 0.001 <= latency <= 40 + self.LATE_MS
+
+
+class TestDistinctReplies:
+    """--distinct-replies, --record-header, --record-bodies: what a conversation test needs."""
+
+    def test_same_body_same_answer_other_body_other_answer(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """A streamed and a whole answer to one body agree; another body gets other words."""
+        server = servers(distinct_replies=True)
+        url = server.url + "/v1/chat/completions"
+        first = "".join(read_stream(client, url, chat(12)).contents())
+        again = "".join(read_stream(client, url, chat(12)).contents())
+        whole = client.post(url, json=chat(12, stream=False)).json()["choices"][0]["message"]["content"]
+        other = "".join(read_stream(client, url, chat(12, temperature=0.5)).contents())
+        assert first == again
+        assert 12 == len(first.split()) == len(other.split())
+        assert first != other
+        assert first != text_of(12)  # not the shared default sequence
+        # The whole body answers the same words (its body differs only in "stream").
+        assert 12 == len(whole.split())
+        assert set(whole.split()) <= set(MOCK_WORDS)
+
+    def test_default_answers_are_the_shared_sequence(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """Without the flag every answer is the same word sequence, whatever the body."""
+        server = servers()
+        url = server.url + "/v1/chat/completions"
+        assert text_of(6) == "".join(read_stream(client, url, chat(6, temperature=0.1)).contents())
+        assert text_of(6) == "".join(read_stream(client, url, chat(6, temperature=0.9)).contents())
+
+    def test_recorded_headers_bodies_and_answers(
+        self, servers: Callable[..., MockServer], client: httpx.Client
+    ) -> None:
+        """/stats?raw=1 keeps the named header (any case), the JSON body and the answer text."""
+        server = servers(distinct_replies=True, record_headers=("X-Session-Id",), record_bodies=True)
+        url = server.url + "/v1/chat/completions"
+        with client.stream("POST", url, json=chat(5), headers={"x-session-id": "s-1", "X-Other": "no"}) as r:
+            text = "".join(
+                json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                for line in r.iter_lines()
+                if line.startswith("data: {")
+            )
+        (record,) = server.stats(raw=True)["raw"]["requests"]
+        assert {"x-session-id": "s-1"} == record["headers"]
+        assert chat(5) == record["body"]
+        assert text == record["reply"]

@@ -25,13 +25,16 @@ class TestPackaging:
         """Each extra names the plugin distribution living under plugins/."""
         project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
         extras = project["optional-dependencies"]
-        for name in ("otel", "mlflow", "gpu", "plot"):
+        names = sorted(p.name.removeprefix("aiperf-") for p in (REPO / "plugins").glob("aiperf-*"))
+        assert {"otel", "mlflow", "gpu", "plot", "server-metrics"} <= set(names)
+        for name in names:
             assert f"aiperf-{name}" == extras[name][0]
             plugin = tomllib.loads((REPO / "plugins" / f"aiperf-{name}" / "pyproject.toml").read_text())
             assert f"aiperf-{name}" == plugin["project"]["name"]
-            assert f"aiperf_{name}.plugin" == plugin["project"]["entry-points"]["aiperf"][name]
+            module = name.replace("-", "_")
+            assert f"aiperf_{module}.plugin" == plugin["project"]["entry-points"]["aiperf"][module]
         plugins = [e for e in extras["all"] if e.startswith("aiperf-")]
-        assert sorted(f"aiperf-{n}" for n in ("otel", "mlflow", "gpu", "plot")) == sorted(plugins)
+        assert [f"aiperf-{n}" for n in names] == sorted(plugins)
 
     def test_mlflow_extra_installs_the_full_mlflow(self) -> None:
         """`pip install "aiperf[mlflow]"` then `mlflow ui` works: the extra brings the full

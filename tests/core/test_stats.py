@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from aiperf._metrics import METRICS, MetricSpec
 from aiperf._stats import Aggregator, Reservoir, describe
 from aiperf._types import ErrorInfo, Phase, RequestMetrics
 
@@ -71,3 +72,54 @@ class TestAggregator:
         assert 1000 == len(res.values)
         assert 100_000 == res.seen
         assert 40_000 < float(np.median(res.values)) < 60_000
+
+
+#: a plugin's metrics: one per request (bytes shown as KiB), and run summaries of one tag each.
+PLUGIN_SPECS = {
+    **METRICS,
+    "cache_bytes": MetricSpec("cache_bytes", "Cache Bytes", "KiB", 1 / 1024, "request"),
+    **{
+        f"hits_{how}": MetricSpec(f"hits_{how}", f"Hits {how}", "hits", kind="run", summary=how)
+        for how in ("sum", "avg", "min", "max", "rate")
+    },
+}
+
+
+class TestPluginMetrics:
+    def _aggregated(self) -> Aggregator:
+        agg = Aggregator(specs=PLUGIN_SPECS)
+        for i, (kib, hits) in enumerate([(1, 2.0), (2, 4.0), (3, 9.0), (4, 1.0)]):
+            values = {f"hits_{how}": hits for how in ("sum", "avg", "min", "max", "rate")}
+            agg.add(metrics(i, start=0, end=2_000 * MS, cache_bytes=kib * 1024, request_latency=MS, **values))
+        agg.add(metrics(9, start=0, end=MS, error=ErrorInfo(type="500", message="x"), cache_bytes=1e9))
+        return agg
+
+    def test_registered_request_metric_is_a_distribution_in_display_units(self) -> None:
+        stats = self._aggregated().request_metrics()["cache_bytes"]
+        assert ("Cache Bytes", "KiB", 4) == (stats.header, stats.unit, stats.count)
+        assert (2.5, 1.0, 4.0) == (stats.avg, stats.min, stats.max)
+        assert np.percentile([1, 2, 3, 4], 90) == pytest.approx(stats.percentiles["p90"])
+
+    def test_registered_run_metrics_reduce_the_per_request_values(self) -> None:
+        """Failed requests are left out, as for the core's metrics; rate is per second of the
+        benchmark duration (2 s here)."""
+        run = self._aggregated().run_metrics()
+        assert {"sum": 16.0, "avg": 4.0, "min": 1.0, "max": 9.0, "rate": 8.0} == {
+            how: run[f"hits_{how}"].avg for how in ("sum", "avg", "min", "max", "rate")
+        }
+        assert ("Hits sum", "hits", 1) == (run["hits_sum"].header, run["hits_sum"].unit, run["hits_sum"].count)
+
+    def test_run_metrics_are_not_distributions(self) -> None:
+        assert not {tag for tag in self._aggregated().request_metrics() if tag.startswith("hits_")}
+
+    def test_unregistered_values_are_not_summarised(self) -> None:
+        """Without the plugin's specs (the core's table alone), its values are not shown."""
+        agg = Aggregator()
+        agg.add(metrics(0, start=0, end=MS, cache_bytes=1024.0, request_latency=MS))
+        assert ["request_latency"] == list(agg.request_metrics())
+
+    def test_metric_not_measured_is_left_out(self) -> None:
+        agg = Aggregator(specs=PLUGIN_SPECS)
+        agg.add(metrics(0, start=0, end=MS, request_latency=MS))
+        assert "hits_sum" not in agg.run_metrics()
+        assert "cache_bytes" not in agg.request_metrics()

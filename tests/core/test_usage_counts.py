@@ -4,17 +4,15 @@ request for every token-derived metric, absurd usage ignored with a counted note
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from aiperf._config import ProfileConfig
 from aiperf._metrics import USAGE_MAX, TimingProcessor, TokenTally, checked_usage
 from aiperf._types import Phase, RequestRecord, RunContext, Usage
+from aiperf.testing import LoopbackServer, Received, Reply, make_run
 
 NS = 1_000_000
 
@@ -33,20 +31,7 @@ class WordTokenizer:
 
 
 def run_context(tokenizer: Any, **config: Any) -> RunContext:
-    return RunContext(
-        config=ProfileConfig(model="m", streaming=True, **config),
-        run_dir=Path("."),
-        benchmark_id="t",
-        version="0",
-        provider="_OTHER",
-        operation_name="chat",
-        server_address="127.0.0.1",
-        server_port=1,
-        load_setting="concurrency1",
-        anchor_wall_ns=0,
-        anchor_perf_ns=0,
-        tokenizer=tokenizer,
-    )
+    return make_run(Path("."), config=ProfileConfig(model="m", streaming=True, **config), tokenizer=tokenizer)
 
 
 def streamed(words: int, gap_ms: float, usage: Usage | None) -> RequestRecord:
@@ -152,56 +137,32 @@ class TestTokenTally:
 # -- end to end, against a server that sends the usage we choose ---------------------------------
 
 
-@attrs.define
-class UsageServer:
+class UsageServer(LoopbackServer):
     """Non-streaming chat answers of ``words`` words with ``usage`` as given (any JSON)."""
 
-    usages: list[Any]
-    words: int = 6
-    httpd: ThreadingHTTPServer | None = None
-    served: int = 0
+    def __init__(self, usages: list[Any], words: int = 6) -> None:
+        super().__init__()
+        self.usages = usages
+        self.words = words
+        self.served = 0
 
-    @property
-    def url(self) -> str:
-        assert self.httpd is not None
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def body(self) -> bytes:
-        usage = self.usages[self.served % len(self.usages)]
-        self.served += 1
+    def respond(self, request: Received) -> Reply:
+        if request.method != "POST":
+            return Reply(501, b"")
+        with self.lock:
+            usage = self.usages[self.served % len(self.usages)]
+            self.served += 1
         text = " ".join(["the"] * self.words)
         message = {"role": "assistant", "content": text}
         data = {"id": "x", "model": "m", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
         # allow_nan: NaN and Infinity go out as the bare words some servers send.
-        return (json.dumps(data)[:-1] + ',"usage":' + usage + "}").encode()
+        return Reply(body=(json.dumps(data)[:-1] + ',"usage":' + usage + "}").encode())
 
 
 @pytest.fixture
 def usage_server() -> Iterator[UsageServer]:
-    server = UsageServer(usages=['{"prompt_tokens": 8, "completion_tokens": 6}'])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            body = server.body()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with UsageServer(usages=['{"prompt_tokens": 8, "completion_tokens": 6}']) as server:
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-        thread.join(5)
 
 
 ABSURD = [

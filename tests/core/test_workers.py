@@ -60,6 +60,18 @@ class TestSplit:
         assert needs_pool(1, [object()])
         assert needs_pool(2, [])
 
+    def test_the_progress_line_keeps_the_load_in_process(self) -> None:
+        """A sink that declares itself cheap (the built-in progress line) does not force a
+        worker; beside a telemetry sink, the load still moves out."""
+        import io
+
+        from aiperf.builtin.progress import ProgressLine
+
+        line = ProgressLine(io.StringIO())
+        assert not needs_pool(1, [line])
+        assert needs_pool(1, [line, object()])
+        assert needs_pool(2, [line])
+
 
 class TestMessages:
     async def test_messages_survive_any_cut_of_the_stream(self) -> None:
@@ -126,6 +138,11 @@ class FakeEngine:
         self.stopping = False
         self.accepted: list[RequestRecord] = []
         self.unfinished: list[RequestRecord] = []
+        self.loop_lags: list[float | None] = []
+        self.process_health: list[object] = []
+
+    def note_loop_lag(self, lag_ms) -> None:
+        self.loop_lags.append(lag_ms)
 
     def accept(self, record, metrics) -> None:
         self.accepted.append(record)
@@ -147,13 +164,13 @@ class TestDeadWorkers:
         engine = FakeEngine()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pool.run, engine)
-            await pipes[0][0].send_all(encode(("progress", 3, 1, [(4, Phase.PROFILE, 123)])))
+            await pipes[0][0].send_all(encode(("progress", 3, 1, [(4, Phase.PROFILE, 123)], 2.5)))
             await pipes[0][0].aclose()
             while engine.failure is None:
                 await trio.sleep(0.01)
             # Worker 1, told to stop, hands over what it finished and what it cancelled.
             await pipes[1][0].send_all(
-                encode(("done", [(done, object()), (cut, None)])) + encode(("progress", 2, 0, []))
+                encode(("done", [(done, object()), (cut, None)])) + encode(("progress", 2, 0, [], None))
                 + encode(("end", True, 1, 10, 20))
             )  # fmt: skip
             await pipes[1][0].aclose()
@@ -164,6 +181,7 @@ class TestDeadWorkers:
         assert [1] == [r.index for r in engine.accepted]
         assert engine.run.cancelled is False
         assert 5 == engine.sent
+        assert [2.5, None] == engine.loop_lags  # each worker's largest loop lag, for live sinks
         assert "aiperf: worker 0 (pid 111) was killed by SIGKILL; stopping the run" in capsys.readouterr().err
 
     def test_stall_timeout_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:

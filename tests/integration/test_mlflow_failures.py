@@ -209,5 +209,7 @@ def test_only_the_runs_files_are_uploaded_never_a_dotenv(
     assert {
         "profile_export.jsonl", "profile_export_aiperf.json", "profile_export_aiperf.csv",
         "inputs.json", "metadata.json", "mlflow_export.json",
+        # the mock answers GET /metrics: aiperf-server-metrics writes what it scraped
+        "server_metrics_export.json", "server_metrics_export.csv", "server_metrics_export.jsonl",
     } == names  # fmt: skip
     assert (tmp_path / ".env").exists() and (tmp_path / "notes.txt").exists()

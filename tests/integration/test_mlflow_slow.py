@@ -13,16 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
-from aiperf.testing import MockServer
+from aiperf.testing import LoopbackServer, MockServer, Received, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -41,61 +39,25 @@ CORE_FILES = (
 )
 
 
-class SlowMlflow:
+class SlowMlflow(LoopbackServer):
     """A tracking server that is up (``/health`` answers) but too slow for every API call."""
 
     def __init__(self, delay_s: float) -> None:
+        super().__init__()
         self.delay_s = delay_s
-        self.paths: list[str] = []
-        self._lock = threading.Lock()
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    @property
+    def paths(self) -> list[str]:
+        return [f"{r.method} {r.path}" for r in self.requests()]
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-                pass
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                with outer._lock:
-                    outer.paths.append(f"{self.command} {self.path}")
-                if self.path.split("?")[0] == "/health":
-                    body = b"OK"
-                    content_type = "text/plain"
-                else:
-                    time.sleep(outer.delay_s)
-                    body = b"{}"
-                    content_type = "application/json"
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass  # the client gave up waiting, as it should
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True  # a delayed handler never holds up shutdown
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+    def respond(self, request: Received) -> Reply:
+        if request.path.split("?")[0] == "/health":
+            return Reply(body=b"OK", content_type="text/plain")
+        time.sleep(self.delay_s)
+        return Reply()
 
     def api_calls(self) -> list[str]:
-        with self._lock:
-            return [p for p in self.paths if "/api/" in p]
+        return [p for p in self.paths if "/api/" in p]
 
 
 @attrs.frozen

@@ -13,8 +13,11 @@ from support.plot_cli import aiperf_in
 
 pytestmark = pytest.mark.integration
 
+#: the mock server answers GET /metrics, so aiperf-server-metrics scrapes it and the server's
+#: own figure is drawn too.
 PNGS = {
     "plots/itl_over_time.png",
+    "plots/server_over_time.png",
     "plots/request_latency_distribution.png",
     "plots/throughput_over_time.png",
     "plots/ttft_over_time.png",

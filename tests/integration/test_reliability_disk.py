@@ -110,6 +110,10 @@ class TestDiskFull:
         meta = json.loads((run_dir / "metadata.json").read_text())
         assert "FINISHED" == meta["status"]
         assert any(str(jsonl) in error for error in meta["artifact_errors"])
+        # every file said on stderr to have failed, a plugin's too, is listed in metadata.json
+        said = [line.removeprefix("aiperf: ").split("; ")[0] for line in result.stderr.splitlines()
+                if line.startswith("aiperf: cannot write")]  # fmt: skip
+        assert sorted(said) == sorted(meta["artifact_errors"])
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +147,7 @@ class TestJsonlWriter:
     def test_a_failed_write_is_reported_once_and_never_raises(self) -> None:
         """Writing to a device that is always full: one report naming the path and ENOSPC, the
         run's writes go on without an exception, and the lost lines are counted."""
-        from aiperf._exporters import JsonlWriter
+        from aiperf.builtin.jsonl import JsonlWriter
 
         reports = []
         with JsonlWriter(Path("/dev/full"), on_error=reports.append) as writer:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiperf.testing import MockServer
+from aiperf.testing import LoopbackServer, MockServer, Received, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -158,53 +158,22 @@ class TestCanary:
 ECHOED_KEY = "sk-echo-" + "Zq8" * 12
 
 
-class EchoingServer:
+class EchoingServer(LoopbackServer):
     """Answers every request 401 with a body that echoes its ``Authorization`` header, as some
     gateways do; the echo starts at a different offset each time, so that wherever aiperf cuts
     a long body, some cut falls inside the key."""
 
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    @property
+    def seen(self) -> list[str]:
+        return [r.headers.get("authorization") or "" for r in self.requests() if r.method == "POST"]
 
-        seen: list[str] = []
-        self.seen = seen
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._answer(200, b"{}")
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                auth = self.headers.get("Authorization") or ""
-                seen.append(auth)
-                pad = "." * (100 + (len(seen) * 37) % 500)
-                body = json.dumps({"error": {"message": f"{pad}invalid credentials: {auth}"}})
-                self._answer(401, body.encode())
-
-            def _answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> EchoingServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, request: Received) -> Reply:
+        if request.method != "POST":
+            return Reply()
+        auth = request.headers.get("authorization") or ""
+        pad = "." * (100 + (len(self.seen) * 37) % 500)
+        body = json.dumps({"error": {"message": f"{pad}invalid credentials: {auth}"}})
+        return Reply(401, body.encode())
 
 
 class TestEchoedKey:

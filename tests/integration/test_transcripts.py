@@ -45,11 +45,15 @@ EARLY_S = 0.002
 class Expected:
     """What a transcript holds, by a reading independent of aiperf's parser."""
 
-    #: indexes (in send order) of the events that carry content text, before any [DONE].
+    #: indexes (in send order) of the events that carry content text (answer or reasoning),
+    #: before any [DONE].
     content_events: tuple[int, ...]
     text: str
     #: completion_tokens of the last usage object before [DONE], if any.
     completion_tokens: int | None
+    #: indexes of the events that carry reasoning text, and that text.
+    reasoning_events: tuple[int, ...] = ()
+    reasoning: str = ""
 
 
 def _payload(event: bytes) -> str | None:
@@ -62,15 +66,20 @@ def _payload(event: bytes) -> str | None:
     return "\n".join(data) if data else None
 
 
-def _content(obj: dict[str, Any]) -> str:
+def _content(obj: dict[str, Any], field: str = "content") -> str:
     choices = obj.get("choices") or []
     if not choices:
         return ""
     choice = choices[0]
-    part = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+    part = (choice.get("delta") or {}).get(field) or (choice.get("text") if field == "content" else "") or ""
     if not part and isinstance(choice.get("message"), dict):
-        part = choice["message"].get("content") or ""
+        part = choice["message"].get(field) or ""
     return part
+
+
+def _reasoning(obj: dict[str, Any]) -> str:
+    """Reasoning text under either name servers give it."""
+    return _content(obj, "reasoning_content") or _content(obj, "reasoning")
 
 
 def expected(transcript: Transcript) -> Expected:
@@ -80,6 +89,8 @@ def expected(transcript: Transcript) -> Expected:
         return Expected((0,), _content(obj), usage.get("completion_tokens"))
     content: list[int] = []
     texts: list[str] = []
+    thinking: list[int] = []
+    thoughts: list[str] = []
     tokens = None
     for i, event in enumerate(transcript.events):
         data = _payload(event)
@@ -88,12 +99,16 @@ def expected(transcript: Transcript) -> Expected:
         if data == "[DONE]":
             break
         obj = json.loads(data)
-        if part := _content(obj):
+        part, thought = _content(obj), _reasoning(obj)
+        if part or thought:
             content.append(i)
             texts.append(part)
+        if thought:
+            thinking.append(i)
+            thoughts.append(thought)
         if isinstance(obj.get("usage"), dict):
             tokens = obj["usage"].get("completion_tokens")
-    return Expected(tuple(content), "".join(texts), tokens)
+    return Expected(tuple(content), "".join(texts), tokens, tuple(thinking), "".join(thoughts))
 
 
 # -- running aiperf --------------------------------------------------------------------------------
@@ -184,7 +199,12 @@ def test_stream_measured_as_sent(name: str, tmp_path: Path) -> None:
     assert [r["error"] for r in records] == [None] * COUNT, run.output
     assert run.process.returncode == 0, run.output
 
-    osl = truth.completion_tokens or builtin_count(truth.text)
+    if truth.reasoning:
+        # the tokenizer's count (the default source): a reasoning stream's usage also counts
+        # the </think> token, which sends no text (test_reasoning_stream_counted_apart)
+        osl = builtin_count(truth.text) + builtin_count(truth.reasoning)
+    else:
+        osl = truth.completion_tokens or builtin_count(truth.text)
     first, last = truth.content_events[0], truth.content_events[-1]
     # concurrency 1: the n-th request aiperf started is the n-th the server read
     records.sort(key=lambda r: r["start_time_ns"])
@@ -207,6 +227,34 @@ def test_stream_measured_as_sent(name: str, tmp_path: Path) -> None:
         assert abs(span - sent_span) <= LATE_S, (span, sent_span)
         # (zero when a starved client read every chunk at once: presence is what holds)
         assert "inter_token_latency" in metrics
+
+
+def test_reasoning_stream_counted_apart(tmp_path: Path) -> None:
+    """vLLM's reasoning-parser stream (delta.reasoning_content, then delta.content): every
+    reasoning and answer event is a chunk; the first reasoning event is TTFT and time to first
+    reasoning token, the first answer event time to first output token; the reasoning is
+    counted by the tokenizer (the usage has no reasoning_tokens) and the output by the usage."""
+    transcript = load("vllm-chat-stream-reasoning")
+    truth = expected(transcript)
+    assert truth.reasoning_events and truth.reasoning_events[0] == truth.content_events[0]
+    answer = [i for i in truth.content_events if i not in truth.reasoning_events]
+    with ReplayServer(transcript, first_delay_s=FIRST_S, gap_s=GAP_S) as server:
+        run = profile(server.url, tmp_path / "run", "--use-server-token-count", streaming=True)
+    records = sorted(run.records(), key=lambda r: r["start_time_ns"])
+    assert [r["error"] for r in records] == [None] * COUNT, run.output
+    reasoning_tokens = builtin_count(truth.reasoning)
+    for record, served in zip(records, server.timings, strict=True):
+        metrics = record["metrics"]
+        assert truth.completion_tokens == metrics["output_sequence_length"]
+        assert reasoning_tokens == metrics["reasoning_token_count"] == record["client_tokens"]["reasoning"]
+        assert "server" == record["token_source"] and "reasoning_tokens" not in record["usage"]
+        assert len(truth.content_events) == len(metrics["inter_chunk_latency"]) + 1
+        assert metrics["time_to_first_reasoning_token"] == metrics["time_to_first_token"]
+        # the first answer event, against when the server sent it (as for TTFT above)
+        ttfo = metrics["time_to_first_output_token"] / 1e3
+        sent = (served.sent_ns[answer[0]] - served.received_ns) / 1e9
+        assert ttfo >= FIRST_S + answer[0] * GAP_S - EARLY_S, ttfo
+        assert sent - EARLY_S <= ttfo <= sent + LATE_S, (ttfo, sent)
 
 
 @pytest.mark.parametrize("name", BODIES)

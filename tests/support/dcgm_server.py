@@ -9,13 +9,11 @@ exporter-format text for any number of GPUs on any hosts; :func:`frames` and
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 
 import attrs
+from aiperf.testing import LoopbackServer, Received, Reply
 
 Script = Callable[[int, float], "str | int"]
 
@@ -106,76 +104,33 @@ def constant_power(gpus: Sequence[FakeGpu], watts: float) -> Script:
     return script
 
 
-class DcgmServer:
+class DcgmServer(LoopbackServer):
     """Serves ``script`` at ``http://127.0.0.1:<free port>/metrics`` while the context is open."""
 
     def __init__(self, script: Script) -> None:
+        super().__init__()
         self.script = script
         self.scrapes = 0
-        self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        # A short poll keeps shutdown() quick when a test closes the server.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name="dcgm-server",
-            daemon=True,
-        )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
+        return super().url + "/metrics"
 
-    def __enter__(self) -> DcgmServer:
+    def start(self) -> None:
         self._started = time.monotonic()
-        self._thread.start()
-        return self
+        super().start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _answer(self) -> str | int:
-        with self._lock:
+    def respond(self, request: Received) -> Reply:
+        if request.path.split("?")[0] != "/metrics":
+            return Reply(404, b"")
+        with self.lock:
             n = self.scrapes
             self.scrapes += 1
-        return self.script(n, time.monotonic() - self._started)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path.split("?")[0] != "/metrics":
-                    self.send_error(404)
-                    return
-                answer = server._answer()
-                if isinstance(answer, int):
-                    self.send_error(answer)
-                    return
-                body = answer.encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    # aiperf cancels a scrape in flight when the run stops: not an error.
-                    pass
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                return
-
-        return Handler
+        answer = self.script(n, time.monotonic() - self._started)
+        if isinstance(answer, int):
+            return Reply(answer, b"")
+        return Reply(body=answer.encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def unused_url() -> str:

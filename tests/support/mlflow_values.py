@@ -17,6 +17,7 @@ from aiperf import (
     RunContext,
     RunResult,
     RunStatus,
+    testing,
 )
 
 #: planted in every secret slot of the test config; must never appear in MLflow or a file.
@@ -42,22 +43,16 @@ def make_config(**overrides: Any) -> ProfileConfig:
 
 
 def make_run(run_dir: Path, config: ProfileConfig | None = None, **overrides: Any) -> RunContext:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """The kit's run (address, port and load setting from the config), with the values these
+    tests assert on."""
     values: dict[str, Any] = {
-        "config": config or make_config(),
-        "run_dir": run_dir,
         "benchmark_id": "b0b0b0",
-        "version": "0.1.0",
         "provider": "vllm",
-        "operation_name": "chat",
-        "server_address": "127.0.0.1",
-        "server_port": 8000,
-        "load_setting": "concurrency4",
         "anchor_wall_ns": ANCHOR_WALL_NS,
         "anchor_perf_ns": ANCHOR_PERF_NS,
+        **overrides,
     }
-    values.update(overrides)
-    return RunContext(**values)
+    return testing.make_run(run_dir, config=config or make_config(), **values)
 
 
 def request_done(

@@ -220,9 +220,13 @@ class ReplayServer:
                 # A short keep-alive timeout: the server closes a connection that sat idle,
                 # whether or not the client is about to reuse it.
                 conn.settimeout(self.idle_close_s)
-                request, buffer = _read_request(conn, buffer)
+                head, request, buffer = _read_request(conn, buffer)
                 if request is None:
                     return
+                if head.startswith(b"GET "):
+                    # Not a replayed exchange (a metrics scrape, a probe): a plain 404.
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    continue
                 served = Served(received_ns=time.perf_counter_ns())
                 with self._lock:
                     self.requests += 1
@@ -273,14 +277,15 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def _read_request(conn: socket.socket, buffer: bytes) -> tuple[bytes | None, bytes]:
-    """One request (head and Content-Length body); None when the peer closed first."""
+def _read_request(conn: socket.socket, buffer: bytes) -> tuple[bytes, bytes | None, bytes]:
+    """One request: its head, its Content-Length body (None when the peer closed first) and
+    what was read past it."""
     while b"\r\n\r\n" not in buffer:
         if len(buffer) > _MAX_HEAD:
-            return None, b""
+            return b"", None, b""
         data = conn.recv(65536)
         if not data:
-            return None, b""
+            return b"", None, b""
         buffer += data
     head, _, rest = buffer.partition(b"\r\n\r\n")
     length = 0
@@ -293,9 +298,9 @@ def _read_request(conn: socket.socket, buffer: bytes) -> tuple[bytes | None, byt
     while len(rest) < length:
         data = conn.recv(65536)
         if not data:
-            return None, b""
+            return head, None, b""
         rest += data
-    return rest[:length], rest[length:]
+    return head, rest[:length], rest[length:]
 
 
 def _close(sock: socket.socket) -> None:

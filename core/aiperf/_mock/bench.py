@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -87,7 +88,7 @@ async def _drive(host: str, port: int, request: bytes, count: int, connections: 
     waits = []
     for _ in range(connections):
         done: asyncio.Future[None] = loop.create_future()
-        await loop.create_connection(lambda d=done: _Client(request, budget, d), host, port)
+        await loop.create_connection(functools.partial(_Client, request, budget, done), host, port)
         waits.append(done)
     await asyncio.gather(*waits)
 

@@ -48,9 +48,19 @@ def _error_status(instance: Any, attribute: attrs.Attribute[Any], value: int) ->
         raise UsageError(f"--error-status: must be an HTTP error status 400-599 (got {value})")
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def _models(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     if not value or any(not name.strip() for name in value):
         raise UsageError(f"--model: names must not be empty (got {list(value)!r})")
+
+
+def _header_names(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name):
+            raise UsageError(f"--record-header: expected a header name (got {name!r})")
 
 
 def _stream_end(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -112,10 +122,15 @@ class MockServerConfig:
     port: int = attrs.field(default=0, validator=_port)
     ttft_ms: float = attrs.field(default=0.0, converter=float, validator=_finite_non_negative)
     itl_ms: float = attrs.field(default=0.0, converter=float, validator=_finite_non_negative)
+    #: added to the TTFT for every other request in flight when a request arrives: a server
+    #: that slows down with load, so a search for the largest load has a knee to find.
+    ttft_per_inflight_ms: float = attrs.field(
+        default=0.0, converter=float, validator=_finite_non_negative
+    )
     output_tokens: int = attrs.field(default=64, validator=_non_negative_int)
     tokens_per_chunk: int = attrs.field(default=1, validator=_positive_int)
     models: tuple[str, ...] = attrs.field(
-        default=("mock-model",), converter=tuple, validator=_models
+        default=("mock-model",), converter=_names, validator=_models
     )
     embedding_dimensions: int = attrs.field(default=16, validator=_positive_int)
     error_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -138,6 +153,14 @@ class MockServerConfig:
     )
     seed: int | None = None
     stats_capacity: int = attrs.field(default=1_000_000, validator=_positive_int)
+    #: chat and completions answers drawn from a hash of the request body (see payloads.Reply).
+    distinct_replies: bool = False
+    #: request headers whose values each trace keeps (names, any case).
+    record_headers: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_header_names)
+    #: each trace keeps its request's JSON body and its answer's text.
+    record_bodies: bool = False
+    #: words per block of the prefix cache the mock keeps (0: none); see _mock/prefix.py.
+    prefix_block_size: int = attrs.field(default=16, validator=_non_negative_int)
 
     def __attrs_post_init__(self) -> None:
         total = self.error_rate + sum(rate for _, rate in self.faults)
@@ -153,6 +176,7 @@ class MockServerConfig:
             "--port", str(self.port),
             "--ttft-ms", repr(self.ttft_ms),
             "--itl-ms", repr(self.itl_ms),
+            "--ttft-per-inflight-ms", repr(self.ttft_per_inflight_ms),
             "--output-tokens", str(self.output_tokens),
             "--tokens-per-chunk", str(self.tokens_per_chunk),
             "--embedding-dimensions", str(self.embedding_dimensions),
@@ -164,6 +188,7 @@ class MockServerConfig:
             "--hold-seconds", repr(self.hold_seconds),
             "--idle-timeout", repr(self.idle_timeout),
             "--stats-capacity", str(self.stats_capacity),
+            "--prefix-block-size", str(self.prefix_block_size),
         ]  # fmt: skip
         for name in self.models:
             argv.append(f"--model={name}")
@@ -171,10 +196,17 @@ class MockServerConfig:
             argv += ["--fault", f"{kind}:{rate!r}"]
         if self.seed is not None:
             argv += ["--seed", str(self.seed)]
+        if self.distinct_replies:
+            argv.append("--distinct-replies")
+        for name in self.record_headers:
+            argv += ["--record-header", name]
+        if self.record_bodies:
+            argv.append("--record-bodies")
         return argv
 
     def as_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["faults"] = dict(self.faults)
         data["models"] = list(self.models)
+        data["record_headers"] = list(self.record_headers)
         return data

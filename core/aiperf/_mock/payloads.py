@@ -39,6 +39,34 @@ def words(start: int, count: int) -> bytes:
     return b"".join([WORDS[i % n] for i in range(start, start + count)])
 
 
+_MASK64 = (1 << 64) - 1
+
+
+class Reply:
+    """An answer of its own for one request body (``--distinct-replies``).
+
+    Token ``i`` is a word picked by a 64-bit mix of the body's hash and ``i``, so the same
+    body always gets the same answer and two bodies (a conversation's turns, whose histories
+    differ) practically never share more than their first few words.
+    """
+
+    __slots__ = ("seed",)
+
+    def __init__(self, body: bytes) -> None:
+        import hashlib
+
+        self.seed = int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "little")
+
+    def index(self, i: int) -> int:
+        z = (self.seed + (i + 1) * 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return (z ^ (z >> 31)) % len(WORDS)
+
+    def words(self, start: int, count: int) -> bytes:
+        return b"".join([WORDS[self.index(i)] for i in range(start, start + count)])
+
+
 def count_words(text: Any) -> int:
     """Prompt tokens as the mock counts them: whitespace-separated words."""
     return len(text.split()) if isinstance(text, str) else 0
@@ -54,7 +82,9 @@ class Request:
         "inputs",
         "max_tokens",
         "model",
+        "prompt_text",
         "prompt_tokens",
+        "reasoning_tokens",
         "stream",
     )
 
@@ -64,9 +94,13 @@ class Request:
         self.include_usage = False
         self.max_tokens: int | None = None
         self.prompt_tokens = 0
+        #: the prompt's text, for the prefix cache (chat and completions; None otherwise).
+        self.prompt_text: str | None = None
         self.inputs = 0
         self.dimensions: int | None = None
         self.encoding_format = "float"
+        #: the first this many output tokens go out as reasoning (see _mock/apis.py).
+        self.reasoning_tokens = 0
 
 
 def _int_field(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
@@ -104,11 +138,30 @@ def parse_request(endpoint: str, raw: bytes, default_model: str) -> Request:
     )
     # Accepted so that clients can send them; every answer has exactly the requested length.
     _int_field(body, "min_tokens", 0, MAX_OUTPUT_TOKENS)
+    req.reasoning_tokens = _int_field(body, "mock_reasoning_tokens", 0, MAX_OUTPUT_TOKENS) or 0
     if endpoint == "chat":
         req.prompt_tokens = _chat_prompt_tokens(body.get("messages"))
+        req.prompt_text = "\n".join(_chat_texts(body["messages"]))
     else:
         req.prompt_tokens = _completion_prompt_tokens(body.get("prompt"))
+        prompt = body.get("prompt")
+        req.prompt_text = prompt if isinstance(prompt, str) else None
     return req
+
+
+def _chat_texts(messages: list[Any]) -> list[str]:
+    """Every text of the messages, in order (string contents and text parts)."""
+    texts = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(
+                part["text"] for part in content
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )  # fmt: skip
+    return texts
 
 
 def _chat_prompt_tokens(messages: Any) -> int:
@@ -158,11 +211,19 @@ def _parse_embeddings(body: dict[str, Any], req: Request) -> None:
     req.encoding_format = fmt
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> bytes:
-    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
+def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> bytes:
+    """OpenAI's usage object; reasoning tokens (part of the completion tokens) in
+    ``completion_tokens_details`` when there are any."""
+    details = (
+        b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens
+        if reasoning_tokens
+        else b""
+    )
+    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}' % (
         prompt_tokens,
         completion_tokens,
         prompt_tokens + completion_tokens,
+        details,
     )
 
 
@@ -203,7 +264,8 @@ def json_str(text: str) -> bytes:
 class StreamFormat:
     """SSE events of one streamed response (chat or completions)."""
 
-    __slots__ = ("chat", "content_close", "content_open", "prefix")
+    __slots__ = ("chat", "content_close", "content_open", "prefix", "reasoning_open")
+    native = False
 
     def __init__(self, *, chat: bool, rid: int, created: int, model: bytes) -> None:
         self.chat = chat
@@ -214,9 +276,11 @@ class StreamFormat:
         self.prefix = head % rid + b',"created":%d,"model":%s,"choices":[' % (created, model)
         if chat:
             self.content_open = self.prefix + b'{"index":0,"delta":{"content":"'
+            self.reasoning_open = self.prefix + b'{"index":0,"delta":{"reasoning_content":"'
             self.content_close = b'"},"logprobs":null,"finish_reason":'
         else:
             self.content_open = self.prefix + b'{"index":0,"text":"'
+            self.reasoning_open = self.content_open
             self.content_close = b'","logprobs":null,"finish_reason":'
 
     def role(self) -> bytes:
@@ -227,9 +291,13 @@ class StreamFormat:
             b'"finish_reason":null}]}\n\n'
         )
 
-    def content(self, text: bytes, finish: bytes | None) -> bytes:
+    def opening(self) -> bytes:
+        return self.role() if self.chat else b""
+
+    def content(self, text: bytes, finish: bytes | None, reasoning: bool = False) -> bytes:
         reason = b"null" if finish is None else b'"%s"' % finish
-        return b"".join((self.content_open, text, self.content_close, reason, b"}]}\n\n"))
+        opening = self.reasoning_open if reasoning else self.content_open
+        return b"".join((opening, text, self.content_close, reason, b"}]}\n\n"))
 
     def empty_finish(self, finish: bytes) -> bytes:
         """The last event of an answer with no tokens: finish_reason, no content."""
@@ -258,13 +326,25 @@ class StreamFormat:
 
 
 def chat_body(
-    *, rid: int, created: int, model: bytes, text: bytes, finish: bytes, usage_json: bytes
+    *,
+    rid: int,
+    created: int,
+    model: bytes,
+    text: bytes,
+    finish: bytes,
+    usage_json: bytes,
+    reasoning: bytes = b"",
 ) -> bytes:
+    """A whole chat completion; ``reasoning`` goes in ``message.reasoning_content`` (vLLM's
+    and DeepSeek's field) when there is any."""
+    thought = b'"reasoning_content":"%s",' % reasoning if reasoning else b""
     return b"".join(
         (
             b'{"id":"chatcmpl-mock-%d","object":"chat.completion","created":%d,"model":%s,'
             % (rid, created, model),
-            b'"choices":[{"index":0,"message":{"role":"assistant","content":"',
+            b'"choices":[{"index":0,"message":{"role":"assistant",',
+            thought,
+            b'"content":"',
             text,
             b'"},"logprobs":null,"finish_reason":"',
             finish,

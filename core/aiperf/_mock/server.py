@@ -26,8 +26,10 @@ from urllib.parse import parse_qs
 
 import structlog
 
-from aiperf._mock import payloads
+from aiperf._mock import apis, payloads
 from aiperf._mock.config import MockServerConfig
+from aiperf._mock.metrics import CONTENT_TYPE, PromMetrics
+from aiperf._mock.prefix import PrefixCache
 from aiperf._mock.stats import RequestTrace, Stats
 from aiperf.mock_server import LISTENING_PREFIX
 
@@ -38,10 +40,13 @@ _MAX_BODY = 64 * 1024 * 1024
 # A timer may fire up to the loop's clock resolution before its deadline; chunks due within
 # this margin of "now" go out in the current write.
 _EPS = 1e-6
+# How far the wall-minus-loop clock offset may rise per reading (see MockState.wall_offset).
+_OFFSET_SLEW = 1e-5
 _INFERENCE = {
     b"/v1/chat/completions": "chat",
     b"/v1/completions": "completions",
     b"/v1/embeddings": "embeddings",
+    **apis.ROUTES,
 }
 _STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
@@ -154,13 +159,21 @@ class MockState:
         self.config = config
         self.loop = loop
         self.stats = Stats(capacity=config.stats_capacity, loop_origin=loop.time())
+        self.prom = PromMetrics(self.stats, config.models[0])
+        self.stats.on_finish = self.prom.observe
+        self.prefix = PrefixCache(config.prefix_block_size) if config.prefix_block_size else None
+        mono = loop.time()
+        self._offset = time.time() - mono
         self.rng = random.Random(config.seed)
         self.next_rid = 0
         self.connections: set[Connection] = set()
         self.ttft = config.ttft_ms / 1e3
+        self.ttft_per_inflight = config.ttft_per_inflight_ms / 1e3
         self.chunk_step = config.itl_ms / 1e3 * config.tokens_per_chunk
         self.config_dict = config.as_dict()
         self.created = int(time.time())
+        #: --record-header names, lower-case, as they are compared on the wire.
+        self.record_headers = frozenset(name.lower().encode("latin-1") for name in config.record_headers)
         # One uniform draw per request picks at most one outcome: [0, error_rate) is an error,
         # then each fault's interval, the rest is a normal answer.
         edges: list[tuple[float, str]] = []
@@ -170,6 +183,19 @@ class MockState:
                 edge += rate
                 edges.append((edge, name))
         self.outcome_edges = edges
+
+    def wall_offset(self, mono: float) -> float:
+        """The wall clock minus the loop's clock, read now (``mono`` is the loop's time).
+
+        Read as ``time.time() - mono``, it can only come out too large (by however long the
+        process was preempted between the two readings), so the smallest recent reading is
+        kept; it may rise by :data:`_OFFSET_SLEW` per reading, to follow the wall clock's
+        adjustments. A preemption between the readings would otherwise move a request's
+        arrival earlier by that long.
+        """
+        measured = time.time() - mono
+        self._offset = min(measured, self._offset + _OFFSET_SLEW)
+        return self._offset
 
     def draw_outcome(self) -> str:
         if not self.outcome_edges:
@@ -212,6 +238,8 @@ class Connection(asyncio.Protocol):
         self.rx: socket.socket | None = None
         #: closes the connection when it has been idle for --idle-timeout.
         self.idle_handle: asyncio.TimerHandle | None = None
+        #: with --record-header: the values of those headers in the request being handled.
+        self.recorded: dict[str, str] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -253,8 +281,8 @@ class Connection(asyncio.Protocol):
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(payload) >= 16:
                 seconds, nanos = struct.unpack_from("@qq", payload)
-                # wall clock of the kernel -> the loop's monotonic clock, offset taken now
-                arrived -= time.time() - (seconds + nanos / 1e9)
+                # wall clock of the kernel -> the loop's monotonic clock
+                arrived = seconds + nanos / 1e9 - self.state.wall_offset(arrived)
         self._received(data, arrived)
 
     def data_received(self, data: bytes) -> None:
@@ -307,12 +335,16 @@ class Connection(asyncio.Protocol):
             keep_alive = version == b"HTTP/1.1"
             length = 0
             expect_continue = False
+            recording = self.state.record_headers
+            self.recorded = {} if recording else None
             for line in lines[1:]:
                 name, sep, value = line.partition(b":")
                 if not sep:
                     self._fail(400, "malformed header line")
                     return
                 name = name.strip().lower()
+                if recording and name in recording and self.recorded is not None:
+                    self.recorded[name.decode("latin-1")] = value.strip().decode("latin-1")
                 if name == b"content-length":
                     try:
                         length = int(value)
@@ -399,6 +431,17 @@ class Connection(asyncio.Protocol):
             raw = parse_qs(query.decode("latin-1")).get("raw", ["0"])[-1] not in ("", "0", "false")
             snapshot = state.stats.snapshot(raw=raw, config=state.config_dict)
             self._reply(200, json.dumps(snapshot).encode(), keep_alive)
+        elif path == b"/metrics":
+            if method != b"GET":
+                self._reply(
+                    405, payloads.error_body(405, "use GET"), keep_alive, extra=b"allow: GET\r\n"
+                )
+                return
+            self.write(
+                _response(200, state.prom.render(), keep_alive=keep_alive, content_type=CONTENT_TYPE)
+            )
+            if not keep_alive:
+                self.close()
         elif path == b"/stats/reset":
             if method != b"POST":
                 self._reply(
@@ -406,6 +449,8 @@ class Connection(asyncio.Protocol):
                 )
                 return
             state.stats.reset()
+            if state.prefix is not None:
+                state.prefix.clear()
             self._reply(200, b'{"status":"reset"}', keep_alive)
         else:
             self._reply(
@@ -420,7 +465,8 @@ class Connection(asyncio.Protocol):
     def _inference(self, endpoint: str, body: bytes, keep_alive: bool, t0: float) -> None:
         state = self.state
         try:
-            req = payloads.parse_request(endpoint, body, state.config.models[0])
+            parse = apis.parse_request if endpoint in apis.NAMES else payloads.parse_request
+            req = parse(endpoint, body, state.config.models[0])
         except payloads.BadRequest as exc:
             trace = state.new_trace(endpoint, "", False, t0)
             trace.status, trace.outcome = 400, "error"
@@ -430,6 +476,15 @@ class Connection(asyncio.Protocol):
             return
         trace = state.new_trace(endpoint, req.model, req.stream, t0)
         trace.prompt_tokens = req.prompt_tokens
+        trace.headers = self.recorded
+        if state.config.record_bodies:
+            trace.body = json.loads(body)
+        words = payloads.words
+        if state.config.distinct_replies and endpoint in ("chat", "completions"):
+            words = payloads.Reply(body).words
+        text = getattr(req, "prompt_text", None)
+        if state.prefix is not None and text:
+            trace.cached_tokens = state.prefix.observe(text)
         outcome = state.draw_outcome()
         if outcome == "error":
             self._injected_error(trace, keep_alive)
@@ -437,9 +492,9 @@ class Connection(asyncio.Protocol):
         trace.outcome = outcome
         fault = None if outcome == "ok" else outcome
         if req.stream:
-            job: _Job = _Stream(self, trace, req, keep_alive, fault)
+            job: _Job = _Stream(self, trace, req, keep_alive, fault, words)
         else:
-            job = _Body(self, trace, req, keep_alive, fault)
+            job = _Body(self, trace, req, keep_alive, fault, words)
         self.job = job
         job.start()
 
@@ -513,8 +568,11 @@ class _Job:
         req: payloads.Request,
         keep_alive: bool,
         fault: str | None,
+        words: Any = None,
     ) -> None:
         self.conn = conn
+        #: the answer's words: ``words(start, count)`` (the same for every request by default).
+        self.words = words or payloads.words
         self.loop = conn.loop
         self.state = conn.state
         self.trace = trace
@@ -533,6 +591,15 @@ class _Job:
         self.finish_reason = b"stop" if req.max_tokens is None else b"length"
         self.model = payloads.json_str(req.model)
         trace.completion_tokens = self.n_tokens
+        self.reasoning_tokens = min(req.reasoning_tokens, self.n_tokens)
+        trace.reasoning_tokens = self.reasoning_tokens
+        # --ttft-per-inflight-ms: the others in flight as this one arrives (it is counted too).
+        state = self.state
+        self.ttft = state.ttft + state.ttft_per_inflight * max(state.stats.in_flight - 1, 0)
+        if trace.body is not None:
+            # What a client shows as the answer (reasoning apart, for chat).
+            start = self.reasoning_tokens if trace.endpoint == "chat" else 0
+            trace.reply = self.words(start, self.n_tokens - start).decode("ascii")
         # stall-first: nothing at all (not even headers) until the stall is over.
         self.t_start = trace.t_received + (config.stall_seconds if fault == "stall-first" else 0.0)
 
@@ -596,16 +663,27 @@ class _Stream(_Job):
         super().__init__(*args)
         trace = self.trace
         state = self.state
-        self.fmt = payloads.StreamFormat(
-            chat=trace.endpoint == "chat", rid=trace.rid, created=int(time.time()), model=self.model
-        )
+        self.fmt: Any
+        if trace.endpoint in apis.NAMES:
+            self.fmt = apis.stream_format(
+                trace.endpoint,
+                rid=trace.rid,
+                model=self.model,
+                prompt_tokens=trace.prompt_tokens,
+                n_tokens=self.n_tokens,
+                reasoning_tokens=self.reasoning_tokens,
+            )
+        else:
+            self.fmt = payloads.StreamFormat(
+                chat=trace.endpoint == "chat", rid=trace.rid, created=int(time.time()), model=self.model
+            )
         per_chunk = state.config.tokens_per_chunk
         self.per_chunk = per_chunk
         self.n_chunks = -(-self.n_tokens // per_chunk)
         #: faults act when content chunk ``mid`` is due: the chunks before it are delivered.
         self.mid = self.n_chunks // 2
         self.k = 0
-        self.base = self.t_start + state.ttft
+        self.base = self.t_start + self.ttft
         self.head_sent = False
         self.stream_end = "finish-only" if self.fault == "no-done" else state.config.stream_end
         self.usage_string = self.fault == "usage-string"
@@ -625,8 +703,9 @@ class _Stream(_Job):
         if not self.head_sent:
             self.head_sent = True
             head = _STREAM_HEAD + (b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n")
-            if self.fmt.chat:
-                out.append(self.fmt.role())
+            opening = self.fmt.opening()
+            if opening:
+                out.append(opening)
         written = 0
         n_chunks = self.n_chunks
         while self.deadline(self.k) <= now + _EPS:
@@ -640,12 +719,19 @@ class _Stream(_Job):
             count = min(self.per_chunk, self.n_tokens - start)
             last = self.k == n_chunks - 1
             out.append(
-                self.fmt.content(payloads.words(start, count), self.finish_reason if last else None)
+                self.fmt.content(
+                    self.words(start, count),
+                    self.finish_reason if last else None,
+                    start < self.reasoning_tokens,
+                )
             )
             self.k += 1
             written += 1
         done = self.k == n_chunks and (n_chunks > 0 or self.deadline(0) <= now + _EPS)
-        if done:
+        if done and self.fmt.native:
+            # The API's own closing events (usage, stop reason); no [DONE].
+            out.append(self.fmt.closing(self.finish_reason))
+        elif done:
             if n_chunks == 0:
                 out.append(self.fmt.empty_finish(self.finish_reason))
             if self.usage_string:
@@ -653,7 +739,8 @@ class _Stream(_Job):
                 usage = payloads.usage_as_string(self.trace.prompt_tokens, self.n_tokens)
                 out.append(self.fmt.usage(usage))
             elif self.req.include_usage:
-                out.append(self.fmt.usage(payloads.usage(self.trace.prompt_tokens, self.n_tokens)))
+                usage = payloads.usage(self.trace.prompt_tokens, self.n_tokens, self.reasoning_tokens)
+                out.append(self.fmt.usage(usage))
             if self.stream_end != "finish-only":
                 out.append(payloads.DONE)
         data = head + _frame(b"".join(out)) if out else head
@@ -715,28 +802,55 @@ class _Body(_Job):
         state = self.state
         if trace.endpoint == "embeddings":
             trace.completion_tokens = 0
-            self.deadline = self.t_start + state.ttft
+            self.deadline = self.t_start + self.ttft
             self.body = payloads.embeddings_body(
                 req=self.req, model=self.model, dimensions=state.config.embedding_dimensions
             )
+        elif trace.endpoint in apis.ONE_SHOT:
+            trace.completion_tokens = 0
+            self.deadline = self.t_start + self.ttft
+            self.body = apis.one_shot_body(
+                trace.endpoint, created=int(time.time()), model=self.model, req=self.req
+            )
+        elif trace.endpoint in apis.NAMES:
+            n_chunks = -(-self.n_tokens // state.config.tokens_per_chunk)
+            self.deadline = self.t_start + self.ttft + max(n_chunks - 1, 0) * state.chunk_step
+            self.body = apis.text_body(
+                trace.endpoint,
+                rid=trace.rid,
+                created=int(time.time()),
+                model=self.model,
+                req=self.req,
+                n_tokens=self.n_tokens,
+                finish=self.finish_reason,
+            )
         else:
             n_chunks = -(-self.n_tokens // state.config.tokens_per_chunk)
-            self.deadline = self.t_start + state.ttft + max(n_chunks - 1, 0) * state.chunk_step
-            build = payloads.chat_body if trace.endpoint == "chat" else payloads.completion_body
+            self.deadline = self.t_start + self.ttft + max(n_chunks - 1, 0) * state.chunk_step
+            chat = trace.endpoint == "chat"
+            # Chat's first reasoning_tokens tokens are reasoning, as in a stream; completions
+            # has no place for reasoning.
+            reasoning = self.reasoning_tokens if chat else 0
             if self.fault == "usage-string":
                 usage = payloads.usage_as_string(trace.prompt_tokens, self.n_tokens)
             elif self.fault == "nan":
                 usage = payloads.USAGE_NAN
             else:
-                usage = payloads.usage(trace.prompt_tokens, self.n_tokens)
-            self.body = build(
+                usage = payloads.usage(trace.prompt_tokens, self.n_tokens, reasoning)
+            visible = self.n_tokens - reasoning
+            fields: dict[str, Any] = dict(
                 rid=trace.rid,
                 created=int(time.time()),
                 model=self.model,
-                text=payloads.words(0, self.n_tokens),
+                text=self.words(reasoning, visible) if visible else b"",
                 finish=self.finish_reason,
                 usage_json=usage,
             )
+            if chat:
+                thought = self.words(0, reasoning) if reasoning else b""
+                self.body = payloads.chat_body(reasoning=thought, **fields)
+            else:
+                self.body = payloads.completion_body(**fields)
             if self.fault == "deep-json":
                 self.body = payloads.deep_json()
             elif self.fault == "huge-event":

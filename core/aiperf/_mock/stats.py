@@ -6,7 +6,7 @@ import itertools
 import math
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: Percentiles in every summary; linear interpolation between closest ranks (numpy's default).
@@ -45,13 +45,18 @@ class RequestTrace:
     """One inference request as the server saw it; times are event-loop seconds."""
 
     __slots__ = (
+        "body",
+        "cached_tokens",
         "chunk_writes",
         "completion_tokens",
         "endpoint",
         "generation",
+        "headers",
         "model",
         "outcome",
         "prompt_tokens",
+        "reasoning_tokens",
+        "reply",
         "rid",
         "status",
         "stream",
@@ -79,10 +84,19 @@ class RequestTrace:
         self.outcome = "ok"
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        #: the first this many output tokens went out as reasoning.
+        self.reasoning_tokens = 0
+        #: prompt tokens a prefix cache would hold from earlier prompts (see _mock/prefix.py).
+        self.cached_tokens = 0
         #: when each content chunk was handed to the socket, in order.
         self.chunk_writes: list[float] = []
         #: when the last content (or the whole body) was handed to the socket.
         self.t_done: float | None = None
+        #: with --record-header: the request's values of those headers (lower-case names).
+        self.headers: dict[str, str] | None = None
+        #: with --record-bodies: the request's JSON body and the answer's text.
+        self.body: Any = None
+        self.reply: str | None = None
 
     def ttft_ms(self) -> float | None:
         if not self.stream or not self.chunk_writes:
@@ -107,10 +121,14 @@ class RequestTrace:
             "received_at": started_at + (self.t_received - loop_origin),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "prefix_cached_tokens": self.cached_tokens,
             "chunks": len(self.chunk_writes),
             "ttft_ms": self.ttft_ms(),
             "latency_ms": self.latency_ms(),
             "chunk_gaps_ms": self.gaps_ms(),
+            **({"headers": self.headers} if self.headers is not None else {}),
+            **({"body": self.body, "reply": self.reply} if self.body is not None else {}),
         }
 
 
@@ -128,6 +146,8 @@ class Stats:
         self.started_at = time.time()
         self.generation = 0
         self.in_flight = 0
+        #: called with every finished request, whatever the window (``/metrics`` counts all).
+        self.on_finish: Callable[[RequestTrace], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -146,6 +166,7 @@ class Stats:
         self.idle_closes = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0
         self.dropped = 0
         self.ttft = array("d")
         self.gaps = array("d")
@@ -162,6 +183,8 @@ class Stats:
     def finish(self, trace: RequestTrace) -> None:
         """Account a request whose response is over (``trace.outcome`` says how it ended)."""
         self.in_flight -= 1
+        if self.on_finish is not None:
+            self.on_finish(trace)
         if trace.generation != self.generation:
             return
         if len(self.traces) < self.capacity:
@@ -180,6 +203,7 @@ class Stats:
         self.ok += 1
         self.prompt_tokens += trace.prompt_tokens
         self.completion_tokens += trace.completion_tokens
+        self.cached_tokens += trace.cached_tokens
         self._add(self.latency, trace.latency_ms())
         self._add(self.ttft, trace.ttft_ms())
         writes = trace.chunk_writes
@@ -211,6 +235,10 @@ class Stats:
                 "idle_closes": self.idle_closes,
             },
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "prefix_cache": {
+                "cached_tokens": self.cached_tokens,
+                "hit_ratio": self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None,
+            },
             "ttft_ms": summarize(self.ttft),
             "chunk_gap_ms": summarize(self.gaps),
             "request_latency_ms": summarize(self.latency),

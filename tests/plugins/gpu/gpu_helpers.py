@@ -6,23 +6,14 @@ import time
 from pathlib import Path
 
 import attrs
-from aiperf import LiveEvent, ProfileConfig, RunContext
+from aiperf import LiveEvent, ProfileConfig, RunContext, testing
 
 
 def make_run(run_dir: Path) -> RunContext:
-    return RunContext(
-        config=ProfileConfig(model="test-model"),
-        run_dir=run_dir,
-        benchmark_id="b" * 32,
-        version="0.1.0",
-        provider="_OTHER",
-        operation_name="chat",
-        server_address="127.0.0.1",
-        server_port=8000,
-        load_setting="concurrency1",
-        anchor_wall_ns=1_700_000_000_000_000_000,
-        anchor_perf_ns=time.perf_counter_ns(),
-    )
+    return testing.make_run(
+        run_dir, config=ProfileConfig(model="test-model", url="http://127.0.0.1:8000"),
+        benchmark_id="b" * 32, provider="_OTHER", anchor_perf_ns=time.perf_counter_ns(),
+    )  # fmt: skip
 
 
 @attrs.define

@@ -15,21 +15,27 @@ from aiperf_gpu.config import (
     from_options,
     normalize_dcgm_url,
 )
+from support.plugin_flags import add_plugin_flags, flags_by_command
 
 EXPECTED = "expected 'nvml' or a DCGM exporter URL such as http://node:9400/metrics"
 
 
 def parse(*argv: str) -> dict:
     parser = argparse.ArgumentParser(exit_on_error=False)
-    plugin.aiperf_add_options("profile", parser)
+    add_plugin_flags(plugin, "profile", parser)
     return {k: v for k, v in vars(parser.parse_args(list(argv))).items() if v is not None}
 
 
 class TestFlags:
     def test_flags_are_added_to_profile_only(self) -> None:
-        parser = argparse.ArgumentParser()
-        plugin.aiperf_add_options("plot", parser)
-        assert not any(a.dest.startswith(("gpu", "no_gpu")) for a in parser._actions)
+        flags = flags_by_command("gpu", plugin)
+        assert "--gpu-telemetry" in flags["profile"]
+        others = {
+            command: {f for f in got if "gpu" in f}
+            for command, got in flags.items()
+            if command != "profile"
+        }
+        assert others and not any(others.values())
 
     def test_default_samples_local_gpus_through_nvml(self) -> None:
         assert GpuConfig(
@@ -103,11 +109,11 @@ class TestErrors:
             ),
             (
                 {"gpu_telemetry": ["ftp://node/metrics"]},
-                f"--gpu-telemetry: {EXPECTED} (got 'ftp://node/metrics')",
+                "--gpu-telemetry: expected an http:// or https:// URL (got 'ftp://node/metrics')",
             ),
             (
                 {"gpu_telemetry": ["node:99999"]},
-                "--gpu-telemetry: the port is not a number between 0 and 65535 (got 'node:99999')",
+                "--gpu-telemetry: the port is not a number between 1 and 65535 (got 'node:99999')",
             ),
             (
                 {"gpu_telemetry": [5]},

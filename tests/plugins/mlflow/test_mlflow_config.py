@@ -15,6 +15,7 @@ from aiperf_mlflow.config import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from support.plugin_flags import profile_config
 
 
 class TestFromOptions:
@@ -22,7 +23,7 @@ class TestFromOptions:
         """No MLflow flag: the integration stays off, even with MLFLOW_TRACKING_URI set."""
         assert from_options({}, environ={"MLFLOW_TRACKING_URI": "http://h:5000"}) is None
 
-    def test_from_options_reads_every_flag(self, tmp_path: Path) -> None:
+    def test_from_options_reads_every_flag(self) -> None:
         """Each flag lands in its field."""
         config = from_options(
             {
@@ -33,7 +34,6 @@ class TestFromOptions:
                 "mlflow_parent_run_id": "abc123def456",
             },
             environ={},
-            cwd=tmp_path,
         )
         assert config is not None
         assert "http://localhost:5000" == config.tracking_uri
@@ -183,3 +183,57 @@ class TestTags:
     def test_parse_tag_round_trip(self, key: str, value: str, sep: str) -> None:
         """Any valid key and value come back as written, whichever separator."""
         assert (key, value) == parse_tag(f"{key}{sep}{value}")
+
+
+@pytest.mark.usefixtures("clean_mlflow_env")
+class TestSources:
+    """Through the CLI: flag > MLFLOW_EXPERIMENT_NAME > ``[plugins.mlflow]`` > default."""
+
+    @pytest.mark.parametrize(
+        ("flag", "env", "file", "expected"),
+        [
+            ("from-flag", "from-env", "from-file", "from-flag"),
+            (None, "from-env", "from-file", "from-env"),
+            (None, None, "from-file", "from-file"),
+            (None, None, None, None),
+        ],
+    )
+    def test_flag_beats_environment_beats_file(
+        self, flag: str | None, env: str | None, file: str | None, expected: str | None,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+        path = tmp_path / "run.toml"
+        table = f'mlflow-experiment = "{file}"\n' if file is not None else ""
+        path.write_text(f'model = "m"\n[plugins.mlflow]\nmlflow-tracking-uri = "http://h:5000"\n{table}')
+        args = ["--config", str(path)]
+        if env is not None:
+            monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", env)
+        if flag is not None:
+            args += ["--mlflow-experiment", flag]
+        code, err, config = profile_config(*args)
+        assert (0, "") == (code, err)
+        mlflow = from_options(config)
+        assert mlflow is not None
+        assert expected == mlflow.experiment_name
+
+    def test_experiment_variable_alone_turns_nothing_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "e")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://h:5000")
+        code, err, config = profile_config("-m", "m")
+        assert (0, "") == (code, err)
+        assert from_options(config) is None
+
+    def test_every_bad_flag_is_one_line(self) -> None:
+        code, err, _ = profile_config(
+            "-m", "m", "--mlflow-tracking-uri", "ftp://x", "--mlflow-parent-run-id", "no such id",
+            "--mlflow-upload-timeout", "-1",
+        )  # fmt: skip
+        assert 2 == code
+        assert [
+            "aiperf: error: --mlflow-tracking-uri: expected http(s)://HOST[:PORT], file:DIR, "
+            "sqlite:///FILE or a directory (got 'ftp://x')",
+            "aiperf: error: --mlflow-parent-run-id: expected a run id such as 0a1b2c3d4e5f... "
+            "(got 'no such id')",
+            "aiperf: error: --mlflow-upload-timeout: expected seconds > 0 (got '-1')",
+        ] == err.splitlines()

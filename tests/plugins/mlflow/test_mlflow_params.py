@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiperf_mlflow.params import clean_text, flatten_params, run_params, run_tags
+from aiperf_mlflow.params import flatten_params, run_params, run_tags
 from support.mlflow_values import CANARY, make_config, make_run
 
 
@@ -38,10 +38,11 @@ class TestParams:
         )
         assert {"a.b": "1", "l": '[1, "x"]', "long": "v" * 6000} == got
 
-    def test_clean_text_strips_userinfo_everywhere(self) -> None:
-        """Every URL in a message loses user:password@."""
+    def test_params_strip_userinfo_everywhere(self) -> None:
+        """Every URL in a value loses user:password@."""
         text = "API request to http://u:p@h:5000/api failed; retry https://x@y/z"
-        assert "API request to http://h:5000/api failed; retry https://y/z" == clean_text(text)
+        expected = "API request to http://h:5000/api failed; retry https://y/z"
+        assert {"note": expected} == flatten_params({"note": text})
 
 
 class TestTags:

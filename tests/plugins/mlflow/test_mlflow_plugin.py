@@ -15,6 +15,7 @@ from aiperf_mlflow import plugin
 from aiperf_mlflow.exporter import MlflowExporter
 from aiperf_mlflow.sink import MlflowLiveSink
 from support.mlflow_values import make_config, make_run
+from support.plugin_flags import add_plugin_flags
 
 MISSING = (
     "ImportError: MLflow integration requires the 'mlflow' package. "
@@ -24,7 +25,7 @@ MISSING = (
 
 def parse(command: str, argv: list[str]) -> dict[str, object]:
     parser = argparse.ArgumentParser()
-    plugin.aiperf_add_options(command=command, parser=parser)
+    add_plugin_flags(plugin, command, parser)
     return vars(parser.parse_args(argv))
 
 

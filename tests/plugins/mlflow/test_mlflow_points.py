@@ -92,3 +92,13 @@ class TestOtherPoints:
             phase=Phase.WARMUP, sent=1, completed=1, failed=0, in_flight=0, elapsed_s=1
         )
         assert [] == points.progress_points(warmup, 123)
+
+    def test_progress_points_carry_the_loop_lag_in_seconds(self) -> None:
+        """Measurement health live: the load processes' largest loop lag of the last second."""
+        progress = Progress(
+            phase=Phase.PROFILE, sent=10, completed=8, failed=1, in_flight=2, elapsed_s=2.2,
+            loop_lag_ms=12.5,
+        )  # fmt: skip
+        got = {p.key: (p.value, p.step) for p in points.progress_points(progress, 123)}
+        assert (0.0125, 2) == got[points.LOOP_LAG]
+        assert "live.aiperf.client.loop_lag" == points.LOOP_LAG

@@ -217,6 +217,24 @@ class TestLogging:
         assert 64.0 == got["time_to_first_token.count"]
         assert 3.5 == got["request_throughput"]
 
+    def test_summary_metrics_loop_lag_of_the_worst_process(self) -> None:
+        """Measurement health: the worst load process's loop lag, in ms like the summary."""
+        import attrs
+        from aiperf._health import ProcessHealth, assess
+
+        def process(worker: int, p99: float) -> ProcessHealth:
+            return ProcessHealth(
+                worker=worker, lag_count=100, lag_p50_ms=0.5, lag_p99_ms=p99, lag_max_ms=p99 * 2,
+                wall_s=1.0, cpu_s=0.5, loop_cpu_s=0.5, cpu_wait_s=0.0, cpus_available=2.0,
+            )  # fmt: skip
+
+        result = attrs.evolve(make_result(), health=assess([process(0, 1.5), process(1, 7.0)]))
+        got = summary_metrics(result)
+        assert (0.5, 7.0, 14.0) == (
+            got["client.loop_lag.p50"], got["client.loop_lag.p99"], got["client.loop_lag.max"]
+        )
+        assert not any(key.startswith("client.loop_lag") for key in summary_metrics(make_result()))
+
     def test_upload_keeps_place_in_run_directory(self, file_store: str, tmp_path: Path) -> None:
         """plots/x.png stays under plots/ in the run's artifacts."""
         run = make_run(tmp_path / "run")

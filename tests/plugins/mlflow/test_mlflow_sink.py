@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from aiperf import LiveEvent, RunContext, RunStatus
+from aiperf import LiveEvent, Phase, RunContext, RunStatus, ServerMetricSample
 from aiperf_mlflow import environment
 from aiperf_mlflow.config import MlflowConfig
 from aiperf_mlflow.points import Point
@@ -184,6 +184,36 @@ class TestFlushing:
             ("live.hw.power.gpu1", 0),
         ] == steps
 
+    async def test_server_samples_of_two_endpoints_never_share_a_key(self, tmp_path: Path) -> None:
+        """Server metrics go out as live.server.* points, each key numbered on its own; two
+        --url servers with the same labels write two curves: the second is named by its
+        host and port, never with its query or password."""
+        live, session, _ = await opened(tmp_path)
+        first = "http://a:8000/metrics"
+        second = "http://user:hunter2@b:8000/metrics?***"
+        for i, source in enumerate([first, second, first, second]):
+            live.accept(
+                ServerMetricSample(
+                    source=source, name="requests_running", value=float(i), unit="requests",
+                    wall_ns=(i + 1) * 1_000_000_000, phase=Phase.PROFILE,
+                    labels=(("model_name", "m"),),
+                )
+            )  # fmt: skip
+        await live.close(RunStatus.FINISHED)
+        logged = sorted(
+            (p.key, p.step, p.value)
+            for b in session.batches
+            for p in b
+            if p.key.startswith("live.server.")
+        )
+        assert [
+            ("live.server.requests_running", 0, 0.0),
+            ("live.server.requests_running", 1, 2.0),
+            ("live.server.requests_running.b_8000", 0, 1.0),
+            ("live.server.requests_running.b_8000", 1, 3.0),
+        ] == logged
+        assert session.live_counts.logged == 4
+
 
 class TestLosses:
     async def test_full_buffer_drops_and_counts(self, tmp_path: Path) -> None:
@@ -242,3 +272,113 @@ class TestLosses:
         await live.close(RunStatus.FINISHED)
         assert (4 * POINTS_PER_REQUEST, []) == (len(session.pending), session.batches)
         assert live.report() is None  # nothing is claimed before the exporter's last attempt
+
+
+class CountingClient:
+    """Stands in for MlflowClient: counts ``log_batch`` calls and the metrics of each."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), synchronous: bool = True) -> None:
+        self.calls.append(len(metrics))
+
+
+class ClientSession(MlflowSession):
+    """The real ``log_points`` on a counting client; the run is made up."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(
+            config=MlflowConfig(tracking_uri="file:///nowhere"), run_dir=run_dir, probe_timeout_s=5.0
+        )
+        self.client = CountingClient()
+
+    def start_run(self, run: RunContext) -> str:
+        self.run_id = "run-1"
+        return self.run_id
+
+
+def spaced(index: int, every_ms: float) -> Any:
+    """A finished request ending ``every_ms`` after the one before it."""
+    import attrs
+
+    event = request_done(index)
+    end = request_done(0).metrics.end_ns + int(index * every_ms * 1e6)
+    return attrs.evolve(event, metrics=attrs.evolve(event.metrics, end_ns=end))
+
+
+class TestBatching:
+    """Few, full requests to MLflow: a tracking server spends about as much per request as per
+    thousand points, and the end of the run waits for what it has not taken."""
+
+    @pytest.mark.parametrize("requests", [1, 166, 167, 2000])
+    async def test_n_points_take_at_most_ceil_n_over_1000_log_batch_calls(
+        self, tmp_path: Path, requests: int
+    ) -> None:
+        run = make_run(tmp_path / "run")
+        session = ClientSession(run.run_dir)
+        live = MlflowLiveSink(session=session, flush_interval_s=10_000)
+        await live.open(run)
+        send, receive = trio.open_memory_channel[LiveEvent](100)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(live.run, receive)
+            for i in range(requests):
+                await send.send(request_done(i))  # a second apart: all kept
+            await send.aclose()
+        await live.close(RunStatus.FINISHED)
+        points = requests * POINTS_PER_REQUEST
+        calls = session.client.calls
+        assert points == sum(calls) == session.live_counts.logged
+        assert len(calls) <= -(-points // 1000), calls
+        assert all(n <= 1000 for n in calls)
+
+    def test_log_points_splits_at_the_server_limit(self, tmp_path: Path) -> None:
+        session = ClientSession(tmp_path)
+        session.run_id = "run-1"
+        session.log_points([Point("live.x", float(i), 0, i) for i in range(2500)])
+        assert [1000, 1000, 500] == session.client.calls
+
+    async def test_fast_requests_are_thinned_to_the_rate(self, tmp_path: Path) -> None:
+        """1000 requests a second, no burst: one per 10 ms keeps its points (100 a second),
+        the rest are counted as thinned, not as lost."""
+        live, session, _ = await opened(tmp_path, request_rate=100.0, request_burst=1)
+        for i in range(1000):
+            live.accept(spaced(i, every_ms=1.0))
+        await live.close(RunStatus.FINISHED)
+        kept = session.logged() // POINTS_PER_REQUEST
+        assert 100 == kept
+        counts = session.live_counts
+        assert (900, 0, 0) == (counts.thinned, counts.dropped, counts.failed)
+        assert live.report() is None
+        steps = sorted({p.step for batch in session.batches for p in batch})
+        assert list(range(0, 1000, 10)) == steps
+
+    async def test_the_first_requests_are_all_kept(self, tmp_path: Path) -> None:
+        """A burst of 200 keeps every point of a short run, then the rate applies."""
+        live, session, _ = await opened(tmp_path, request_rate=100.0, request_burst=200)
+        for i in range(200):
+            live.accept(spaced(i, every_ms=1.0))
+        assert 200 * POINTS_PER_REQUEST == len(live._buffer)
+        for i in range(200, 1000):
+            live.accept(spaced(i, every_ms=1.0))
+        await live.close(RunStatus.FINISHED)
+        kept = session.logged() // POINTS_PER_REQUEST
+        # the burst, then what 100 a second refill over the 1 s the requests span
+        assert 200 + 95 <= kept <= 200 + 100, kept
+        assert 1000 == kept + session.live_counts.thinned
+
+    async def test_slow_requests_are_all_kept(self, tmp_path: Path) -> None:
+        live, session, _ = await opened(tmp_path, request_rate=100.0)
+        for i in range(50):
+            live.accept(spaced(i, every_ms=10.0))
+        await live.close(RunStatus.FINISHED)
+        assert (50 * POINTS_PER_REQUEST, 0) == (session.logged(), session.live_counts.thinned)
+
+    async def test_backlog_says_what_is_left_to_send(self, tmp_path: Path) -> None:
+        live, session, _ = await opened(tmp_path)
+        assert live.backlog() is None
+        for i in range(3):
+            live.accept(request_done(i))
+        assert "18 points to send" == live.backlog()
+        await live.close(RunStatus.FINISHED)
+        assert live.backlog() is None

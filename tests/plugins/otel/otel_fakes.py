@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import trio
 from aiperf import (
     ErrorInfo,
     LiveEvent,
@@ -19,6 +18,7 @@ from aiperf import (
     RequestRecord,
     RunContext,
     RunStatus,
+    testing,
 )
 from aiperf_otel.config import OtelConfig, parse_otel_url
 from aiperf_otel.sink import Exporters, OtelSink
@@ -96,28 +96,23 @@ def otel_config(**overrides: Any) -> OtelConfig:
 
 
 def make_run(tmp_path: Path, **overrides: Any) -> RunContext:
+    """The kit's run (address, port and load setting from the config) in its measured phase."""
     config = ProfileConfig(
         model=overrides.pop("model", "my-model"),
         url=overrides.pop("url", "http://127.0.0.1:8000"),
         streaming=overrides.pop("streaming", True),
         api_key=overrides.pop("api_key", None),
+        concurrency=4,
     )
     values: dict[str, Any] = {
-        "config": config,
-        "run_dir": tmp_path,
         "benchmark_id": "bench-0001",
-        "version": "0.1.0",
         "provider": "_OTHER",
-        "operation_name": "chat",
-        "server_address": "127.0.0.1",
-        "server_port": 8000,
-        "load_setting": "concurrency4",
         "anchor_wall_ns": ANCHOR_WALL_NS,
         "anchor_perf_ns": ANCHOR_PERF_NS,
         "phase": Phase.PROFILE,
+        **overrides,
     }
-    values.update(overrides)
-    return RunContext(**values)
+    return testing.make_run(tmp_path, config=config, **values)
 
 
 def request_done(
@@ -185,11 +180,4 @@ async def drive(
     status: RunStatus = RunStatus.FINISHED,
 ) -> None:
     """What the core does with a live sink: open, feed through a bounded channel, close."""
-    await sink.open(run)
-    send, receive = trio.open_memory_channel[LiveEvent](1000)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sink.run, receive)
-        async with send:
-            for event in events:
-                await send.send(event)
-    await sink.close(status)
+    await testing.drive_sink(sink, events, run=run, status=status)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiperf import UsageError
 from aiperf_otel.config import (
@@ -12,6 +14,7 @@ from aiperf_otel.config import (
     parse_otel_url,
     parse_resource_attributes,
 )
+from support.plugin_flags import profile_config
 
 
 class TestOtelUrl:
@@ -253,3 +256,45 @@ class TestOptions:
     def test_stream_selects_signals(self, stream: Stream, metrics: bool, timing: bool) -> None:
         """default = metrics + timing; the other two are one each."""
         assert (metrics, timing) == (stream.metrics, stream.timing)
+
+
+class TestConfigFile:
+    """The flags through the CLI: a ``[plugins.otel]`` table, and every bad value at once."""
+
+    def test_plugins_otel_table_sets_the_options(self, tmp_path: Path) -> None:
+        path = tmp_path / "run.toml"
+        path.write_text('model = "m"\n[plugins.otel]\notel-url = "collector:9000"\nstream = "metrics"\n')
+        code, err, config = profile_config("--config", str(path))
+        assert (0, "") == (code, err)
+        otel = from_options(config)
+        assert otel is not None
+        assert ("http://collector:9000/v1/metrics", Stream.METRICS) == (otel.endpoints.metrics_url, otel.stream)
+
+    def test_a_flag_beats_the_table(self, tmp_path: Path) -> None:
+        path = tmp_path / "run.toml"
+        path.write_text('[plugins.otel]\notel_url = "collector:9000"\notel-export-interval = 5\n')
+        code, err, config = profile_config("-m", "m", "--config", str(path), "--otel-url", "other:1234")
+        assert (0, "") == (code, err)
+        otel = from_options(config)
+        assert otel is not None
+        assert ("http://other:1234", 5.0) == (otel.endpoints.display_url, otel.export_interval_s)
+
+    def test_the_table_without_otel_url_names_the_flag(self, tmp_path: Path) -> None:
+        path = tmp_path / "run.toml"
+        path.write_text('[plugins.otel]\nstream = "timing"\n')
+        code, err, _ = profile_config("-m", "m", "--config", str(path))
+        assert (2, "aiperf: error: --stream: needs --otel-url (where to send the telemetry)\n") == (code, err)
+
+    def test_three_bad_values_of_the_plugin_and_the_core_are_three_lines(self) -> None:
+        """Only the core and this plugin installed (as in its isolation session): the core's
+        problems first, then the plugin's, one line each."""
+        code, err, config = profile_config(
+            "-m", "m", "--otel-url", "ftp://collector", "--otel-export-interval", "0",
+            "--request-count", "0",
+        )  # fmt: skip
+        assert (2, None) == (code, config)
+        assert [
+            "aiperf: error: --request-count: must be > 0 (got 0)",
+            "aiperf: error: --otel-url: expected an http:// or https:// URL (got 'ftp://collector')",
+            "aiperf: error: --otel-export-interval: must be > 0 (got 0)",
+        ] == err.splitlines()

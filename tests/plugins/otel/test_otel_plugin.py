@@ -12,11 +12,12 @@ from aiperf import ProfileConfig, UsageError
 from aiperf_otel import plugin
 from aiperf_otel.config import MISSING_PACKAGES
 from otel_fakes import make_run
+from support.plugin_flags import add_plugin_flags, flags_by_command
 
 
 def _profile_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiperf profile")
-    plugin.aiperf_add_options(command="profile", parser=parser)
+    add_plugin_flags(plugin, "profile", parser)
     return parser
 
 
@@ -64,9 +65,11 @@ class TestOptions:
 
     def test_add_options_only_for_profile(self) -> None:
         """Other subcommands get no OTel flags."""
-        parser = argparse.ArgumentParser()
-        plugin.aiperf_add_options(command="plot", parser=parser)
-        assert [] == [a.dest for a in parser._actions if a.dest.startswith("otel")]
+        flags = flags_by_command("otel", plugin)
+        ours = {"--otel-url", "--stream", "--otel-resource-attributes", "--otel-export-interval"}
+        assert ours <= flags["profile"]
+        others = {command: got & ours for command, got in flags.items() if command != "profile"}
+        assert others and not any(others.values())
 
 
 class TestConfigure:

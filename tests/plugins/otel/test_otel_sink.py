@@ -6,11 +6,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import structlog
 import trio
 import trio.testing
-from aiperf import ErrorInfo, HardwareSample, LiveEvent, Phase, Progress, infer_provider
+from aiperf import (
+    METRICS,
+    ErrorInfo,
+    HardwareSample,
+    LiveEvent,
+    MetricSpec,
+    Phase,
+    Progress,
+    RequestDone,
+    infer_provider,
+)
 from aiperf_otel import semconv as sc
 from aiperf_otel import sink as sink_module
 from aiperf_otel.config import Stream, parse_otel_url
@@ -176,6 +187,57 @@ class TestGenAiMetrics:
         }
 
 
+#: a plugin's metrics: one per request (recorded in bytes, shown in KiB) and one per run.
+PLUGIN_METRICS = {
+    **METRICS,
+    "cache_kib": MetricSpec("cache_kib", "Cache Read", "KiB", 1 / 1024),
+    "cache_total": MetricSpec("cache_total", "Cache Total", "KiB", 1 / 1024, "run", summary="sum"),
+}
+
+
+def _with_cache(event: LiveEvent, kib: float) -> LiveEvent:
+    assert isinstance(event, RequestDone)
+    values = {**event.metrics.values, "cache_kib": kib * 1024, "cache_total": kib * 1024}
+    return attrs.evolve(event, metrics=attrs.evolve(event.metrics, values=values))
+
+
+class TestPluginMetrics:
+    """A request metric a plugin registered is a histogram ``aiperf.metric.<tag>``."""
+
+    async def test_plugin_request_metric_is_a_histogram_in_its_unit(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
+        """The successful requests' values, scaled to the unit shown, with the GenAI attributes."""
+        events = [_with_cache(e, kib) for e, kib in zip(_mixed_run(), (1, 2, 3, 4, 5, 6))]
+        await drive(_sink(direct), make_run(tmp_path, metrics=PLUGIN_METRICS), events)
+        name = sc.PLUGIN_METRIC_PREFIX + "cache_kib"
+        total = direct.receiver.histogram(name, where=PROFILE)
+        assert (5, 15.0) == (total.count, total.sum)  # the failed request's 6 KiB is left out
+        assert tuple(float(b) for b in sc.PLUGIN_BUCKETS) == total.explicit_bounds
+        point = direct.receiver.latest(name)[0]
+        assert ("histogram", "KiB") == (point.kind, point.unit)
+        assert (sc.REQUEST_MODEL, "my-model") in point.attributes.items()
+
+    async def test_only_plugin_request_metrics_get_a_histogram(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
+        """Run metrics are one value at the end, not a live series; the core's metrics keep
+        their GenAI names (no aiperf.metric.request_latency)."""
+        events = [_with_cache(e, 1) for e in _mixed_run()]
+        await drive(
+            _sink(direct, stream=Stream.METRICS), make_run(tmp_path, metrics=PLUGIN_METRICS), events
+        )
+        assert {*GENAI, sc.PLUGIN_METRIC_PREFIX + "cache_kib"} == direct.receiver.metric_names()
+
+    async def test_no_plugin_metric_without_registration(
+        self, direct: Direct, tmp_path: Path
+    ) -> None:
+        """A value nobody registered stays in the JSONL: nothing goes to the collector."""
+        events = [_with_cache(e, 1) for e in _mixed_run()]
+        await drive(_sink(direct, stream=Stream.METRICS), make_run(tmp_path), events)
+        assert set(GENAI) == direct.receiver.metric_names()
+
+
 class TestSpans:
     """One CLIENT span per request at the request's real times."""
 
@@ -275,8 +337,28 @@ class TestProgress:
             sc.REQUESTS_IN_FLIGHT: [0.0],
         } == final
         assert {"{request}"} == {
-            p.unit for p in direct.receiver.points() if p.name.startswith("aiperf.client")
+            p.unit for p in direct.receiver.points() if p.name.startswith("aiperf.client.requests")
         }
+        assert [] == direct.receiver.latest(sc.LOOP_LAG)  # no Progress carried it
+
+    async def test_sink_loop_lag_gauge_in_seconds(self, direct: Direct, tmp_path: Path) -> None:
+        """Measurement health live: the latest largest loop lag of the load processes."""
+        events = [
+            Progress(
+                phase=Phase.PROFILE, sent=3, completed=1, failed=0, in_flight=2, elapsed_s=1.0,
+                loop_lag_ms=4.0,
+            ),
+            *_mixed_run(),
+            Progress(
+                phase=Phase.PROFILE, sent=6, completed=5, failed=1, in_flight=0, elapsed_s=2.0,
+                loop_lag_ms=12.5,
+            ),
+        ]  # fmt: skip
+        await drive(_sink(direct), make_run(tmp_path), events)
+        latest = direct.receiver.latest(sc.LOOP_LAG)
+        assert [0.0125] == [p.value for p in latest]
+        assert {"s"} == {p.unit for p in latest}
+        assert "aiperf.client.loop_lag" == sc.LOOP_LAG
 
 
 def _gpu(index: int, uuid: str = "", **values: float | None) -> HardwareSample:
@@ -347,6 +429,36 @@ class TestHardware:
             _sink(direct, stream=Stream.TIMING), make_run(tmp_path), [_gpu(0, power_watts=1.0)]
         )
         assert not any(name.startswith("hw.") for name in direct.receiver.metric_names())
+
+
+class TestServerMetrics:
+    """ServerMetricSample events become aiperf.server.* gauges with the engine's labels."""
+
+    async def test_sink_server_metrics_become_gauges(self, direct: Direct, tmp_path: Path) -> None:
+        """The latest value of each series, under its name, labelled as the engine labels it."""
+        from aiperf import Phase, ServerMetricSample
+
+        def sample(name: str, value: float, engine: str) -> ServerMetricSample:
+            return ServerMetricSample(
+                source="http://server:8000/metrics", name=name, value=value, unit="requests",
+                wall_ns=1, phase=Phase.PROFILE, labels=(("engine", engine), ("model_name", "m")),
+            )  # fmt: skip
+
+        events: list[LiveEvent] = [
+            sample("requests_running", 3.0, "0"),
+            sample("requests_running", 4.0, "0"),
+            sample("requests_running", 1.0, "1"),
+        ]
+        await drive(_sink(direct), make_run(tmp_path), events)
+        name = sc.SERVER_METRIC_PREFIX + "requests_running"
+        latest = direct.receiver.latest(name, where={"engine": "0"})
+        assert [("requests", 4.0)] == [(p.unit, p.value) for p in latest]
+        assert {
+            "engine": "0",
+            "model_name": "m",
+            sc.SERVER_METRICS_URL: "http://server:8000/metrics",
+        } == latest[0].attributes
+        assert [1.0] == [p.value for p in direct.receiver.latest(name, where={"engine": "1"})]
 
 
 class TestResource:

@@ -36,6 +36,7 @@ def write_run(
     errors: int = 0,
     warmup: int = 2,
     gpus: int = 0,
+    server: bool = False,
     goodput: dict[str, float] | None = None,
     seed: int = 0,
 ) -> Path:
@@ -152,5 +153,23 @@ def write_run(
                 )
         (path / "gpu_telemetry_export.jsonl").write_text(
             "".join(json.dumps(s) + "\n" for s in samples)
+        )
+    if server:
+        # What aiperf-server-metrics writes: one line per scrape, common names under "common".
+        first = min(r["start_time_ns"] for r in rows)
+        last = max(r["end_time_ns"] for r in rows)
+        lines = []
+        for wall in range(first, last, 500_000_000):
+            common = [
+                {"name": "kv_cache_usage", "labels": {"model_name": "mock"},
+                 "value": float(rng.uniform(0.2, 0.8))},
+                {"name": "requests_running", "labels": {"model_name": "mock"},
+                 "value": float(concurrency)},
+                {"name": "requests_waiting", "labels": {"model_name": "mock"}, "value": 0.0},
+            ]  # fmt: skip
+            lines.append({"wall_ns": wall, "phase": "profile", "source": "http://mock/metrics",
+                          "common": common, "values": {}, "histograms": {}})  # fmt: skip
+        (path / "server_metrics_export.jsonl").write_text(
+            "".join(json.dumps(line) + "\n" for line in lines)
         )
     return path

@@ -96,7 +96,7 @@ class TestOutputs:
         sweep = drawn_sweep.runs
         parent = sweep[0].parent
         assert 0 == drawn_sweep.code
-        assert f"comparison of 3 runs: 3 figures in {parent / 'plots'}" in drawn_sweep.out
+        assert f"comparison of 3 runs: 4 figures in {parent / 'plots'}" in drawn_sweep.out
         for run_dir in sweep:
             assert SINGLE_NO_GPU == _pngs(run_dir / "plots")
         expected = sorted(f"{n}.png" for n in COMPARISON if n != "compare_goodput")
@@ -109,7 +109,7 @@ class TestOutputs:
         for run_dir in runs:
             assert SINGLE_NO_GPU == _pngs(out / run_dir.name)
             assert not (run_dir / "plots").exists()
-        assert 3 == len(_pngs(out))
+        assert 4 == len(_pngs(out))
 
     def test_one_run_with_output(self, make_run, tmp_path, announced):
         out = tmp_path / "figs"
@@ -192,6 +192,11 @@ class TestMessages:
                 f"{name}: not drawn: gpu_over_time.png: no gpu_telemetry_export.jsonl "
                 "(the run recorded no GPU telemetry: "
                 "aiperf-gpu needs an NVIDIA GPU or --gpu-telemetry URL)"
+            ),
+            (
+                f"{name}: not drawn: server_over_time.png: no server_metrics_export.jsonl "
+                "(the run scraped no server metrics: "
+                "aiperf-server-metrics needs a server with a Prometheus /metrics endpoint)"
             ),
         ] == err.splitlines()
 

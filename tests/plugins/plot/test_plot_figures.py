@@ -320,7 +320,7 @@ class TestComparison:
 
 
 def test_every_figure_titled_and_labelled(make_run, sweep):
-    run = load_run(make_run(gpus=1, goodput={"request_latency": 400}))
+    run = load_run(make_run(gpus=1, server=True, goodput={"request_latency": 400}))
     for build in figures.SINGLE_RUN.values():
         fig = build(run, COLOR)
         assert fig.get_suptitle() or fig.axes[0].get_title()
@@ -346,3 +346,19 @@ def test_lines_are_line2d(make_run):
     fig = figures.ttft_over_time(load_run(make_run()), COLOR)
     assert all(isinstance(line, Line2D) for line in fig.axes[0].lines)
     assert all(isinstance(c, PathCollection) for c in fig.axes[0].collections)
+
+
+def test_server_over_time_draws_kv_cache_and_requests(make_run):
+    """KV-cache use in %, running and waiting requests: one panel each, from the JSONL."""
+    run = load_run(make_run(server=True, concurrency=3))
+    fig = figures.server_over_time(run, COLOR)
+    kv, requests = fig.axes[:2]
+    assert "KV-cache use (%)" == kv.get_ylabel()
+    assert all(20 <= y <= 80 for y in kv.lines[0].get_ydata())
+    assert ["running", "waiting"] == [line.get_label() for line in requests.lines]
+    assert {3.0} == set(requests.lines[0].get_ydata())
+
+
+def test_server_over_time_not_applicable_without_the_file(make_run):
+    with pytest.raises(figures.NotApplicable, match="server_metrics_export.jsonl"):
+        figures.server_over_time(load_run(make_run()), COLOR)

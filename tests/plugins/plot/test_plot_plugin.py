@@ -10,10 +10,12 @@ from importlib import metadata
 from pathlib import Path
 
 import aiperf
+import aiperf.testing
 import pytest
 from aiperf_plot import plugin
 from aiperf_plot.config import MISSING_EXTRA
 from aiperf_plot.exporter import PlotExporter
+from support.plugin_flags import add_plugin_flags
 
 
 def _config(**options):
@@ -45,8 +47,8 @@ class TestHooks:
     def test_plot_flag_only_on_profile(self):
         profile = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
         other = argparse.ArgumentParser()
-        plugin.aiperf_add_options(command="profile", parser=profile)
-        plugin.aiperf_add_options(command="plot", parser=other)
+        add_plugin_flags(plugin, "profile", profile)
+        add_plugin_flags(plugin, "plot", other)
         assert {"plot": True} == vars(profile.parse_args(["--plot"]))
         assert {} == vars(profile.parse_args([]))
         assert {} == vars(other.parse_args([]))
@@ -101,19 +103,7 @@ class TestExporter:
             end_wall_ns=None,
         )
         config = aiperf.ProfileConfig(model="mock", concurrency=2, plugin_options={"plot": True})
-        run = aiperf.RunContext(
-            config=config,
-            run_dir=run_dir,
-            benchmark_id="b",
-            version="0",
-            provider="_OTHER",
-            operation_name="chat",
-            server_address="127.0.0.1",
-            server_port=1,
-            load_setting="concurrency2",
-            anchor_wall_ns=0,
-            anchor_perf_ns=0,
-        )
+        run = aiperf.testing.make_run(run_dir, config=config)
         calls = []
         monkeypatch.setattr(aiperf, "announce_artifacts", lambda *a: calls.append(a))
         paths = PlotExporter(options=config.plugin_options).export(run, result)
@@ -130,6 +120,37 @@ class TestExporter:
         assert summary["request_latency"]["p50"] == pytest.approx(
             result.value("request_latency", "p50")
         )
+
+
+class TestPluginMetrics:
+    """A metric a plugin registered is in the summary the figures read, like the core's."""
+
+    def test_result_summary_lists_plugin_metrics(self, tmp_path):
+        from aiperf_plot.exporter import summary_of
+        from support.mlflow_values import make_run
+
+        hits = aiperf.MetricStats(
+            tag="cache_hits", header="Cache Hits", unit="hits", count=3, avg=2.0,
+            percentiles={"p50": 2.0, "p99": 3.0},
+        )  # fmt: skip
+        total = aiperf.MetricStats(tag="cache_total", header="Cache Total", unit="hits", count=1, avg=6.0)
+        result = aiperf.RunResult(
+            status=aiperf.RunStatus.FINISHED, was_cancelled=False,
+            metrics={"request_latency": _stats("request_latency", [1.0]), "cache_hits": hits},
+            run_metrics={"cache_total": total}, errors=(), start_wall_ns=None, end_wall_ns=None,
+        )  # fmt: skip
+        summary = summary_of(make_run(tmp_path / "run"), result)
+        assert (3.0, 6.0) == (summary.stat("cache_hits", "p99"), summary.stat("cache_total"))
+        assert ("Cache Hits", "hits") == (
+            summary.metrics["cache_hits"]["header"], summary.metrics["cache_hits"]["unit"]
+        )
+
+    def test_export_file_summary_lists_plugin_metrics(self):
+        from aiperf_plot.rundir import Summary
+
+        data = {"metrics": {"cache_hits": {"header": "Cache Hits", "unit": "hits", "p50": 2.0}}}
+        summary = Summary.from_export(data)
+        assert summary is not None and 2.0 == summary.stat("cache_hits", "p50")
 
 
 class TestCli:

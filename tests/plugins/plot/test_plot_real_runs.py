@@ -4,6 +4,7 @@ against what the core exported, not against numbers this plugin computed itself.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ SINGLE = {
     "request_latency_distribution.png",
     "throughput_over_time.png",
 }
+# The mock server answers /metrics; with aiperf-server-metrics installed it is scraped.
+if importlib.util.find_spec("aiperf_server_metrics") is not None:
+    SINGLE.add("server_over_time.png")
 COMPARISON = {f"{name}.png" for name in figures.COMPARISON}
 SWEEP = (1, 2, 4)
 REQUESTS = 12
@@ -67,7 +71,7 @@ def sweep(server: MockServer, tmp_path_factory: pytest.TempPathFactory) -> list[
     assert [f"mock-model-chat-concurrency{c}" for c in SWEEP] == [p.name for p in runs]
     proc = aiperf_in("plot", "--paths", "artifacts", cwd=cwd)
     assert 0 == proc.returncode, proc.stderr
-    assert "comparison of 3 runs: 4 figures in artifacts/plots" in proc.stdout.splitlines()
+    assert "comparison of 3 runs: 5 figures in artifacts/plots" in proc.stdout.splitlines()
     assert "Traceback" not in proc.stderr
     return runs
 

@@ -6,13 +6,10 @@ Nothing here imports NVML: the CLI builds and checks this before any sampling st
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
-from aiperf import UsageError, strip_userinfo
+from aiperf import UsageError, given_options, normalize_url, option, read_options, strip_userinfo
 
 #: dest names of the flags this plugin adds to ``aiperf profile``.
 SOURCES = "gpu_telemetry"
@@ -35,8 +32,6 @@ MISSING_PACKAGE = (
 )
 
 _EXPECTED = "expected 'nvml' or a DCGM exporter URL such as http://node:9400/metrics"
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/@\s]*@")
-_USERINFO_ANYWHERE = re.compile(r"(://)[^/@\s]*@")
 
 
 @attrs.frozen(kw_only=True)
@@ -59,34 +54,81 @@ class GpuConfig:
         return tuple(strip_userinfo(url) for url in self.dcgm_urls)
 
 
-def from_options(options: Mapping[str, Any]) -> GpuConfig | None:
-    """Build the config from the profile flags; ``None`` when telemetry is turned off.
+@attrs.frozen(kw_only=True)
+class GpuOptions:
+    """The flags of aiperf-gpu, as the core builds them (flag, ``[plugins.gpu]``, default)."""
 
-    Without ``--gpu-telemetry`` the local GPUs are sampled through NVML.
-    """
-    raw = _as_list(options.get(SOURCES))
-    disabled = bool(options.get(DISABLE))
-    interval = _interval(options.get(INTERVAL))
-    table = bool(options.get(TABLE))
-    if disabled:
-        for dest, flag in ((SOURCES, "--gpu-telemetry"), (TABLE, "--gpu-telemetry-table")):
-            if options.get(dest):
-                raise UsageError(f"--no-gpu-telemetry: cannot be combined with {flag}")
-        return None
-    if not raw:
-        return GpuConfig(interval_s=interval, table=table)
-    nvml = False
-    urls: list[str] = []
-    for item in raw:
-        if item.lower() == NVML:
-            nvml = True
-            continue
-        url = normalize_dcgm_url(item)
-        if url not in urls:
-            urls.append(url)
-    return GpuConfig(
-        nvml=nvml, nvml_requested=nvml, dcgm_urls=tuple(urls), interval_s=interval, table=table
+    #: ``nvml`` and/or DCGM exporter URLs, checked and in order; empty: the default (NVML).
+    sources: tuple[str, ...] = option(
+        "--gpu-telemetry",
+        dest=SOURCES,
+        default=(),
+        action="extend",
+        metavar="SOURCE",
+        parse=lambda value: _sources(value),
+        repr=False,
+        help=(
+            "where to read GPU telemetry: 'nvml' for this machine's GPUs and/or DCGM exporter "
+            "URLs (http://node:9400/metrics, node:9400); may be repeated. "
+            "Default: nvml (nothing is sampled when this machine has no NVIDIA GPU)"
+        ),
     )
+    disabled: bool = option(
+        "--no-gpu-telemetry", dest=DISABLE, default=False, action="store_true",
+        help="do not sample GPUs",
+    )  # fmt: skip
+    interval_s: float = option(
+        "--gpu-telemetry-interval",
+        dest=INTERVAL,
+        default=DEFAULT_INTERVAL_S,
+        metavar="SECONDS",
+        parse=lambda value: _interval(value),
+        help=f"GPU sampling period (default {DEFAULT_INTERVAL_S:g} s)",
+    )
+    table: bool = option(
+        "--gpu-telemetry-table", dest=TABLE, default=False, action="store_true",
+        help="print per-GPU statistics and energy with the results table",
+    )  # fmt: skip
+
+    def config(self) -> GpuConfig | None:
+        """What to sample; ``None`` when telemetry is turned off. Without ``--gpu-telemetry``
+        the local GPUs are sampled through NVML."""
+        if self.disabled:
+            return None
+        if not self.sources:
+            return GpuConfig(interval_s=self.interval_s, table=self.table)
+        nvml = NVML in self.sources
+        urls = tuple(source for source in self.sources if source != NVML)
+        return GpuConfig(
+            nvml=nvml, nvml_requested=nvml, dcgm_urls=urls, interval_s=self.interval_s, table=self.table
+        )
+
+
+def check_options(options: GpuOptions, given: frozenset[str]) -> None:
+    if options.disabled:
+        lines = [
+            f"--no-gpu-telemetry: cannot be combined with {flag}"
+            for flag, on in (("--gpu-telemetry", options.sources), ("--gpu-telemetry-table", options.table))
+            if on
+        ]
+        if lines:
+            raise UsageError("\n".join(lines))
+
+
+def from_options(options: Any) -> GpuConfig | None:
+    """The checked settings of a config (or its ``plugin_options``); ``None`` when off."""
+    values = read_options(GpuOptions, options)
+    check_options(values, given_options(GpuOptions, options))
+    return values.config()
+
+
+def _sources(value: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _as_list(value):
+        source = NVML if item.lower() == NVML else normalize_dcgm_url(item)
+        if source not in out:
+            out.append(source)
+    return tuple(out)
 
 
 def normalize_dcgm_url(text: str) -> str:
@@ -96,8 +138,6 @@ def normalize_dcgm_url(text: str) -> str:
     its port (a proxy may serve it elsewhere) and only gets ``/metrics`` when it has no path.
     """
     raw = text.strip()
-    # Never echo a password back, even in an error about the URL it came with.
-    shown = _USERINFO.sub(r"\1", raw)
     if not raw:
         raise UsageError(f"--gpu-telemetry: {_EXPECTED} (got an empty value)")
     has_scheme = "://" in raw
@@ -105,29 +145,14 @@ def normalize_dcgm_url(text: str) -> str:
         host_part = raw.split("/", 1)[0].rsplit("@", 1)[-1]
         # A lone word is far more likely a misspelt 'nvml' than a host without a domain.
         if host_part != "localhost" and not any(c in host_part for c in ".:"):
-            raise UsageError(f"--gpu-telemetry: {_EXPECTED} (got {shown!r})")
-        raw = "http://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--gpu-telemetry: {_EXPECTED} (got {shown!r})")
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError(
-            f"--gpu-telemetry: the port is not a number between 0 and 65535 (got {shown!r})"
-        ) from None
-    if not parts.hostname or port == 0:
-        raise UsageError(f"--gpu-telemetry: {_EXPECTED} (got {shown!r})")
-    netloc = parts.netloc
-    if not has_scheme and port is None:
-        netloc = f"{netloc}:{DCGM_PORT}"
-    path = parts.path if parts.path not in ("", "/") else DCGM_PATH
-    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
-
-
-def hide_userinfo(text: str) -> str:
-    """Remove ``user:password@`` from every URL inside a message."""
-    return _USERINFO_ANYWHERE.sub(r"\1", text)
+            raise UsageError(f"--gpu-telemetry: {_EXPECTED} (got {strip_userinfo(raw)!r})")
+    return normalize_url(
+        raw,
+        flag="--gpu-telemetry",
+        expected=_EXPECTED,
+        default_port=None if has_scheme else DCGM_PORT,
+        default_path=DCGM_PATH,
+    )
 
 
 def _as_list(value: Any) -> list[str]:

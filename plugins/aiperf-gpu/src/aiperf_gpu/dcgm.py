@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 import attrs
 import structlog
-from aiperf import strip_userinfo
+from aiperf import describe_error, strip_userinfo
 
-from aiperf_gpu.config import hide_userinfo
 from aiperf_gpu.readings import GpuReading
 
 if TYPE_CHECKING:
@@ -250,4 +249,4 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     # httpx puts the URL in some messages: never the userinfo.
-    return hide_userinfo(f"{type(exc).__name__}: {exc}") if str(exc) else type(exc).__name__
+    return describe_error(exc)

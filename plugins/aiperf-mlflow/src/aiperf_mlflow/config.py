@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-from aiperf import UsageError, strip_userinfo
+from aiperf import UsageError, given_options, option, read_options, strip_userinfo
 
 #: used when neither ``--mlflow-experiment``, ``MLFLOW_EXPERIMENT_NAME`` nor a parent run names one.
 DEFAULT_EXPERIMENT = "aiperf"
@@ -72,46 +72,14 @@ class MlflowConfig:
         return strip_userinfo(self.tracking_uri)
 
 
-def from_options(
-    options: Mapping[str, Any], environ: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> MlflowConfig | None:
-    """Build the config from the profile flags; ``None`` when MLflow was not asked for.
-
-    ``--mlflow-tracking-uri`` turns the integration on. The other ``--mlflow-*`` flags need a
-    tracking URI too, which may then come from ``MLFLOW_TRACKING_URI`` as MLflow users expect.
-    """
-    env = os.environ if environ is None else environ
-    raw_uri = options.get(TRACKING_URI)
-    others = [
-        flag
-        for dest, flag in (
-            (EXPERIMENT, "--mlflow-experiment"),
-            (RUN_NAME, "--mlflow-run-name"),
-            (TAGS, "--mlflow-tag"),
-            (PARENT_RUN_ID, "--mlflow-parent-run-id"),
-            (UPLOAD_TIMEOUT, "--mlflow-upload-timeout"),
-        )
-        if options.get(dest)
-    ]
-    if raw_uri is None:
-        if not others:
-            return None
-        raw_uri = env.get("MLFLOW_TRACKING_URI")
-        if not raw_uri:
-            raise UsageError(
-                f"{others[0]}: needs --mlflow-tracking-uri (or MLFLOW_TRACKING_URI) to say where "
-                "to log"
-            )
-    return MlflowConfig(
-        tracking_uri=normalize_tracking_uri(str(raw_uri), cwd=cwd),
-        experiment_name=_optional_name(
-            options.get(EXPERIMENT) or env.get("MLFLOW_EXPERIMENT_NAME"), "--mlflow-experiment"
-        ),
-        run_name=_optional_name(options.get(RUN_NAME), "--mlflow-run-name"),
-        tags=parse_tags(options.get(TAGS) or ()),
-        parent_run_id=_parent_run_id(options.get(PARENT_RUN_ID)),
-        upload_timeout_s=upload_timeout(options.get(UPLOAD_TIMEOUT)),
-    )
+#: the flags that need a tracking URI, in the order their error names them.
+_NEED_URI = (
+    ("experiment_name", "--mlflow-experiment"),
+    ("run_name", "--mlflow-run-name"),
+    ("tags", "--mlflow-tag"),
+    ("parent_run_id", "--mlflow-parent-run-id"),
+    ("upload_timeout_s", "--mlflow-upload-timeout"),
+)
 
 
 def upload_timeout(value: Any) -> float:
@@ -125,6 +93,107 @@ def upload_timeout(value: Any) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise UsageError(f"--mlflow-upload-timeout: expected seconds > 0 (got {value!r})")
     return seconds
+
+
+@attrs.frozen(kw_only=True)
+class MlflowOptions:
+    """The ``aiperf profile`` flags of aiperf-mlflow, as the core builds them (flag,
+    ``MLFLOW_EXPERIMENT_NAME``, ``[plugins.mlflow]``, default)."""
+
+    tracking_uri: str | None = option(
+        "--mlflow-tracking-uri",
+        dest=TRACKING_URI,
+        metavar="URI",
+        parse=lambda value: normalize_tracking_uri(str(value)),
+        repr=False,
+        help="enable MLflow: a tracking server (http://localhost:5000) or a local store "
+        "(sqlite:///mlflow.db, file:./mlruns, a directory)",
+    )
+    experiment_name: str | None = option(
+        "--mlflow-experiment",
+        dest=EXPERIMENT,
+        env="MLFLOW_EXPERIMENT_NAME",
+        metavar="NAME",
+        parse=lambda value: _optional_name(value, "--mlflow-experiment"),
+        help="experiment to create or reuse (default: MLFLOW_EXPERIMENT_NAME, the parent "
+        f"run's experiment, or {DEFAULT_EXPERIMENT!r})",
+    )
+    run_name: str | None = option(
+        "--mlflow-run-name",
+        dest=RUN_NAME,
+        metavar="NAME",
+        parse=lambda value: _optional_name(value, "--mlflow-run-name"),
+        help="name of the MLflow run (default: the run directory's name)",
+    )
+    tags: tuple[tuple[str, str], ...] = option(
+        "--mlflow-tag",
+        dest=TAGS,
+        default=(),
+        action="append",
+        metavar="KEY=VALUE",
+        parse=lambda value: parse_tags(value),
+        help="tag the MLflow run (repeatable; KEY:VALUE works too)",
+    )
+    parent_run_id: str | None = option(
+        "--mlflow-parent-run-id",
+        dest=PARENT_RUN_ID,
+        metavar="RUN_ID",
+        parse=lambda value: _parent_run_id(value),
+        help="log the run as a child of this run (for sweeps)",
+    )
+    upload_timeout_s: float = option(
+        "--mlflow-upload-timeout",
+        dest=UPLOAD_TIMEOUT,
+        default=DEFAULT_UPLOAD_TIMEOUT_S,
+        metavar="SECONDS",
+        parse=upload_timeout,
+        help="deadline for everything MLflow does after the load: the last live points, "
+        "the upload, ending the run; what misses it is reported in one line "
+        f"(default: {DEFAULT_UPLOAD_TIMEOUT_S:g})",
+    )
+
+
+def resolve(
+    options: MlflowOptions, given: frozenset[str], environ: Mapping[str, str] | None = None
+) -> MlflowConfig | None:
+    """The run's MLflow settings; ``None`` when MLflow was not asked for.
+
+    ``--mlflow-tracking-uri`` turns the integration on. The other ``--mlflow-*`` flags need a
+    tracking URI too, which may then come from ``MLFLOW_TRACKING_URI`` as MLflow users expect
+    (the variable alone turns nothing on; ``MLFLOW_EXPERIMENT_NAME`` neither).
+    """
+    uri = options.tracking_uri
+    if "tracking_uri" not in given:
+        others = [flag for name, flag in _NEED_URI if name in given]
+        if not others:
+            return None
+        env = os.environ if environ is None else environ
+        raw_uri = env.get("MLFLOW_TRACKING_URI")
+        if not raw_uri:
+            raise UsageError(
+                f"{others[0]}: needs --mlflow-tracking-uri (or MLFLOW_TRACKING_URI) to say where "
+                "to log"
+            )
+        uri = normalize_tracking_uri(raw_uri)
+    assert uri is not None
+    return MlflowConfig(
+        tracking_uri=uri,
+        experiment_name=options.experiment_name,
+        run_name=options.run_name,
+        tags=options.tags,
+        parent_run_id=options.parent_run_id,
+        upload_timeout_s=options.upload_timeout_s,
+    )
+
+
+def check_options(options: MlflowOptions, given: frozenset[str]) -> None:
+    resolve(options, given)
+
+
+def from_options(options: Any, environ: Mapping[str, str] | None = None) -> MlflowConfig | None:
+    """The checked settings of a config (or its ``plugin_options``); ``None`` when off."""
+    values = read_options(MlflowOptions, options, environ)
+    return resolve(values, given_options(MlflowOptions, options), environ)
 
 
 def normalize_tracking_uri(uri: str, cwd: Path | None = None) -> str:

@@ -18,7 +18,15 @@ from typing import Any
 
 import attrs
 import structlog
-from aiperf import AiperfError, RunContext, RunResult, RunStatus, UsageError, run_artifacts
+from aiperf import (
+    AiperfError,
+    RunContext,
+    RunResult,
+    RunStatus,
+    UsageError,
+    run_artifacts,
+    write_json_atomic,
+)
 
 from aiperf_mlflow import environment
 from aiperf_mlflow.config import MlflowConfig, normalize_tracking_uri
@@ -27,7 +35,6 @@ from aiperf_mlflow.session import (
     MlflowSession,
     describe_error,
     read_export_file,
-    write_json,
 )
 
 log = structlog.get_logger()
@@ -273,7 +280,7 @@ def upload_announced(
     try:
         done = call_within(lambda: session.upload(files), session.time_left())
         data["artifacts"] = session.artifacts
-        write_json(run_dir / EXPORT_FILE, data)
+        write_json_atomic(run_dir / EXPORT_FILE, data)
         call_within(lambda: session.upload([run_dir / EXPORT_FILE]), session.time_left())
     except OutOfTime:
         raise AiperfError(

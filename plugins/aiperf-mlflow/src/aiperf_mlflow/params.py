@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from aiperf import RunContext
+from aiperf import RunContext, strip_userinfo
 
 #: MLflow's limits (values are truncated by the server anyway; we truncate first so the
 #: batch is not rejected on an old server).
 PARAM_VALUE_MAX = 6000
 KEY_MAX = 250
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
-
-
-def clean_text(text: str) -> str:
-    """Drop ``user:password@`` from every URL inside ``text`` (error messages quote URLs)."""
-    return _USERINFO.sub(r"\g<scheme>", text)
-
 
 def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> ``{"a.b": "value"}``; lists become JSON; ``None`` is left out.
@@ -42,7 +33,7 @@ def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
             text = json.dumps(value, default=str)
         else:
             text = str(value)
-        out[name[:KEY_MAX]] = clean_text(text)[:PARAM_VALUE_MAX]
+        out[name[:KEY_MAX]] = strip_userinfo(text)[:PARAM_VALUE_MAX]
     return out
 
 

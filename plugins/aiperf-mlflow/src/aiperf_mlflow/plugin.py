@@ -7,7 +7,7 @@ hooks below.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,16 @@ from aiperf import MissingExtra, UsageError, hookimpl
 from aiperf_mlflow import config as flags
 
 if TYPE_CHECKING:
-    from aiperf import Exporter, LiveSink, ProfileConfig, RunContext, RunResult
+    from aiperf import (
+        Exporter,
+        LiveSink,
+        PluginOptions,
+        ProfileConfig,
+        RunContext,
+        RunResult,
+        RunStatus,
+        SweepContext,
+    )
 
     from aiperf_mlflow.session import MlflowSession
 
@@ -25,53 +34,23 @@ STATE_KEY = "mlflow"
 
 
 @hookimpl
+def aiperf_register_options(register: Callable[[PluginOptions], None]) -> None:
+    from aiperf import PluginOptions
+
+    register(
+        PluginOptions(
+            name="mlflow",
+            options=flags.MlflowOptions,
+            title="MLflow",
+            description="Live logging to MLflow and upload of the results (aiperf-mlflow)",
+            check=flags.check_options,
+        )
+    )
+
+
+@hookimpl
 def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
-    if command == "profile":
-        group = parser.add_argument_group(
-            "MLflow", "Live logging to MLflow and upload of the results (aiperf-mlflow)"
-        )
-        group.add_argument(
-            "--mlflow-tracking-uri",
-            dest=flags.TRACKING_URI,
-            metavar="URI",
-            help="enable MLflow: a tracking server (http://localhost:5000) or a local store "
-            "(sqlite:///mlflow.db, file:./mlruns, a directory)",
-        )
-        group.add_argument(
-            "--mlflow-experiment",
-            dest=flags.EXPERIMENT,
-            metavar="NAME",
-            help="experiment to create or reuse (default: MLFLOW_EXPERIMENT_NAME, the parent "
-            f"run's experiment, or {flags.DEFAULT_EXPERIMENT!r})",
-        )
-        group.add_argument(
-            "--mlflow-run-name",
-            dest=flags.RUN_NAME,
-            metavar="NAME",
-            help="name of the MLflow run (default: the run directory's name)",
-        )
-        group.add_argument(
-            "--mlflow-tag",
-            dest=flags.TAGS,
-            action="append",
-            metavar="KEY=VALUE",
-            help="tag the MLflow run (repeatable; KEY:VALUE works too)",
-        )
-        group.add_argument(
-            "--mlflow-parent-run-id",
-            dest=flags.PARENT_RUN_ID,
-            metavar="RUN_ID",
-            help="log the run as a child of this run (for sweeps)",
-        )
-        group.add_argument(
-            "--mlflow-upload-timeout",
-            dest=flags.UPLOAD_TIMEOUT,
-            metavar="SECONDS",
-            help="deadline for everything MLflow does after the load: the last live points, "
-            "the upload, ending the run; what misses it is reported in one line "
-            f"(default: {flags.DEFAULT_UPLOAD_TIMEOUT_S:g})",
-        )
-    elif command == "plot":
+    if command == "plot":
         group = parser.add_argument_group("MLflow", "Upload the plots (aiperf-mlflow)")
         group.add_argument(
             "--mlflow-upload",
@@ -85,6 +64,15 @@ def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
             dest=flags.TRACKING_URI,
             metavar="URI",
             help="tracking URI for --mlflow-upload (default: the one in mlflow_export.json)",
+        )
+    elif command == "compare":
+        group = parser.add_argument_group("MLflow", "Compare runs logged to MLflow (aiperf-mlflow)")
+        group.add_argument(
+            "--mlflow-tracking-uri",
+            dest=flags.TRACKING_URI,
+            metavar="URI",
+            help="where the runs given as mlflow:RUN_ID (or a bare 32-hex run id) are logged "
+            "(default: MLFLOW_TRACKING_URI)",
         )
 
 
@@ -131,6 +119,32 @@ def aiperf_run_finished(run: RunContext, result: RunResult) -> None:
 
 
 @hookimpl
+def aiperf_sweep_started(sweep: SweepContext) -> dict[str, Any] | None:
+    mlflow_config = flags.from_options(sweep.config.plugin_options)
+    if mlflow_config is None:
+        return None
+    from aiperf_mlflow.parent import start_parent
+
+    return start_parent(sweep, mlflow_config)
+
+
+@hookimpl
+def aiperf_sweep_point_finished(sweep: SweepContext, point: dict[str, Any]) -> None:
+    if STATE_KEY in sweep.state:
+        from aiperf_mlflow.parent import log_point
+
+        log_point(sweep, point)
+
+
+@hookimpl
+def aiperf_sweep_finished(sweep: SweepContext, paths: Sequence[Path], status: RunStatus) -> None:
+    if STATE_KEY in sweep.state:
+        from aiperf_mlflow.parent import finish_parent
+
+        finish_parent(sweep, paths, status)
+
+
+@hookimpl
 def aiperf_artifacts_written(run_dir: Path, paths: Sequence[Path], options: dict[str, Any]) -> None:
     if not options.get(flags.UPLOAD):
         return
@@ -139,6 +153,18 @@ def aiperf_artifacts_written(run_dir: Path, paths: Sequence[Path], options: dict
     from aiperf_mlflow.exporter import upload_announced
 
     upload_announced(run_dir, paths, tracking_uri=tracking_uri)
+
+
+@hookimpl
+def aiperf_fetch_run(ref: str, dest: Path, options: dict[str, Any]) -> Path | None:
+    from aiperf_mlflow import fetch
+
+    run_id = fetch.run_id_of(ref)
+    if run_id is None:
+        return None
+    uri = fetch.tracking_uri(ref, options.get(flags.TRACKING_URI))
+    _require_mlflow(uri)
+    return fetch.fetch(ref, run_id, dest, uri)
 
 
 def _require_mlflow(tracking_uri: str | None) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
-from aiperf import HardwareSample, Phase, Progress, RequestDone, RunContext
+from aiperf import HardwareSample, Phase, Progress, RequestDone, RunContext, ServerMetricSample
 
 PREFIX = "live."
 DURATION = "live.gen_ai.client.operation.duration"
@@ -21,6 +22,8 @@ TOKEN_USAGE_OUTPUT = "live.gen_ai.client.token.usage.output"
 COMPLETED = "live.aiperf.requests.completed"
 FAILED = "live.aiperf.requests.failed"
 IN_FLIGHT = "live.aiperf.requests.in_flight"
+LOOP_LAG = "live.aiperf.client.loop_lag"
+SERVER_PREFIX = "live.server."
 
 NS_PER_S = 1e9
 
@@ -78,11 +81,14 @@ def progress_points(event: Progress, wall_ms: int) -> list[Point]:
     if event.phase is not Phase.PROFILE:
         return []
     step = int(event.elapsed_s)
-    return [
+    points = [
         Point(COMPLETED, float(event.completed), wall_ms, step),
         Point(FAILED, float(event.failed), wall_ms, step),
         Point(IN_FLIGHT, float(event.in_flight), wall_ms, step),
     ]
+    if event.loop_lag_ms is not None:
+        points.append(Point(LOOP_LAG, event.loop_lag_ms / 1e3, wall_ms, step))
+    return points
 
 
 def hardware_points(sample: HardwareSample, step: int, *, qualify_host: bool = False) -> list[Point]:
@@ -100,3 +106,40 @@ def hardware_points(sample: HardwareSample, step: int, *, qualify_host: bool = F
         if value is not None:
             points.append(Point(key + suffix, float(value), when, step))
     return points
+
+
+def server_key(sample: ServerMetricSample, *, qualify_source: bool = False) -> str:
+    """``live.server.requests_running``; a series with labels besides the model's gets them
+    in its key (``live.server.requests_running.engine_1``), so two never share a curve.
+
+    With several metrics endpoints, every endpoint after the first is named in the key by
+    its host and port (``live.server.requests_running.node-2_8000``), as GPUs of other
+    hosts are: two servers' series never share a curve either.
+    """
+    parts = [
+        re.sub(r"[^A-Za-z0-9_.-]", "_", f"{k}_{v}")
+        for k, v in sample.labels
+        if k not in ("model", "model_name")
+    ]
+    where = [endpoint_part(sample.source)] if qualify_source else []
+    return SERVER_PREFIX + ".".join([sample.name, *where, *parts])
+
+
+def endpoint_part(source: str) -> str:
+    """``node-2_8000`` for ``http://node-2:8000/metrics``: host, port, and the path where it
+    is not plain ``/metrics`` (two servers behind one proxy). Never the userinfo or the query
+    (either may hold a secret)."""
+    parts = urlsplit(source)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    where = (parts.hostname or "") + (f":{port}" if port is not None else "")
+    path = parts.path.rstrip("/").removesuffix("/metrics")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", where + path)
+
+
+def server_point(sample: ServerMetricSample, step: int, *, qualify_source: bool = False) -> Point:
+    """One value a server reported on its metrics endpoint; ``step`` counts this key's values."""
+    key = server_key(sample, qualify_source=qualify_source)
+    return Point(key, float(sample.value), sample.wall_ns // 1_000_000, step)

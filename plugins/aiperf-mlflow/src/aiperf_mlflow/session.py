@@ -9,7 +9,6 @@ module only when the integration is used.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -18,13 +17,13 @@ from typing import Any
 
 import attrs
 import structlog
-from aiperf import MetricStats, RunContext, RunResult, RunStatus
+from aiperf import MetricStats, RunContext, RunResult, RunStatus, describe_error, write_json_atomic
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from aiperf_mlflow.config import DEFAULT_EXPERIMENT, MlflowConfig
-from aiperf_mlflow.params import clean_text, run_params, run_tags
+from aiperf_mlflow.params import run_params, run_tags
 from aiperf_mlflow.points import Point
 
 log = structlog.get_logger()
@@ -38,35 +37,6 @@ PLOTS_DIR = "plots"
 
 _ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 _DOES_NOT_EXIST = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND")
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line about a failed call, without credentials and without MLflow's long advice.
-
-    A network failure is named by its cause (``Connection refused``), not by the chain of
-    wrappers MLflow and urllib3 put around it.
-    """
-    cause = _network_cause(exc)
-    if cause is not None:
-        return f"{type(exc).__name__}: {cause}"
-    text = clean_text(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _network_cause(exc: BaseException) -> str | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    found = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError) or type(current).__name__.endswith("Timeout"):
-            found = "timed out"
-        elif isinstance(current, OSError) and current.strerror:
-            found = current.strerror
-        current = current.__cause__ or current.__context__
-    return found
 
 
 def get_or_create_experiment(client: Any, name: str) -> str:
@@ -109,6 +79,9 @@ class LiveCounts:
     dropped: int = 0
     #: MLflow refused them or could not be reached.
     failed: int = 0
+    #: measured requests whose per-request points were left out to stay within the sink's
+    #: request rate (not lost: the summary and the JSONL have every request).
+    thinned: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return attrs.asdict(self)
@@ -183,6 +156,15 @@ class MlflowSession:
 
     def start_run(self, run: RunContext) -> str:
         """Create the run with params and tags and write ``mlflow_export.json``; idempotent."""
+        return self.create_run(
+            tags=run_tags(run, self.config.tags),
+            params=run_params(run),
+            run_name=self.config.run_name or default_run_name(run),
+        )
+
+    def create_run(self, *, tags: dict[str, str], params: dict[str, str], run_name: str) -> str:
+        """Create a run (under ``--mlflow-parent-run-id`` when given) with these tags, params
+        and name, and write ``mlflow_export.json``; idempotent."""
         with self._start_lock:
             if self.run_id is not None:
                 return self.run_id
@@ -201,10 +183,9 @@ class MlflowSession:
                     hint="the MLflow UI nests child runs only within the parent's experiment",
                 )
             experiment_id = get_or_create_experiment(client, name)
-            tags = run_tags(run, self.config.tags)
+            tags = dict(tags)
             if parent is not None:
                 tags[PARENT_TAG] = parent.info.run_id
-            run_name = self.config.run_name or default_run_name(run)
             created = client.create_run(
                 experiment_id, start_time=_now_ms(), tags=tags, run_name=run_name
             )
@@ -216,9 +197,9 @@ class MlflowSession:
             self.parent_run_id = parent.info.run_id if parent is not None else None
             self.run_id = run_id
             self.write_export_file()
-            params = [Param(key, value) for key, value in run_params(run).items()]
+            params_list = [Param(key, value) for key, value in params.items()]
             try:
-                client.log_batch(run_id, params=params, synchronous=True)
+                client.log_batch(run_id, params=params_list, synchronous=True)
             except Exception as exc:  # noqa: BLE001 - the run exists; losing params is reported
                 error = f"could not log the params: {describe_error(exc)}"
                 self.errors.append(error)
@@ -327,7 +308,7 @@ class MlflowSession:
         return data
 
     def write_export_file(self, **extra: Any) -> Path:
-        return write_json(self.run_dir / EXPORT_FILE, self.export_data(**extra))
+        return write_json_atomic(self.run_dir / EXPORT_FILE, self.export_data(**extra))
 
 
 def summary_metrics(result: RunResult) -> dict[str, float]:
@@ -339,6 +320,13 @@ def summary_metrics(result: RunResult) -> dict[str, float]:
             out[tag] = float(stats.avg)
     if result.send_lag is not None:
         out.update(_statistics("client.send_lag", result.send_lag))
+    health = result.health
+    if health is not None and health.overhead_p99_ms is not None:
+        # The worst load process's event-loop lag (ms): the bound the console line gives.
+        lag = health.as_dict()["loop_lag_ms"] or {}
+        for stat in ("p50", "p99", "max"):
+            if lag.get(stat) is not None:
+                out[f"client.loop_lag.{stat}"] = float(lag[stat])
     return out
 
 
@@ -356,14 +344,6 @@ def _artifact_folder(path: Path, run_dir: Path) -> str | None:
     except ValueError:
         return PLOTS_DIR if path.suffix == ".png" else None
     return None if str(parent) == "." else parent.as_posix()
-
-
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Replace ``path`` in one step, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def read_export_file(run_dir: Path) -> dict[str, Any] | None:

@@ -9,10 +9,10 @@ import enum
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlunsplit
 
 import attrs
-from aiperf import UsageError, strip_userinfo
+from aiperf import UsageError, given_options, option, read_options, split_url, strip_userinfo
 
 MISSING_PACKAGES = (
     "OTel integration requires the 'opentelemetry' packages. "
@@ -77,32 +77,18 @@ def parse_otel_url(text: str) -> OtlpEndpoints:
     ``/v1/metrics`` or ``/v1/traces`` names the signal; any other path is a prefix that both
     signal paths are appended to.
     """
-    raw = text.strip()
-    if not raw:
-        raise UsageError(
-            "--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got '')"
-        )
-    if "://" not in raw:
-        raw = "http://" + raw
-    parts = urlsplit(raw)
-    shown = _without_userinfo(text.strip())
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--otel-url: expected an http:// or https:// URL (got {shown!r})")
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError(
-            f"--otel-url: the port is not a number between 1 and 65535 (got {shown!r})"
-        ) from None
-    if not parts.hostname or port == 0:
-        raise UsageError(
-            f"--otel-url: expected host, host:port or a URL such as http://localhost:4318 (got {shown!r})"
-        )
+    expected = "expected host, host:port or a URL such as http://localhost:4318"
+    if not text.strip():
+        raise UsageError(f"--otel-url: {expected} (got '')")
+    parts = split_url(text, flag="--otel-url", expected=expected)
     if parts.query or parts.fragment:
-        raise UsageError(f"--otel-url: a collector URL takes no query or fragment (got {shown!r})")
+        raise UsageError(
+            "--otel-url: a collector URL takes no query or fragment "
+            f"(got {strip_userinfo(text.strip())!r})"
+        )
     netloc = parts.netloc
-    if port is None and parts.scheme == "http":
-        netloc = f"{netloc}:{DEFAULT_PORT}"
+    if parts.port is None and parts.scheme == "http":
+        netloc = f"{netloc.removesuffix(':')}:{DEFAULT_PORT}"
     prefix = parts.path.rstrip("/")
     for signal in (METRICS_PATH, TRACES_PATH):
         if prefix.endswith(signal):
@@ -115,14 +101,6 @@ def parse_otel_url(text: str) -> OtlpEndpoints:
         base_url=base,
         display_url=strip_userinfo(base),
     )
-
-
-def _without_userinfo(text: str) -> str:
-    """For error messages: drop ``user:password@`` even from a URL too broken to parse."""
-    scheme, sep, rest = text.rpartition("://")
-    netloc, slash, path = rest.partition("/")
-    netloc = netloc.rpartition("@")[2]
-    return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
 def parse_resource_attributes(
@@ -167,34 +145,85 @@ def parse_stream(value: Any) -> Stream:
         raise UsageError(f"--stream: expected one of {choices} (got {value!r})") from None
 
 
-def from_options(options: Mapping[str, Any]) -> OtelConfig | None:
-    """Build the config from the profile flags; ``None`` when OTel was not asked for.
+@attrs.frozen(kw_only=True)
+class OtelOptions:
+    """The flags of aiperf-otel, as the core builds them (flag, ``[plugins.otel]``, default)."""
 
-    ``--otel-url`` turns the integration on; every other flag of this plugin (``--stream``
-    included) needs it, and is an error without it, like ``--mlflow-*`` without a tracking URI:
-    a flag that would silently do nothing is a mistake worth one line.
-    """
-    url = options.get(URL)
-    stream = options.get(STREAM)
-    stream_value = parse_stream(stream) if stream is not None else Stream.DEFAULT
-    attributes = options.get(RESOURCE_ATTRIBUTES)
-    interval = options.get(EXPORT_INTERVAL)
-    if url is None:
-        for flag, given in (
-            ("--stream", stream),
-            ("--otel-resource-attributes", attributes),
-            ("--otel-export-interval", interval),
-        ):
-            if given is not None:
-                raise UsageError(f"{flag}: needs --otel-url (where to send the telemetry)")
-        return None
-    if not isinstance(url, str):
-        raise UsageError(f"--otel-url: expected host, host:port or a URL (got {url!r})")
-    return OtelConfig(
-        endpoints=parse_otel_url(url),
-        stream=stream_value,
-        resource_attributes=parse_resource_attributes(attributes) if attributes is not None else (),
-        export_interval_s=(
-            parse_export_interval(interval) if interval is not None else DEFAULT_EXPORT_INTERVAL_S
-        ),
+    endpoints: OtlpEndpoints | None = option(
+        "--otel-url",
+        dest=URL,
+        metavar="URL",
+        parse=lambda value: parse_otel_url(_text(value)),
+        repr=False,
+        help="stream live metrics (and request spans) to this OTLP/HTTP collector: host, "
+        "host:port or a full URL (default port 4318; /v1/metrics and /v1/traces are added)",
     )
+    stream: Stream = option(
+        "--stream",
+        dest=STREAM,
+        default=Stream.DEFAULT,
+        choices=[s.value for s in Stream],
+        parse=parse_stream,
+        help="what to stream: default = metrics and timing (one span per request and the "
+        "run's progress counters), metrics = GenAI metrics only, timing = timing only",
+    )
+    resource_attributes: tuple[tuple[str, str], ...] = option(
+        "--otel-resource-attributes",
+        dest=RESOURCE_ATTRIBUTES,
+        default=(),
+        action="append",
+        metavar="KEY=VALUE,...",
+        parse=parse_resource_attributes,
+        help="extra OTel resource attributes; they override OTEL_RESOURCE_ATTRIBUTES",
+    )
+    export_interval_s: float = option(
+        "--otel-export-interval",
+        dest=EXPORT_INTERVAL,
+        default=DEFAULT_EXPORT_INTERVAL_S,
+        metavar="SECONDS",
+        parse=parse_export_interval,
+        help=f"how often live metrics are pushed (default {DEFAULT_EXPORT_INTERVAL_S:g})",
+    )
+
+    def config(self) -> OtelConfig | None:
+        """The integration's settings; ``None`` when OTel was not asked for."""
+        if self.endpoints is None:
+            return None
+        return OtelConfig(
+            endpoints=self.endpoints,
+            stream=self.stream,
+            resource_attributes=self.resource_attributes,
+            export_interval_s=self.export_interval_s,
+        )
+
+
+def check_options(options: OtelOptions, given: frozenset[str]) -> None:
+    """``--otel-url`` turns the integration on; every other flag of this plugin (``--stream``
+    included) needs it, and is an error without it, like ``--mlflow-*`` without a tracking URI:
+    a flag that would silently do nothing is a mistake worth one line."""
+    if "endpoints" in given:
+        return
+    lines = [
+        f"{flag}: needs --otel-url (where to send the telemetry)"
+        for name, flag in (
+            ("stream", "--stream"),
+            ("resource_attributes", "--otel-resource-attributes"),
+            ("export_interval_s", "--otel-export-interval"),
+        )
+        if name in given
+    ]
+    if lines:
+        raise UsageError("\n".join(lines))
+
+
+def from_options(options: Any, environ: Mapping[str, str] | None = None) -> OtelConfig | None:
+    """The checked settings of a config (or its ``plugin_options``); ``None`` when off."""
+    values = read_options(OtelOptions, options, environ)
+    check_options(values, given_options(OtelOptions, options))
+    return values.config()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"--otel-url: expected host, host:port or a URL (got {value!r})")
+    return value

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiperf import hookimpl
@@ -11,40 +10,20 @@ from aiperf import hookimpl
 from aiperf_otel import config as otel_config
 
 if TYPE_CHECKING:
-    from aiperf import LiveSink, ProfileConfig, RunContext
+    from aiperf import LiveSink, PluginOptions, ProfileConfig, RunContext
 
 
 @hookimpl
-def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
-    if command != "profile":
-        return
-    group = parser.add_argument_group("OpenTelemetry (aiperf-otel)")
-    group.add_argument(
-        "--otel-url",
-        dest=otel_config.URL,
-        metavar="URL",
-        help="stream live metrics (and request spans) to this OTLP/HTTP collector: host, "
-        "host:port or a full URL (default port 4318; /v1/metrics and /v1/traces are added)",
-    )
-    group.add_argument(
-        "--stream",
-        dest=otel_config.STREAM,
-        choices=[s.value for s in otel_config.Stream],
-        help="what to stream: default = metrics and timing (one span per request and the "
-        "run's progress counters), metrics = GenAI metrics only, timing = timing only",
-    )
-    group.add_argument(
-        "--otel-resource-attributes",
-        dest=otel_config.RESOURCE_ATTRIBUTES,
-        metavar="KEY=VALUE,...",
-        action="append",
-        help="extra OTel resource attributes; they override OTEL_RESOURCE_ATTRIBUTES",
-    )
-    group.add_argument(
-        "--otel-export-interval",
-        dest=otel_config.EXPORT_INTERVAL,
-        metavar="SECONDS",
-        help=f"how often live metrics are pushed (default {otel_config.DEFAULT_EXPORT_INTERVAL_S:g})",
+def aiperf_register_options(register: Callable[[PluginOptions], None]) -> None:
+    from aiperf import PluginOptions
+
+    register(
+        PluginOptions(
+            name="otel",
+            options=otel_config.OtelOptions,
+            title="OpenTelemetry (aiperf-otel)",
+            check=otel_config.check_options,
+        )
     )
 
 

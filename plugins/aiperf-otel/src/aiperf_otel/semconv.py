@@ -88,6 +88,15 @@ REQUEST_INDEX: Final = "aiperf.request.index"
 #: the span event marking the first content chunk.
 FIRST_CHUNK_EVENT: Final = "aiperf.first_chunk"
 
+# -- metrics plugins registered (aiperf_register_metrics) ----------------------------------------
+
+#: a histogram ``aiperf.metric.<tag>`` per request metric a plugin registered, in the unit the
+#: plugin gave, with the GenAI attributes of the request.
+PLUGIN_METRIC_PREFIX: Final = "aiperf.metric."
+#: the OpenTelemetry SDK's default histogram boundaries: aiperf knows nothing of a plugin
+#: metric's range.
+PLUGIN_BUCKETS: Final = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
+
 # -- run progress (aiperf's own instruments) ----------------------------------------------------
 
 REQUESTS_SENT: Final = "aiperf.client.requests.sent"
@@ -95,6 +104,9 @@ REQUESTS_COMPLETED: Final = "aiperf.client.requests.completed"
 REQUESTS_FAILED: Final = "aiperf.client.requests.failed"
 REQUESTS_IN_FLIGHT: Final = "aiperf.client.requests.in_flight"
 REQUESTS: Final = "{request}"
+#: the largest event-loop lag of the load processes since the previous reading (seconds):
+#: how late aiperf may have read a response (measurement health, see docs/performance.md).
+LOOP_LAG: Final = "aiperf.client.loop_lag"
 
 # -- hardware (GPU) ----------------------------------------------------------------------------
 
@@ -123,3 +135,11 @@ GPU_INDEX: Final = "aiperf.gpu.index"
 SERVICE_NAME: Final = "service.name"
 SERVICE_VERSION: Final = "service.version"
 SERVICE = "aiperf"
+
+# -- what inference servers report on their own metrics endpoint (aiperf-server-metrics) -------
+
+#: gauges ``aiperf.server.<common name>`` (``.rate`` / ``.p50`` / ``.p99`` for counters and
+#: histograms), with the engine's own labels as attributes.
+SERVER_METRIC_PREFIX: Final = "aiperf.server."
+#: the metrics endpoint a value came from (never with credentials).
+SERVER_METRICS_URL: Final = "aiperf.server.metrics_url"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -19,12 +19,15 @@ import requests
 import structlog
 import trio
 from aiperf import (
+    METRICS,
     HardwareSample,
     LiveEvent,
+    MetricSpec,
     Progress,
     RequestDone,
     RunContext,
     RunStatus,
+    ServerMetricSample,
     scrub_secrets,
 )
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -40,13 +43,14 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from aiperf_otel import semconv as sc
-from aiperf_otel.chunks import ChunkGapHistogram, with_metric
+from aiperf_otel.chunks import BinnedHistogram, ChunkGapHistogram, with_metrics
 from aiperf_otel.config import OtelConfig
 from aiperf_otel.exporters import CountingMetricExporter, CountingSpanExporter
 from aiperf_otel.probe import probe_collector
@@ -132,39 +136,38 @@ def build_resource(run: RunContext, config: OtelConfig) -> Resource:
 
 @attrs.define
 class _GenAiInstruments:
+    """The GenAI client histograms. All but the duration are binned by aiperf (see
+    chunks.py): the SDK's ``record`` costs too much per value in the process that receives
+    every finished request. The duration, which every request has, stays the SDK's: the SDK
+    exports (and aiperf adds its own histograms to the export) only when it has data itself."""
+
     duration: Histogram
-    tokens: Histogram
-    ttfc: Histogram
-    #: binned by aiperf, a request at a time (see chunks.py): the SDK costs too much per gap.
+    tokens: BinnedHistogram
+    ttfc: BinnedHistogram
     tpoc: ChunkGapHistogram
 
     @classmethod
     def create(cls, meter: Meter, delta: bool) -> _GenAiInstruments:
-        def histogram(
-            name: str, unit: str, description: str, buckets: Iterable[float]
-        ) -> Histogram:
-            return meter.create_histogram(
-                name,
-                unit=unit,
-                description=description,
-                explicit_bucket_boundaries_advisory=list(buckets),
-            )
-
         return cls(
-            duration=histogram(
-                sc.OPERATION_DURATION, sc.SECONDS, "GenAI operation duration", sc.DURATION_BUCKETS
+            duration=meter.create_histogram(
+                sc.OPERATION_DURATION,
+                unit=sc.SECONDS,
+                description="GenAI operation duration",
+                explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
             ),
-            tokens=histogram(
-                sc.TOKEN_USAGE,
-                sc.TOKENS,
-                "Number of input and output tokens used",
-                sc.TOKEN_BUCKETS,
+            tokens=BinnedHistogram(
+                name=sc.TOKEN_USAGE,
+                unit=sc.TOKENS,
+                description="Number of input and output tokens used",
+                bounds=sc.TOKEN_BUCKETS,
+                delta=delta,
             ),
-            ttfc=histogram(
-                sc.TIME_TO_FIRST_CHUNK,
-                sc.SECONDS,
-                "Time from sending the request to the first content chunk",
-                sc.CHUNK_BUCKETS,
+            ttfc=BinnedHistogram(
+                name=sc.TIME_TO_FIRST_CHUNK,
+                unit=sc.SECONDS,
+                description="Time from sending the request to the first content chunk",
+                bounds=sc.CHUNK_BUCKETS,
+                delta=delta,
             ),
             tpoc=ChunkGapHistogram(
                 name=sc.TIME_PER_OUTPUT_CHUNK,
@@ -175,6 +178,9 @@ class _GenAiInstruments:
             ),
         )
 
+    def binned(self) -> list[BinnedHistogram]:
+        return [self.tokens, self.ttfc, self.tpoc]
+
 
 @attrs.define
 class _Counts:
@@ -184,6 +190,8 @@ class _Counts:
     completed: int = 0
     failed: int = 0
     in_flight: int = 0
+    #: the latest Progress's loop lag (ms), None until one carried it.
+    loop_lag_ms: float | None = None
 
 
 @attrs.define(kw_only=True)
@@ -199,15 +207,26 @@ class OtelSink:
     _run: RunContext | None = None
     _unreachable: bool = False
     _meter_provider: MeterProvider | None = None
-    _tracer_provider: TracerProvider | None = None
+    #: spans go straight to it, built whole (see _span).
+    _span_processor: BatchSpanProcessor | None = None
     _metric_exporter: CountingMetricExporter | None = None
     _span_exporter: CountingSpanExporter | None = None
     _genai: _GenAiInstruments | None = None
-    _tracer: Tracer | None = None
+    #: the request metrics plugins registered: tag -> (histogram, scale to the unit shown).
+    _plugin_metrics: dict[str, tuple[BinnedHistogram, float]] = attrs.field(factory=dict)
+    _resource: Resource | None = None
+    _scope: InstrumentationScope | None = None
+    _ids: RandomIdGenerator = attrs.field(factory=RandomIdGenerator)
     _base: dict[str, Any] = attrs.field(factory=dict)
     _attrs: dict[tuple[Any, ...], dict[str, Any]] = attrs.field(factory=dict)
     _counts: _Counts = attrs.field(factory=_Counts)
     _gpus: dict[tuple[str, str], HardwareSample] = attrs.field(factory=dict)
+    #: the latest value of each server series, by (name, source, labels).
+    _server: dict[tuple[str, str, tuple[tuple[str, str], ...]], ServerMetricSample] = attrs.field(
+        factory=dict
+    )
+    _server_gauges: set[str] = attrs.field(factory=set)
+    _meter: Meter | None = None
     _spans_ended: int = 0
     _flush_incomplete: bool = False
     _quieted: list[tuple[logging.Logger, int]] = attrs.field(factory=list)
@@ -243,8 +262,12 @@ class OtelSink:
             elif isinstance(event, Progress):
                 self._counts.sent = max(self._counts.sent, event.sent)
                 self._counts.in_flight = event.in_flight
+                if event.loop_lag_ms is not None:
+                    self._counts.loop_lag_ms = event.loop_lag_ms
             elif isinstance(event, HardwareSample):
                 self._gpus[(event.host, _hw_id(event))] = event
+            elif isinstance(event, ServerMetricSample):
+                self._on_server_metric(event)
 
     async def close(self, status: RunStatus) -> None:
         if self._meter_provider is None:
@@ -254,7 +277,7 @@ class OtelSink:
         for exporter in (self._metric_exporter, self._span_exporter):
             if exporter is not None:
                 exporter.fail_fast.enabled = True
-        meter_provider, tracer_provider = self._meter_provider, self._tracer_provider
+        meter_provider, span_processor = self._meter_provider, self._span_processor
         budget_ms = FLUSH_BUDGET_S * 1000
         with trio.move_on_after(FLUSH_BUDGET_S) as scope:
             async with trio.open_nursery() as nursery:
@@ -263,11 +286,19 @@ class OtelSink:
                 nursery.start_soon(
                     _in_thread, lambda: meter_provider.shutdown(timeout_millis=budget_ms)
                 )
-                if tracer_provider is not None:
-                    nursery.start_soon(_in_thread, tracer_provider.shutdown)
+                if span_processor is not None:
+                    nursery.start_soon(_in_thread, span_processor.shutdown)
         self._flush_incomplete = scope.cancelled_caught
         self._restore_sdk_logs()
         log.debug("otel_closed", status=status.value, report=self.report())
+
+    def backlog(self) -> str | None:
+        """Spans ended and not yet delivered, for the line shown while the end of the run waits."""
+        if self._span_exporter is None:
+            return None
+        tally = self._span_exporter.tally
+        waiting = self._spans_ended - tally.items_delivered - tally.items_failed
+        return f"{waiting:,} spans to send" if waiting > 0 else None
 
     def report(self) -> str | None:
         if self._unreachable:
@@ -306,7 +337,14 @@ class OtelSink:
         self._meter_provider = MeterProvider(
             resource=resource,
             metric_readers=[reader],
-            views=_bucket_views(),
+            # Some SDK releases (1.31) let the OTLP exporter's default histogram aggregation
+            # override the instrument's advised boundaries; a view pins them.
+            views=[
+                View(
+                    instrument_name=sc.OPERATION_DURATION,
+                    aggregation=ExplicitBucketHistogramAggregation(list(sc.DURATION_BUCKETS)),
+                )
+            ],
             shutdown_on_exit=False,
         )
         meter = self._meter_provider.get_meter(METER_NAME, run.version)
@@ -325,34 +363,47 @@ class OtelSink:
             preferred = self._metric_exporter._preferred_temporality or {}
             delta = preferred.get(HistogramInstrument) is AggregationTemporality.DELTA
             self._genai = _GenAiInstruments.create(meter, delta)
-            self._metric_exporter.augment = self._add_chunk_points(resource, run.version)
+            self._create_plugin_instruments(run, delta)
+            self._metric_exporter.augment = self._add_histograms(resource, run.version)
             self._create_gpu_instruments(meter)
+            self._meter = meter
         if config.stream.timing:
             self._create_progress_instruments(meter)
             if exporters.spans is not None:
                 self._span_exporter = CountingSpanExporter(exporters.spans)
-                self._tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-                self._tracer_provider.add_span_processor(
-                    BatchSpanProcessor(
-                        self._span_exporter,
-                        max_queue_size=SPAN_QUEUE,
-                        schedule_delay_millis=interval_ms,
-                        max_export_batch_size=SPAN_BATCH,
-                    )
+                self._span_processor = BatchSpanProcessor(
+                    self._span_exporter,
+                    max_queue_size=SPAN_QUEUE,
+                    schedule_delay_millis=interval_ms,
+                    max_export_batch_size=SPAN_BATCH,
                 )
-                self._tracer = self._tracer_provider.get_tracer(METER_NAME, run.version)
+                self._resource = resource
+                self._scope = InstrumentationScope(METER_NAME, run.version)
 
-    def _add_chunk_points(
+    def _add_histograms(
         self, resource: Resource, version: str
     ) -> Callable[[MetricsData], MetricsData]:
         genai = self._genai
         assert genai is not None
+        histograms = [*genai.binned(), *(h for h, _scale in self._plugin_metrics.values())]
         scope = InstrumentationScope(METER_NAME, version)
 
         def augment(data: MetricsData) -> MetricsData:
-            return with_metric(data, genai.tpoc.collect(), resource, scope) or data
+            collected = [histogram.collect() for histogram in histograms]
+            return with_metrics(data, collected, resource, scope) or data
 
         return augment
+
+    def _create_plugin_instruments(self, run: RunContext, delta: bool) -> None:
+        for tag, spec in _plugin_request_metrics(run).items():
+            histogram = BinnedHistogram(
+                name=sc.PLUGIN_METRIC_PREFIX + tag,
+                unit=spec.unit,
+                description=f"{spec.header} (a plugin's metric, per request)",
+                bounds=sc.PLUGIN_BUCKETS,
+                delta=delta,
+            )
+            self._plugin_metrics[tag] = (histogram, spec.scale)
 
     def _create_progress_instruments(self, meter: Meter) -> None:
         counts, base = self._counts, self._base
@@ -384,6 +435,41 @@ class OtelSink:
             [observe(lambda: counts.in_flight)],
             unit=sc.REQUESTS,
             description="Requests sent and not yet answered",
+        )
+
+        def loop_lag(_options: CallbackOptions) -> list[Observation]:
+            lag = counts.loop_lag_ms
+            return [] if lag is None else [Observation(lag / 1e3, base)]
+
+        meter.create_observable_gauge(
+            sc.LOOP_LAG,
+            [loop_lag],
+            unit=sc.SECONDS,
+            description="Largest event-loop lag of aiperf's load processes over the last second: "
+            "how late a response may have been read",
+        )
+
+    def _on_server_metric(self, event: ServerMetricSample) -> None:
+        """Keep the latest value; the first value of a name creates its gauge."""
+        self._server[(event.name, event.source, event.labels)] = event
+        if self._meter is None or event.name in self._server_gauges:
+            return
+        self._server_gauges.add(event.name)
+        name = event.name
+
+        def callback(_options: CallbackOptions) -> list[Observation]:
+            # Called from the reader thread: iterate over a copy of the latest values.
+            return [
+                Observation(sample.value, {**dict(sample.labels), sc.SERVER_METRICS_URL: source})
+                for (key, source, _), sample in list(self._server.items())
+                if key == name
+            ]
+
+        self._meter.create_observable_gauge(
+            sc.SERVER_METRIC_PREFIX + name,
+            [callback],
+            unit=event.unit,
+            description=f"{name} as the inference server reported it (aiperf-server-metrics)",
         )
 
     def _create_gpu_instruments(self, meter: Meter) -> None:
@@ -426,8 +512,9 @@ class OtelSink:
         else:
             self._counts.failed += 1
         phase, model = m.phase.value, m.response_model
-        attributes = self._attributes(phase, model)
-        if self._tracer is not None:
+        key = (phase, model, None, None)
+        attributes = self._attributes(key)
+        if self._span_processor is not None:
             self._span(event, attributes)
         genai = self._genai
         if genai is None:
@@ -436,31 +523,32 @@ class OtelSink:
         latency = values.get("request_latency")
         if latency is not None:
             error = m.error.type if m.error is not None else None
-            genai.duration.record(latency / 1e9, self._attributes(phase, model, error))
+            genai.duration.record(latency / 1e9, self._attributes((phase, model, error, None)))
         if not m.ok:
             return
         isl = values.get("input_sequence_length")
         if isl is not None:
-            genai.tokens.record(isl, self._attributes(phase, model, token=sc.TOKEN_TYPE_INPUT))
+            tokens = (phase, model, None, sc.TOKEN_TYPE_INPUT)
+            genai.tokens.record(tokens, self._attributes(tokens), isl)
         osl = values.get("output_sequence_length")
         if osl is not None and self._run is not None and self._run.operation_name != "embeddings":
-            genai.tokens.record(osl, self._attributes(phase, model, token=sc.TOKEN_TYPE_OUTPUT))
+            tokens = (phase, model, None, sc.TOKEN_TYPE_OUTPUT)
+            genai.tokens.record(tokens, self._attributes(tokens), osl)
         ttft = values.get("time_to_first_token")
         if ttft is not None:
-            genai.ttfc.record(ttft / 1e9, attributes)
-        genai.tpoc.add((phase, model), attributes, m.inter_chunk_latency_ns)
+            genai.ttfc.record(key, attributes, ttft / 1e9)
+        genai.tpoc.add(key, attributes, m.inter_chunk_latency_ns)
+        for tag, (histogram, scale) in self._plugin_metrics.items():
+            value = values.get(tag)
+            if value is not None:
+                histogram.record(key, attributes, value * scale)
 
-    def _attributes(
-        self,
-        phase: str,
-        response_model: str | None,
-        error: str | None = None,
-        token: str | None = None,
-    ) -> dict[str, Any]:
-        """Attribute sets are few (phase x model x error type): build each once."""
-        key = (phase, response_model, error, token)
+    def _attributes(self, key: tuple[str, str | None, str | None, str | None]) -> dict[str, Any]:
+        """The attributes of ``(phase, response model, error type, token type)``: attribute
+        sets are few, so each is built once."""
         found = self._attrs.get(key)
         if found is None:
+            phase, response_model, error, token = key
             found = dict(self._base)
             found[sc.PHASE] = phase
             if response_model:
@@ -473,8 +561,15 @@ class OtelSink:
         return found
 
     def _span(self, event: RequestDone, attributes: dict[str, Any]) -> None:
-        m, record, run, tracer = event.metrics, event.record, self._run, self._tracer
-        assert run is not None and tracer is not None
+        """One CLIENT span for the request, built finished and handed to the batch processor.
+
+        The request is over when its event arrives, so the span is made whole, as the SDK's
+        tracer would end it, without the tracer: its start, attribute cleaning and end cost
+        about 40 us a request in the process that receives every request (the attributes here
+        are all strings, numbers and booleans already).
+        """
+        m, record, run, processor = event.metrics, event.record, self._run, self._span_processor
+        assert run is not None and processor is not None
         if not m.start_ns:
             return  # never sent: nothing happened on the wire to put on a timeline
         span_attributes = dict(attributes)
@@ -494,39 +589,55 @@ class OtelSink:
             span_attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = ttft / 1e9
         if m.error is not None:
             span_attributes[sc.ERROR_TYPE] = m.error.type
-        name = f"{run.operation_name} {run.config.model}"
-        span = tracer.start_span(
-            name,
-            kind=SpanKind.CLIENT,
-            attributes=span_attributes,
-            start_time=run.to_wall_ns(m.start_ns),
-        )
+        events: tuple[Event, ...] = ()
         if ttft is not None and record.chunk_ns:
-            span.add_event(
-                sc.FIRST_CHUNK_EVENT,
-                {sc.RESPONSE_TIME_TO_FIRST_CHUNK: ttft / 1e9},
-                timestamp=run.to_wall_ns(record.chunk_ns[0]),
+            events = (
+                Event(
+                    sc.FIRST_CHUNK_EVENT,
+                    {sc.RESPONSE_TIME_TO_FIRST_CHUNK: ttft / 1e9},
+                    timestamp=run.to_wall_ns(record.chunk_ns[0]),
+                ),
             )
+        status = _UNSET
         if m.error is not None:
             # Cut to 200 characters, then scrubbed: a cut inside a secret must not leak its start.
             description = scrub_secrets(f"{m.error.type}: {m.error.message[:200]}")
-            span.set_status(Status(StatusCode.ERROR, description))
-        span.end(end_time=run.to_wall_ns(max(m.end_ns, m.start_ns)))
+            status = Status(StatusCode.ERROR, description)
+        context = SpanContext(
+            trace_id=self._ids.generate_trace_id(),
+            span_id=self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+        )
+        processor.on_end(
+            ReadableSpan(
+                name=f"{run.operation_name} {run.config.model}",
+                context=context,
+                resource=self._resource,
+                attributes=span_attributes,
+                events=events,
+                kind=SpanKind.CLIENT,
+                status=status,
+                start_time=run.to_wall_ns(m.start_ns),
+                end_time=run.to_wall_ns(max(m.end_ns, m.start_ns)),
+                instrumentation_scope=self._scope,
+            )
+        )
         self._spans_ended += 1
 
 
-def _bucket_views() -> list[View]:
-    # The instruments carry these boundaries as advice too, but some SDK releases (1.31) let
-    # the OTLP exporter's default histogram aggregation give every histogram the boundaries
-    # of the first one used. A view per instrument pins them whatever the release.
-    return [
-        View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(list(bounds)))
-        for name, bounds in (
-            (sc.OPERATION_DURATION, sc.DURATION_BUCKETS),
-            (sc.TOKEN_USAGE, sc.TOKEN_BUCKETS),
-            (sc.TIME_TO_FIRST_CHUNK, sc.CHUNK_BUCKETS),
-        )
-    ]
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def _plugin_request_metrics(run: RunContext) -> dict[str, MetricSpec]:
+    """The request metrics of the run that plugins registered. The core's own go out under
+    their GenAI names (or not at all): the semantic conventions name what they measure."""
+    return {
+        tag: spec
+        for tag, spec in run.metrics.items()
+        if spec.kind == "request" and tag not in METRICS
+    }
 
 
 #: (observable kind, name, HardwareSample field, unit, description) of each GPU instrument.

@@ -54,26 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_profile_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("plots (aiperf-plot)")
-    group.add_argument(
-        "--plot",
-        dest="plot",
-        action="store_true",
-        help="draw the single-run figures into RUN_DIR/plots/ when the profile ends",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     request = PlotRequest.from_args(args)
     require_matplotlib()
     from aiperf import UsageError
 
     from aiperf_plot.draw import plot_runs
-    from aiperf_plot.rundir import RUN_MARKERS, find_runs
+    from aiperf_plot.rundir import RUN_MARKERS, SweepPoint, find_runs, read_sweep
 
     run_dirs: dict[Path, Path] = {}
+    points: dict[Path, SweepPoint] = {}
+    repeats = []
     for path in request.paths:
+        sweep = read_sweep(path)
+        if sweep is not None and sweep.points:
+            # A sweep's points as its summary lists them (never an earlier sweep set aside
+            # in previous/), named by their values.
+            for point in sweep.points:
+                run_dirs.setdefault(point.path.resolve(), point.path)
+                points[point.path.resolve()] = point
+            if sweep.kind == "repeat":
+                repeats.append(sweep)
+            continue
         found = find_runs(path)
         if not found:
             raise UsageError(
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             )
         for run_dir in found:
             run_dirs.setdefault(run_dir.resolve(), run_dir)
-    report = plot_runs(list(run_dirs.values()), request.output)
+    report = plot_runs(list(run_dirs.values()), request.output, points=points, repeats=repeats)
     print_report(report)
     code = announce(report, vars(args))
     if not report.written:
@@ -122,6 +124,8 @@ def print_report(
         err(line)
     if report.comparison is not None:
         _print_drawn(f"comparison of {len(report.runs)} runs", report.comparison, out, err)
+    for drawn in report.extra:
+        _print_drawn("repeats", drawn, out, err)
 
 
 def _print_drawn(

@@ -6,12 +6,12 @@ Light on purpose: ``aiperf --help`` imports this module through the hooks.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
-from aiperf import MissingExtra, UsageError
+from aiperf import MissingExtra, UsageError, option, read_options
 
 #: what ``aiperf plot`` reads when no path is given (where ``aiperf profile`` writes runs).
 DEFAULT_PATH = Path("artifacts")
@@ -24,14 +24,21 @@ MISSING_EXTRA = (
 
 @attrs.frozen(kw_only=True)
 class PlotConfig:
-    """``aiperf profile`` options of this plugin."""
+    """``aiperf profile`` options of this plugin (flag, ``[plugins.plot]``, default)."""
 
     #: draw the single-run figures when the profile ends (``--plot``).
-    enabled: bool = False
+    enabled: bool = option(
+        "--plot",
+        dest="plot",
+        default=False,
+        action="store_true",
+        help="draw the single-run figures into RUN_DIR/plots/ when the profile ends",
+    )
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> PlotConfig:
-        return cls(enabled=bool(options.get("plot")))
+    def from_options(cls, options: Any) -> PlotConfig:
+        """The checked settings of a config (or its ``plugin_options``)."""
+        return read_options(cls, options)
 
 
 @attrs.frozen(kw_only=True)

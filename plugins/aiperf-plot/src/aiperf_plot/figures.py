@@ -7,7 +7,8 @@ figure registry, and PNGs are rendered by Agg when saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import aiperf
 import attrs
@@ -21,6 +22,7 @@ from aiperf_plot import series
 from aiperf_plot.rundir import (
     GPU_FILE,
     REQUESTS_FILE,
+    SERVER_FILE,
     SUMMARY_FILE,
     GpuSample,
     Request,
@@ -61,6 +63,28 @@ class Plotted:
 
     run: RunData
     color: str
+    #: a point of a sweep: its name on the figures (``concurrency 4, ISL 128``), its place
+    #: in the sweep, and the curve it belongs to; ``None`` for a run of its own.
+    label: str | None = None
+    index: int | None = None
+    group: str | None = None
+
+    @property
+    def shown_as(self) -> str:
+        return self.label or load_label(self.run.load_setting)
+
+    @property
+    def order(self) -> tuple[object, ...]:
+        if self.index is not None:
+            return (0, self.index, "")
+        return (1, *load_sort_key(self.run.load_setting))
+
+    @property
+    def curve(self) -> str:
+        """Runs of one curve: a sweep's group, else the kind of load."""
+        if self.group is not None:
+            return f"sweep:{self.group}"
+        return load_sort_key(self.run.load_setting)[0]
 
 
 # -- single run ------------------------------------------------------------------------------
@@ -218,6 +242,49 @@ def gpu_over_time(run: RunData, color: str) -> Figure:
     return fig
 
 
+def server_over_time(run: RunData, color: str) -> Figure:
+    """What the server reported over time: KV-cache use, running and waiting requests."""
+    if not run.has_server_file:
+        raise NotApplicable(
+            f"no {SERVER_FILE} (the run scraped no server metrics: "
+            "aiperf-server-metrics needs a server with a Prometheus /metrics endpoint)"
+        )
+    if not run.server:
+        raise CannotDraw(run.server_problem or f"{SERVER_FILE} has no values")
+    panels = [
+        (("kv_cache_usage",), "KV-cache use (%)", 100.0),
+        (("requests_running", "requests_waiting"), "Requests", 1.0),
+    ]
+    present = [p for p in panels if any(pt.name in p[0] for pt in run.server)]
+    t0 = run.t0_ns if run.t0_ns is not None else run.server[0].wall_ns
+    fig, axes = _figure(
+        nrows=len(present),
+        sharex=True,
+        height=max(HEIGHT_IN, 2.4 * len(present) + 0.8),
+        squeeze=False,
+    )
+    for ax, (names, label, scale) in zip(list(axes[:, 0]), present, strict=False):
+        curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for point in run.server:
+            if point.name in names:
+                curves.setdefault((point.name, point.series), []).append(
+                    (point.wall_ns, point.value)
+                )
+        many = len({series for _, series in curves}) > 1
+        for n, ((name, series_label), points) in enumerate(curves.items()):
+            xs = series.seconds_since(t0, [w for w, _ in points])
+            shown = name.replace("requests_", "") + (f" {series_label}" if many else "")
+            ax.plot(xs, np.array([v for _, v in points]) * scale, lw=1.6, label=shown,
+                    color=_shade(color, n, len(curves)),
+                    ls=GPU_LINESTYLES[n % len(GPU_LINESTYLES)])  # fmt: skip
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    axes[-1, 0].set_xlabel("Time since the first request (s)")
+    fig.suptitle(_title("What the server reported: KV cache, running and waiting", run))
+    return fig
+
+
 def _draw_tokens_per_s(
     ax: Axes, requests: Sequence[Request], t0: int, edges: np.ndarray, color: str
 ) -> None:
@@ -311,7 +378,7 @@ def goodput(runs: Sequence[Plotted]) -> Figure:
     good_bars = ax.bar(positions + width / 2, goodputs, width, color=colors, label="goodput")
     # A goodput of zero is a bar of no height: the number says it was measured.
     ax.bar_label(good_bars, fmt="%.2f", padding=2, fontsize="small")
-    ax.set_xticks(positions, [load_label(p.run.load_setting) for p, _, _ in shown])
+    ax.set_xticks(positions, [p.shown_as for p, _, _ in shown])
     ax.set_xlabel("Load setting")
     ax.set_ylabel("Requests/s")
     ax.legend(
@@ -323,6 +390,113 @@ def goodput(runs: Sequence[Plotted]) -> Figure:
         fontsize="small",
     )
     ax.set_title(f"Goodput vs. request throughput\nSLOs: {_slos(shown)}")
+    return fig
+
+
+def pareto_front(runs: Sequence[Plotted]) -> Figure:
+    """Throughput against tail latency, with the runs no other run beats on both joined: the
+    loads worth choosing between. A run off the front has another with more throughput for
+    no more latency."""
+    shown, missing = _points(runs, ("request_latency", "p99"), ("output_token_throughput", "avg"))
+    _require_two(shown, "request latency p99 and output token throughput")
+    front = pareto_optimal([(x, y) for _, x, y in shown])
+    fig, ax = _figure()
+    dominated = [item for item, best in zip(shown, front) if not best]
+    best = sorted((item for item, on in zip(shown, front) if on), key=lambda item: item[1])
+    ax.step([x for _, x, _ in best], [y for _, _, y in best], where="post", color=MARK, lw=1.5,
+            zorder=1, label="Pareto front")  # fmt: skip
+    ax.scatter([x for _, x, _ in best], [y for _, _, y in best], c=[p.color for p, _, _ in best],
+               s=90, edgecolors="black", linewidths=1.2, zorder=3)  # fmt: skip
+    if dominated:
+        ax.scatter(
+            [x for _, x, _ in dominated], [y for _, _, y in dominated],
+            c=[p.color for p, _, _ in dominated], s=50, alpha=0.45, edgecolors="none", zorder=2,
+        )  # fmt: skip
+    for plotted, x, y in shown:
+        ax.annotate(plotted.shown_as, (x, y), xytext=(7, -12), textcoords="offset points",
+                    ha="left", fontsize="small")  # fmt: skip
+    handles = [
+        Line2D([], [], color=MARK, marker="o", mec="black", mew=1.2, ms=9, label="on the front"),
+        Line2D([], [], color=MARK, marker="o", ls="", alpha=0.45, ms=7, label="beaten by a run on it"),
+    ]
+    ax.legend(handles=handles, loc="lower right", fontsize="small")
+    ax.set_xlabel("Request latency p99 (ms)")
+    ax.set_ylabel("Output token throughput (tokens/s)")
+    _room_for_labels(ax)
+    ax.set_title(f"Pareto front: throughput vs. tail latency ({sum(front)} of {len(shown)} runs on it)")
+    _footnote(fig, missing, "request latency")
+    return fig
+
+
+def pareto_optimal(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For each (latency, throughput): True when no other point has latency <= and
+    throughput >=, better in at least one."""
+    out = []
+    for i, (x, y) in enumerate(points):
+        beaten = any(
+            (ox <= x and oy >= y) and (ox < x or oy > y)
+            for j, (ox, oy) in enumerate(points)
+            if j != i
+        )
+        out.append(not beaten)
+    return out
+
+
+#: what the figure of repeats shows: (metric, statistic, title).
+REPEAT_PANELS = (
+    ("time_to_first_token", "p50", "TTFT p50"),
+    ("time_to_first_token", "p99", "TTFT p99"),
+    ("inter_token_latency", "p50", "ITL p50"),
+    ("request_latency", "p50", "Request latency p50"),
+    ("request_latency", "p99", "Request latency p99"),
+    ("output_token_throughput", "avg", "Output token throughput"),
+    ("request_throughput", "avg", "Request throughput"),
+    ("goodput", "avg", "Goodput"),
+)
+
+
+def repeat_confidence(aggregate: Mapping[str, Any], name: str, confidence: float | None) -> Figure:
+    """Repeats of one profile: each trial's value, and the mean with its confidence interval
+    as an error bar. A panel whose runs disagree (coefficient of variation above the limit)
+    says so in its title."""
+    panels = []
+    for tag, stat, title in REPEAT_PANELS:
+        entry = aggregate.get(tag)
+        numbers = entry.get(stat) if isinstance(entry, Mapping) else None
+        if isinstance(numbers, Mapping) and isinstance(numbers.get("mean"), int | float):
+            panels.append((title, str(entry.get("unit") or ""), numbers))
+    if not panels:
+        raise CannotDraw("the aggregate of the repeats has none of the metrics drawn")
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = _figure(nrows=nrows, ncols=ncols, width=3.2 * ncols, height=3.0 * nrows, squeeze=False)
+    flat = list(np.atleast_1d(axes).ravel())
+    for ax, (title, unit, numbers) in zip(flat, panels):
+        values = [float(v) for v in numbers.get("values") or () if isinstance(v, int | float)]
+        trials = np.arange(1, len(values) + 1)
+        ax.scatter(trials, values, color=PALETTE[0], s=30, zorder=3, label="trials")
+        mean = float(numbers["mean"])
+        low, high = numbers.get("ci_low"), numbers.get("ci_high")
+        at = len(values) + 1.2
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            ax.errorbar([at], [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="black",
+                        capsize=6, ms=6, zorder=4)  # fmt: skip
+        else:
+            ax.plot([at], [mean], "s", color="black", ms=6)
+        ax.axhline(mean, color=MARK, lw=0.8, ls="--", zorder=1)
+        ax.set_xticks([*trials, at], [*(str(t) for t in trials), "mean"])
+        ax.set_xlim(0.4, at + 0.6)
+        cv = numbers.get("cv")
+        flag = ""
+        if isinstance(cv, int | float):
+            flag = f"\nCV {100 * cv:.1f}%" + (" - unstable" if numbers.get("unstable") else "")
+        ax.set_title(f"{title}{flag}", fontsize="medium",
+                     color="#b00000" if numbers.get("unstable") else "black")  # fmt: skip
+        ax.set_ylabel(unit)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    level = f"{100 * confidence:g}% " if confidence else ""
+    fig.suptitle(f"Repeats of one profile: each trial, and the mean with its {level}interval (Student's t)\n{name}")
     return fig
 
 
@@ -338,7 +512,7 @@ def _points(
             missing.append(plotted.run.name)
         else:
             shown.append((plotted, xv, yv))
-    shown.sort(key=lambda p: load_sort_key(p[0].run.load_setting))
+    shown.sort(key=lambda p: p[0].order)
     return shown, missing
 
 
@@ -360,7 +534,7 @@ def _curve(
     (concurrency, request rate) joined in load order."""
     kinds: dict[str, list[tuple[float, float]]] = {}
     for plotted, x, y in shown:
-        kinds.setdefault(load_sort_key(plotted.run.load_setting)[0], []).append((x, y))
+        kinds.setdefault(plotted.curve, []).append((x, y))
     for points in kinds.values():
         ax.plot(
             [x for x, _ in points], [y for _, y in points], color=MARK, ls=style, lw=1, zorder=1
@@ -372,7 +546,7 @@ def _curve(
     offset, align = ((-7, 6), "right") if side == "left" else ((7, -12), "left")
     for plotted, x, y in shown:
         ax.annotate(
-            load_label(plotted.run.load_setting),
+            plotted.shown_as,
             (x, y),
             xytext=offset,
             textcoords="offset points",
@@ -456,10 +630,14 @@ SINGLE_RUN: dict[str, SingleBuilder] = {
     "request_latency_distribution": latency_distribution,
     "throughput_over_time": throughput_over_time,
     "gpu_over_time": gpu_over_time,
+    "server_over_time": server_over_time,
 }
 COMPARISON: dict[str, ComparisonBuilder] = {
     "compare_throughput_vs_ttft": throughput_vs_ttft,
     "compare_throughput_vs_latency": throughput_vs_latency,
     "compare_per_user_vs_total_throughput": per_user_vs_total_throughput,
     "compare_goodput": goodput,
+    "compare_pareto_front": pareto_front,
 }
+#: the figure of repeats (``aiperf plot`` on a directory of ``--num-profile-runs``).
+REPEAT_FIGURE = "repeat_confidence"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiperf import hookimpl
 
@@ -26,11 +27,20 @@ def aiperf_register_commands(register: Callable[[aiperf.Command], None]) -> None
 
 
 @hookimpl
-def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
-    if command == "profile":
-        from aiperf_plot.command import add_profile_options
+def aiperf_register_options(register: Callable[[aiperf.PluginOptions], None]) -> None:
+    from aiperf import PluginOptions
 
-        add_profile_options(parser)
+    from aiperf_plot.config import PlotConfig
+
+    register(PluginOptions(name="plot", options=PlotConfig, title="plots (aiperf-plot)"))
+
+
+@hookimpl
+def aiperf_add_options(command: str, parser: argparse.ArgumentParser) -> None:
+    if command == "compare":
+        from aiperf_plot.compare import add_compare_options
+
+        add_compare_options(parser)
 
 
 @hookimpl
@@ -52,3 +62,10 @@ def aiperf_exporters(
     from aiperf_plot.exporter import PlotExporter
 
     return [PlotExporter(options=dict(config.plugin_options))]
+
+
+@hookimpl
+def aiperf_compared(report: aiperf.ComparisonReport, options: dict[str, Any]) -> Sequence[Path] | None:
+    from aiperf_plot.compare import hook_compared
+
+    return hook_compared(report, options)

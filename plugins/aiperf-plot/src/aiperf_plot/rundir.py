@@ -20,6 +20,9 @@ import attrs
 REQUESTS_FILE = "profile_export.jsonl"
 SUMMARY_FILE = "profile_export_aiperf.json"
 GPU_FILE = "gpu_telemetry_export.jsonl"
+SERVER_FILE = "server_metrics_export.jsonl"
+#: the common names of aiperf-server-metrics drawn over time.
+SERVER_NAMES = ("kv_cache_usage", "requests_running", "requests_waiting")
 RUN_MARKERS = (REQUESTS_FILE, SUMMARY_FILE)
 
 #: how deep below a given path to look for run directories (``artifacts/sweep/run``).
@@ -104,6 +107,17 @@ class Summary:
 
 
 @attrs.frozen(kw_only=True)
+class ServerPoint:
+    """One value of one common-named series from ``server_metrics_export.jsonl``."""
+
+    wall_ns: int
+    name: str
+    #: the endpoint and the engine's labels: which curve the value belongs to.
+    series: str
+    value: float
+
+
+@attrs.frozen(kw_only=True)
 class RunData:
     """Everything read from one run directory, with a reason for each part that is missing."""
 
@@ -117,6 +131,10 @@ class RunData:
     #: ``None`` also when the file is simply absent (a run without GPU telemetry).
     gpu_problem: str | None = None
     has_gpu_file: bool = False
+    #: what the server reported (aiperf-server-metrics), for SERVER_NAMES only.
+    server: tuple[ServerPoint, ...] = ()
+    server_problem: str | None = None
+    has_server_file: bool = False
 
     @property
     def name(self) -> str:
@@ -147,7 +165,15 @@ def load_run(path: Path, *, summary: Summary | None = None) -> RunData:
     gpu_problem = None
     if gpu_path.exists():
         gpu, gpu_problem = read_gpu(gpu_path)
+    server_path = path / SERVER_FILE
+    server: tuple[ServerPoint, ...] = ()
+    server_problem = None
+    if server_path.exists():
+        server, server_problem = read_server(server_path)
     return RunData(
+        server=server,
+        server_problem=server_problem,
+        has_server_file=server_path.exists(),
         path=path,
         requests=requests,
         requests_problem=requests_problem,
@@ -210,6 +236,131 @@ def read_gpu(path: Path) -> tuple[tuple[GpuSample, ...], str | None]:
         extra = f" ({bad} unreadable lines)" if bad else ""
         return (), f"{path.name} has no samples{extra}"
     return tuple(samples), None
+
+
+def read_server(path: Path) -> tuple[tuple[ServerPoint, ...], str | None]:
+    rows, _bad, problem = _read_jsonl(path)
+    if problem:
+        return (), problem
+    points = []
+    for row in rows:
+        wall_ns, common = row.get("wall_ns"), row.get("common")
+        if not isinstance(wall_ns, int) or not isinstance(common, list):
+            continue
+        for item in common:
+            if not isinstance(item, Mapping) or item.get("name") not in SERVER_NAMES:
+                continue
+            value = item.get("value")
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            labels = item.get("labels") if isinstance(item.get("labels"), Mapping) else {}
+            shown = ",".join(
+                f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("model", "model_name")
+            )
+            series = str(row.get("source", "")) + (f" {{{shown}}}" if shown else "")
+            points.append(
+                ServerPoint(wall_ns=wall_ns, name=item["name"], series=series, value=float(value))
+            )
+    points.sort(key=lambda p: p.wall_ns)
+    if not points:
+        return (), f"{path.name} has no {', '.join(SERVER_NAMES)} values"
+    return tuple(points), None
+
+
+# -- sweeps and repeats ------------------------------------------------------------------------
+
+SWEEP_SUMMARY = "sweep_summary.json"
+REPEAT_SUMMARY = "repeat_summary.json"
+#: what the short names of a sweep's parameters say on a figure.
+_PARAMETER_LABELS = {"isl": "ISL", "osl": "OSL", "concurrency": "concurrency", "trial": "trial"}
+
+
+@attrs.frozen(kw_only=True)
+class SweepPoint:
+    """One point of a sweep (or one trial of repeats) as its summary lists it."""
+
+    index: int
+    path: Path
+    #: ``concurrency 4``, ``10 req/s, ISL 128``, ``trial 2``: how the figures name it.
+    label: str
+    #: the values of every parameter but the first (``ISL 128``): points of one group are
+    #: joined into one curve, in index order.
+    group: str
+
+
+@attrs.frozen(kw_only=True)
+class Sweep:
+    """A directory written by a sweep, repeats or a search (docs/sweeps.md)."""
+
+    path: Path
+    #: ``"sweep"``, ``"search"`` or ``"repeat"``.
+    kind: str
+    parameters: tuple[str, ...]
+    #: the points whose run directory exists, in index order.
+    points: tuple[SweepPoint, ...]
+    #: repeats: the aggregate's ``metrics`` (mean, ci_low, ci_high, cv, values per statistic).
+    aggregate: Mapping[str, Any] | None = None
+    confidence_level: float | None = None
+
+
+def read_sweep(path: Path) -> Sweep | None:
+    """The sweep or repeats written in ``path``; ``None`` when it holds neither."""
+    for name in (SWEEP_SUMMARY, REPEAT_SUMMARY):
+        try:
+            data = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(data, Mapping) and isinstance(data.get("points"), list):
+            return _sweep(path, data)
+    return None
+
+
+def _sweep(path: Path, data: Mapping[str, Any]) -> Sweep:
+    parameters = tuple(str(p) for p in data.get("parameters") or () if isinstance(p, str))
+    points = []
+    for point in data["points"]:
+        if not isinstance(point, Mapping):
+            continue
+        name, index = point.get("run_dir"), point.get("index")
+        values = point.get("values") if isinstance(point.get("values"), Mapping) else {}
+        if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or not isinstance(index, int):
+            continue
+        if not is_run_dir(path / name):
+            continue
+        shown = [_value_label(k, values[k]) for k in parameters if k in values]
+        points.append(
+            SweepPoint(index=index, path=path / name, label=", ".join(shown) or name,
+                       group=", ".join(shown[1:]))  # fmt: skip
+        )
+    points.sort(key=lambda p: p.index)
+    aggregate, confidence = None, None
+    if data.get("kind") == "repeat":
+        block = data.get("aggregate") if isinstance(data.get("aggregate"), Mapping) else {}
+        relative = block.get("json")
+        if isinstance(relative, str) and ".." not in Path(relative).parts:
+            try:
+                found = json.loads((path / relative).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                found = None
+            if isinstance(found, Mapping) and isinstance(found.get("metrics"), Mapping):
+                aggregate = found["metrics"]
+                confidence = _float(found.get("confidence_level"))
+    return Sweep(
+        path=path,
+        kind=str(data.get("kind") or "sweep"),
+        parameters=parameters,
+        points=tuple(points),
+        aggregate=aggregate,
+        confidence_level=confidence,
+    )
+
+
+def _value_label(name: str, value: Any) -> str:
+    number = _float(value)
+    shown = f"{number:g}" if number is not None else str(value)
+    if name == "request_rate":
+        return f"{shown} req/s"
+    return f"{_PARAMETER_LABELS.get(name, name)} {shown}"
 
 
 def find_runs(path: Path, depth: int = SEARCH_DEPTH) -> list[Path]:

@@ -1,0 +1,1 @@
+"""What the inference server itself reported during an aiperf run (Prometheus /metrics)."""
