@@ -78,10 +78,16 @@ WORKER_LOST = "worker_lost"
 
 def auto_workers(config: ProfileConfig, cpus: int | None = None) -> int:
     """What the machine sensibly allows: one process until the load is heavy, then one per
-    core (leaving one core for the coordinator and a local server), one per 64 of load."""
+    core (leaving one core for the coordinator and a local server), one per 64 of load.
+
+    The cores are those this process may use: its CPU affinity, capped by its cgroup's quota
+    (a container given 2 CPUs on a 64-core host has 2)."""
     if config.workers is not None:
         return config.workers
-    cpus = cpus or os.cpu_count() or 1
+    if cpus is None:
+        from aiperf._health import available_cpus
+
+        cpus = int(available_cpus())
     if cpus < 4:
         return 1
     load = config.request_rate if config.request_rate is not None else (config.effective_concurrency or 1)

@@ -61,6 +61,11 @@ def _int(text: str) -> int:
     return int(value)
 
 
+def _workers(text: str) -> int | None:
+    """``--workers N``, or ``auto`` (the default: chosen from the usable cores and the load)."""
+    return None if text.strip().lower() == "auto" else _int(text)
+
+
 def _int_list(text: str) -> int | list[int]:
     """``4`` or a comma list ``1,4,16`` (a sweep)."""
     items = [_int(item.strip()) for item in text.split(",") if item.strip()]
@@ -184,7 +189,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--request-timeout-seconds", type=float, metavar="S", help="per-request deadline (default 600)")
     load.add_argument("--max-response-bytes", type=int, metavar="N", help="a larger response is an error of type response_too_large (default 67108864, 64 MiB)")
     load.add_argument("--wait-for-model-timeout", type=float, metavar="S", help="wait up to S seconds for the server to come up (default 0)")
-    load.add_argument("--workers", type=_int, metavar="N", help="load-generating processes (at most 1024; default: 1 below 4 cores, else 1 per 64 of load; with live sinks on, the load runs apart from them)")
+    load.add_argument("--workers", type=_workers, metavar="N|auto", help="load-generating processes (at most 1024; default auto: 1 below 4 usable cores (cgroup quota included), else 1 per 64 of load; with live sinks on, the load runs apart from them)")
 
     sweep = parser.add_argument_group("Sweeps, repeats and search", "several runs in one directory (docs/sweeps.md)")
     sweep.add_argument("--sweep-type", choices=("grid", "zip"), help="with several comma lists: every combination (grid, default) or their i-th values together (zip)")

@@ -33,6 +33,8 @@ class TestUsageErrors:
             ([*BASE, "--request-count", "-5"], "--request-count: must be > 0"),
             ([*BASE, "--benchmark-duration", "-1"], "--benchmark-duration: must be > 0"),
             ([*BASE, "--concurrency", "x"], "invalid int value: 'x'"),
+            ([*BASE, "--workers", "many"], "invalid int value: 'many'"),
+            ([*BASE, "--workers", "0"], "--workers: must be > 0 (got 0)"),
             ([*BASE, "--header", "NoColon"], "--header: expected 'Name:Value'"),
             ([*BASE, "--extra-inputs", "{bad json"], "--extra-inputs: not valid JSON"),
             ([*BASE, "--extra-inputs", "novalue"], "--extra-inputs: expected 'key:value'"),

@@ -54,6 +54,19 @@ class TestSplit:
         assert 7 == auto_workers(config(concurrency=1024), cpus=8)
         assert 4 == auto_workers(config(concurrency=256, workers=4), cpus=2)
 
+    def test_auto_workers_counts_the_cores_this_process_may_use(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A container with a 2-CPU quota on a 64-core host stays in one process; with a quota
+        of 8 it gets 7 workers at concurrency 1024, not 63."""
+        import aiperf._health as health
+
+        monkeypatch.setattr(health.os, "sched_getaffinity", lambda _pid: set(range(64)))
+        monkeypatch.setattr(health, "cgroup_cpu_limit", lambda: 2.0)
+        assert 1 == auto_workers(config(concurrency=1024))
+        monkeypatch.setattr(health, "cgroup_cpu_limit", lambda: 8.0)
+        assert 7 == auto_workers(config(concurrency=1024))
+        monkeypatch.setattr(health, "cgroup_cpu_limit", lambda: None)
+        assert 16 == auto_workers(config(concurrency=1024))
+
     def test_live_sinks_take_the_load_out_of_their_process(self) -> None:
         """One worker stays in-process only without sinks; with any sink the load moves out."""
         assert not needs_pool(1, [])
@@ -346,3 +359,15 @@ class TestSinksApart:
         starts = sorted(line["start_time_ns"] for line in lines)
         longest_gap_s = max(b - a for a, b in zip(starts, starts[1:])) / 1e9
         assert longest_gap_s < 2.0
+
+
+def test_workers_auto_is_the_default_spelled_out() -> None:
+    """``--workers auto`` parses to the same "not chosen" as leaving the flag out."""
+    from aiperf._plugins import Plugins
+    from aiperf.cli import build_parser
+
+    parser, _commands = build_parser(Plugins.load())
+    given = parser.parse_args(["profile", "-m", "m", "--workers", "auto"])
+    absent = parser.parse_args(["profile", "-m", "m"])
+    assert given.workers is None and getattr(absent, "workers", None) is None
+    assert 3 == parser.parse_args(["profile", "-m", "m", "--workers", "3"]).workers
