@@ -487,7 +487,7 @@ class Engine:
                         background.start_soon(self._report_progress)
                         background.start_soon(self.book_when_idle)
                         if self.remote is None:
-                            self.monitor = LoopMonitor()
+                            self.monitor = LoopMonitor(in_flight=lambda: self.in_flight)
                             background.start_soon(self.monitor.run)
                         with quiet_collector():
                             try:

@@ -16,6 +16,9 @@ process) watches itself while the measured phase runs:
   use (its affinity and its cgroup's quota).
 - **Send lag** (open loop only): how late requests left against their schedule; the
   aggregator keeps it (``RunResult.send_lag``).
+- **Memory per stream.** The resident size before the first request and at its largest,
+  with the most streams in flight, read once a second: what one more concurrent stream
+  costs, so a user planning 10,000 streams knows the memory they need.
 
 The verdict (:func:`assess`) turns these into one line for the console and a
 ``measurement_health`` block for ``profile_export_aiperf.json``. With several worker
@@ -28,7 +31,7 @@ import bisect
 import os
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,10 @@ BUSY_SHARE = 0.90
 WAIT_SHARE = 0.10
 #: open loop: requests leaving this late at p99 did not follow the schedule.
 SEND_LAG_WARN_MS = 10.0
+#: how many lag ticks between two readings of the resident size and the streams in flight.
+MEMORY_EVERY_TICKS = 100
+#: fewer streams than this in flight: the resident size moves too little to divide by them.
+MEMORY_MIN_STREAMS = 100
 #: what to do about a run the client could not keep up with.
 REMEDY = "use --workers N, fewer streams per process (a lower --concurrency per process) or more machines"
 
@@ -129,6 +136,18 @@ def _run_delay_ns(path: str = "/proc/thread-self/schedstat") -> int | None:
         return None
 
 
+def resident_bytes(path: str = "/proc/self/statm") -> int | None:
+    """This process's resident size in bytes (field 2 of ``statm``), or None off Linux."""
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def parse_cpu_max(text: str) -> float | None:
     """CPUs a cgroup v2 ``cpu.max`` allows (``"50000 100000"`` -> 0.5); None when unlimited."""
     parts = text.split()
@@ -201,6 +220,20 @@ class ProcessHealth:
     #: time the loop thread waited for a core while runnable; None where the kernel says not.
     cpu_wait_s: float | None
     cpus_available: float
+    #: resident size before the first request, and the largest read during the run (bytes).
+    rss_before_bytes: int | None = None
+    rss_peak_bytes: int | None = None
+    #: the most streams in flight at one reading.
+    in_flight_peak: int = 0
+
+    @property
+    def bytes_per_stream(self) -> float | None:
+        """What one stream in flight costs in memory, at most: the growth of the resident
+        size over the most streams in flight (it also holds the kept figures of finished
+        requests, about 200 bytes each); None with too few streams to tell."""
+        if self.rss_before_bytes is None or self.rss_peak_bytes is None or self.in_flight_peak < MEMORY_MIN_STREAMS:
+            return None
+        return max(0, self.rss_peak_bytes - self.rss_before_bytes) / self.in_flight_peak
 
     @property
     def loop_busy(self) -> float | None:
@@ -230,6 +263,12 @@ class ProcessHealth:
             "loop_busy_pct": _pct(self.loop_busy),
             "cpu_wait_pct": _pct(self.cpu_wait),
             "cpus_available": round(self.cpus_available, 2),
+            "memory": {
+                "rss_before_load_mib": _mib(self.rss_before_bytes),
+                "rss_peak_mib": _mib(self.rss_peak_bytes),
+                "in_flight_peak": self.in_flight_peak,
+                "bytes_per_in_flight_stream": _whole(self.bytes_per_stream),
+            },
         }
 
 
@@ -246,14 +285,23 @@ class LoopMonitor:
     period_s: float = LAG_PERIOD_S
     histogram: LagHistogram = attrs.field(factory=LagHistogram)
     recording: bool = False
+    #: how many streams are in flight now (the engine's count), for the memory per stream.
+    in_flight: Callable[[], int] | None = None
     _recent_ns: int = -1
     _start: CpuReading | None = None
     _end: CpuReading | None = None
+    _rss_before: int | None = None
+    _rss_peak: int | None = None
+    _in_flight_peak: int = 0
 
     async def run(self) -> None:
         clock = trio.current_time
         period = self.period_s
         histogram = self.histogram
+        # Started before the first request leaves: the size of everything but the streams.
+        self._rss_before = resident_bytes()
+        in_flight = self.in_flight
+        ticks = 0
         while True:
             deadline = clock() + period
             await trio.sleep_until(deadline)
@@ -262,6 +310,20 @@ class LoopMonitor:
                 self._recent_ns = late_ns
             if self.recording:
                 histogram.add(late_ns)
+            ticks += 1
+            # A new most of streams in flight is read at once (they ramp up in a few ticks);
+            # the resident size, which grows as their responses arrive, once a second too.
+            if ticks == MEMORY_EVERY_TICKS or (in_flight is not None and in_flight() > self._in_flight_peak):
+                ticks = 0
+                self.read_memory()
+
+    def read_memory(self) -> None:
+        """One reading of the resident size and the streams in flight (about 10 us)."""
+        if self.in_flight is not None:
+            self._in_flight_peak = max(self._in_flight_peak, self.in_flight())
+        rss = resident_bytes()
+        if rss is not None and (self._rss_peak is None or rss > self._rss_peak):
+            self._rss_peak = rss
 
     def begin(self) -> None:
         """The measured phase starts (call on the loop thread: it reads that thread's clocks)."""
@@ -272,6 +334,7 @@ class LoopMonitor:
         if self.recording:
             self.recording = False
             self._end = CpuReading.now()
+            self.read_memory()
 
     def take_recent_ms(self) -> float | None:
         """The largest lateness since the last call (ms), or None when no tick happened."""
@@ -303,6 +366,9 @@ class LoopMonitor:
             loop_cpu_s=(end.thread_ns - start.thread_ns) / 1e9,
             cpu_wait_s=wait,
             cpus_available=available_cpus(),
+            rss_before_bytes=self._rss_before,
+            rss_peak_bytes=self._rss_peak,
+            in_flight_peak=self._in_flight_peak,
         )
 
 
@@ -344,6 +410,8 @@ class MeasurementHealth:
             "cpus_available": worst.cpus_available if worst else None,
             "send_lag_p99_ms": _round(self.send_lag_p99_ms),
             "load_processes": len(self.processes),
+            # the costliest process's memory per stream in flight (see ProcessHealth)
+            "bytes_per_in_flight_stream": _whole(max_of(p.bytes_per_stream for p in self.processes)),
             "processes": [p.as_dict() for p in self.processes],
             "thresholds": {
                 "loop_lag_ms": LAG_WARN_MS,
@@ -478,6 +546,14 @@ def _ms(value: float | None) -> str:
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _mib(value: int | None) -> float | None:
+    return None if value is None else round(value / 2**20, 1)
 
 
 def _pct(value: float | None) -> float | None:

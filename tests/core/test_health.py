@@ -327,6 +327,59 @@ class TestLoopMonitor:
         assert len(steps.steps) >= 200
 
 
+class TestMemoryPerStream:
+    def test_growth_over_the_most_streams_in_flight(self) -> None:
+        """40 MiB more with 2000 streams in flight at most: 20 KiB each."""
+        figures = attrs.evolve(
+            process(), rss_before_bytes=100 * 2**20, rss_peak_bytes=140 * 2**20, in_flight_peak=2000
+        )
+        assert figures.bytes_per_stream == pytest.approx(40 * 2**20 / 2000)
+        memory = figures.as_dict()["memory"]
+        assert memory == {
+            "rss_before_load_mib": 100.0,
+            "rss_peak_mib": 140.0,
+            "in_flight_peak": 2000,
+            "bytes_per_in_flight_stream": round(40 * 2**20 / 2000),
+        }
+        block = assess([figures, attrs.evolve(figures, worker=1, rss_peak_bytes=120 * 2**20)]).as_dict()
+        assert block["bytes_per_in_flight_stream"] == round(40 * 2**20 / 2000)  # the costlier
+
+    def test_too_few_streams_to_tell(self) -> None:
+        figures = attrs.evolve(process(), rss_before_bytes=1, rss_peak_bytes=2**20, in_flight_peak=16)
+        assert figures.bytes_per_stream is None
+        assert attrs.evolve(figures, rss_before_bytes=None, in_flight_peak=500).bytes_per_stream is None
+
+    def test_the_monitor_reads_the_peaks(self) -> None:
+        """The largest resident size and in-flight count seen, from before the first tick."""
+        in_flight = iter([10, 700, 300, 5])
+        monitor = LoopMonitor(in_flight=lambda: next(in_flight, 0))
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(monitor.run)
+                await trio.sleep(0)
+                monitor.begin()
+                kept = bytearray(32 * 2**20)  # 32 MiB, touched: resident
+                for _ in range(3):
+                    monitor.read_memory()
+                del kept
+                monitor.end()  # the fourth reading
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        figures = monitor.figures()
+        assert figures is not None
+        assert 700 == figures.in_flight_peak
+        assert figures.rss_before_bytes is not None and figures.rss_peak_bytes is not None
+        assert figures.rss_peak_bytes - figures.rss_before_bytes >= 30 * 2**20
+
+    def test_resident_bytes(self, tmp_path: Path) -> None:
+        statm = tmp_path / "statm"
+        statm.write_text("5000 1200 300 10 0 900 0\n")
+        assert 1200 * health._PAGE_SIZE == health.resident_bytes(str(statm))
+        assert health.resident_bytes(str(tmp_path / "missing")) is None
+
+
 def test_process_health_pickles() -> None:
     import pickle
 

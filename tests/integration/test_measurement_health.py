@@ -113,3 +113,19 @@ def test_each_worker_reports_and_the_worst_is_shown(aiperf_cli, server, tmp_path
     assert block["overhead_p99_ms"] == worst["loop_lag_ms"]["p99"]
     assert block["worst_worker"] == worst["worker"]
     assert block["message"] == health_line(result.stdout)
+
+
+def test_memory_per_stream_with_300_streams_in_flight(aiperf_cli, tmp_path: Path) -> None:
+    """300 streams held open for two seconds each: the block says what one costs. The bounds
+    are loose on purpose (a stream here costs about 17 KiB, the kept records a few hundred
+    bytes a request); what matters is that the figure is read, and is per stream."""
+    with MockServer(ttft_ms=2000, itl_ms=1) as slow:
+        _result, summary = profile(
+            aiperf_cli, slow, tmp_path / "r", "--concurrency", "300", "--request-count", "300"
+        )
+    block = summary["measurement_health"]
+    memory = block["processes"][0]["memory"]
+    assert 250 <= memory["in_flight_peak"] <= 300
+    assert memory["rss_before_load_mib"] < memory["rss_peak_mib"]
+    assert 1024 <= block["bytes_per_in_flight_stream"] <= 1024 * 1024
+    assert block["bytes_per_in_flight_stream"] == memory["bytes_per_in_flight_stream"]
