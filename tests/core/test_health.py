@@ -145,6 +145,14 @@ class TestVerdict:
         assert "--workers N" in verdict.line and "more machines" in verdict.line
         assert ("event-loop lag p99 12.3 ms is above 5 ms",) == verdict.reasons
 
+    def test_the_line_reads_the_figure_the_block_gives(self) -> None:
+        """40.5501 ms: the block says 40.55, so the line says 40.5 (as the block's figure to
+        one decimal would), never 40.6."""
+        verdict = assess([process(40.5501)], ttft_p50_ms=50.0, itl_p50_ms=10.0)
+        block = verdict.as_dict()
+        assert 40.55 == block["overhead_p99_ms"]
+        assert verdict.line.startswith(f"Measurement health: WARNING: event-loop lag p99 {block['overhead_p99_ms']:.1f} ms")
+
     def test_at_the_absolute_bound_with_slow_tokens_is_ok(self) -> None:
         assert assess([process(health.LAG_WARN_MS)], ttft_p50_ms=800.0, itl_p50_ms=60.0).ok
 
