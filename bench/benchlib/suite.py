@@ -73,6 +73,8 @@ class Sizes:
     health: Mapping[int, int]
     #: requests of each run of the telemetry-tail scenario (concurrency 64, instant server).
     tail: int
+    #: streams held open at once by the streams scenario, one run each.
+    streams: tuple[int, ...] = (1000, 5000, 10_000)
 
 
 FULL = Sizes(
@@ -100,6 +102,7 @@ QUICK = Sizes(
     wire={16: 320, 64: 640},
     health={16: 96, 64: 256, 256: 512, 1024: 2048},
     tail=1000,
+    streams=(500, 2000),
 )
 
 
@@ -550,6 +553,46 @@ def memory(bench: Bench) -> None:
     if trend_samples:
         # Every 10th sample: enough to draw the curve, small enough to commit.
         peak.data["rss_over_time"] = trend_samples[::10]
+
+
+#: how long the streams scenario's server waits before its first token: long enough that every
+#: stream is open at once, even the last of 10,000 to connect.
+STREAMS_TTFT_MS = 8000.0
+
+
+def streams(bench: Bench) -> None:
+    """Many streams open at once: none fails for the client's sake (descriptors, memory), and
+    what one costs in memory (the run's own ``bytes_per_in_flight_stream``)."""
+    for n in bench.sizes.streams:
+        bench.figure(
+            f"streams_failed_{n}", "streams", f"requests failed with {n:,} streams open at once", "requests",
+            Goal(op="<=", bound=0, text="0"), 0,
+        )  # fmt: skip
+        bench.figure(f"streams_in_flight_{n}", "streams", f"most streams in flight, {n:,} asked", "streams", digits=0)
+        bench.figure(
+            f"streams_bytes_{n}", "streams", f"memory per stream in flight, {n:,} streams (the run's own figure)",
+            "KiB", digits=1,
+        )  # fmt: skip
+        bench.figure(f"streams_rss_{n}", "streams", f"peak RSS, all aiperf processes, {n:,} streams", "MiB", digits=0)
+    with mock_server(ttft_ms=STREAMS_TTFT_MS, itl_ms=1.0) as server:
+        for n in bench.sizes.streams:
+            load = load1()
+            run = bench.profile(server.url, count=n, concurrency=n, timeout_s=600)
+            failed = int(analysis.metric(run.summary, "error_request_count"))
+            block = run.summary.get("measurement_health") or {}
+            in_flight = sum(p.get("memory", {}).get("in_flight_peak", 0) for p in block.get("processes", []))
+            per_stream = block.get("bytes_per_in_flight_stream")
+            # Every stream asked for that did not come back good: failed, or never sent.
+            bench.figures[f"streams_failed_{n}"].add(n - run.requests, load)
+            bench.figures[f"streams_in_flight_{n}"].add(in_flight, load)
+            bench.figures[f"streams_bytes_{n}"].add(math.nan if per_stream is None else per_stream / 1024, load)
+            bench.figures[f"streams_rss_{n}"].add(run.measured.peak_rss_kib / 1024, load)
+            bench.say(
+                f"  streams {n}: {run.requests} ok, {failed} failed, {in_flight} in flight at most, "
+                f"{'?' if per_stream is None else f'{per_stream / 1024:.1f}'} KiB each, "
+                f"peak {run.measured.peak_rss_kib / 1024:.0f} MiB, load {load:.1f}"
+            )
+            bench.drop(run)
 
 
 def steady_cpu_per_1k(run: ProfileRun) -> float:
@@ -1291,10 +1334,11 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "wire": wire,
     "health": health,
     "tail": tail,
+    "streams": streams,
     "memory": memory,
 }
 #: left out of --quick unless named with --scenario.
-SLOW = ("memory", "health")
+SLOW = ("memory", "health", "streams")
 #: scenarios that need the full ``mlflow`` package (its server); left out, with a message,
 #: where only mlflow-skinny is installed.
 NEEDS_MODULE = {"tail": "mlflow.server"}

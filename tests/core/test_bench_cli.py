@@ -30,7 +30,8 @@ class TestScenarioChoice:
         monkeypatch.setattr(run, "_importable", lambda module: True)
         args = run.parse_args([])
         assert [
-            "startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "health", "tail", "memory",
+            "startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "health", "tail", "streams",
+            "memory",
         ] == run.chosen_scenarios(args)  # fmt: skip
         assert BENCH / "results.json" == run.default_output(args)
 
