@@ -166,3 +166,36 @@ def test_an_address_where_no_cluster_listens_is_one_line(mock: Any, tmp_path: Pa
     lines = [line for line in run.process.stderr.splitlines() if line.startswith("aiperf")]
     assert [f"aiperf: error: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused"] == lines
     assert "Traceback" not in run.output
+
+
+def test_ctrl_c_stops_every_actor_and_keeps_what_they_finished(ray_cluster: Any, tmp_path: Path) -> None:
+    """Ctrl-C to the coordinator: both actors are told to stop, their requests in flight are
+    cancelled and written, what finished is kept, exit 130, no traceback."""
+    with MockServer(ttft_ms=TTFT_MS, itl_ms=5) as server:
+        process = subprocess.Popen(
+            profile_argv(server.url, tmp_path / "run", "--ray-address", ray_cluster.address, count=5000)
+            + ["--output-tokens-mean", "100"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while server.stats()["requests"]["ok"] < 8:
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.2)
+            os.killpg(process.pid, signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        in_flight = server.stats()["requests"]["in_flight"]
+    run = Run(process=subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), run_dir=tmp_path / "run")
+    assert 130 == run.code, run.output
+    assert "Traceback" not in stderr
+    assert run.summary["was_cancelled"] is True
+    records = run.records()
+    assert 2 == len({r["node"] for r in records if r["error"] is None})
+    assert run.error_types()["cancelled"] >= 1  # the requests in flight at the stop
+    assert 0 == run.error_types()["worker_lost"]
+    assert 0 == in_flight
