@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 
 
-
 def _installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None

@@ -136,7 +136,12 @@ def _first_line(exc: BaseException) -> str:
     from aiperf import scrub
 
     lines = (line.strip() for line in str(exc).splitlines())
-    return scrub(next((line for line in lines if line), type(exc).__name__)).rstrip(".")
+    found = [line for line in lines if line]
+    if not found:
+        return type(exc).__name__
+    # "Initialization failure from server:" says what failed on the line after it.
+    line = f"{found[0]} {found[1]}" if found[0].endswith(":") and len(found) > 1 else found[0]
+    return scrub(line).rstrip(".")
 
 
 @attrs.define
