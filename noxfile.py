@@ -7,6 +7,7 @@
     nox -s bench             aiperf's own performance figures (bench/results.json)
     nox -s soak              100,000 requests against every fault kind (bench/soak.py)
     nox -s replay            a 10,000-line trace at its recorded times (bench/replay.py)
+    nox -s ray               aiperf-ray on a local Ray cluster of three nodes (tests/plugins/ray)
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def isolation(session: nox.Session, plugin: str) -> None:
     session.install(*TEST_DEPS, *PLUGIN_TEST_DEPS[plugin])
     # tests/plugins/<name> with the distribution's dash as an underscore (server-metrics)
     session.run("pytest", f"tests/plugins/{plugin.replace('-', '_')}", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def ray(session: nox.Session) -> None:
+    """aiperf-ray's tests on a Ray cluster started on this machine (a head and two nodes, in
+    tests/plugins/ray/conftest.py). Not part of ``tests`` or ``isolation``: Ray is a large
+    install and its cluster takes a minute of a small machine's CPUs; without Ray installed,
+    the ``tests`` session does not collect that directory. Also writes nothing: the figures
+    of docs/scale.md come from ``python bench/ray_overhead.py`` run in this session's venv."""
+    _install_local(session, "ray")
+    session.install(*TEST_DEPS, *CORE_TEST_DEPS)
+    session.run("pytest", "tests/plugins/ray", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -90,6 +90,12 @@ _EXPORTS = {
     "write_json_atomic": "aiperf.urls",
     "write_text_atomic": "aiperf._exporters",
     "ArtifactWriteError": "aiperf._exporters",
+    # for plugins that run the load elsewhere (aiperf_remote_load): the workers' shares, one
+    # worker's engine and loop, the coordinator's side
+    "WorkerSpec": "aiperf._workers",
+    "Worker": "aiperf._workers",
+    "WorkerPool": "aiperf._workers",
+    "make_worker_specs": "aiperf._workers",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]
@@ -136,6 +142,10 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
     from aiperf._rundir import run_artifacts as run_artifacts
     from aiperf._sweep import SweepContext as SweepContext
     from aiperf._types import *  # noqa: F403
+    from aiperf._workers import Worker as Worker
+    from aiperf._workers import WorkerPool as WorkerPool
+    from aiperf._workers import WorkerSpec as WorkerSpec
+    from aiperf._workers import make_worker_specs as make_worker_specs
     from aiperf.urls import REDACTED as REDACTED
     from aiperf.urls import describe_error as describe_error
     from aiperf.urls import normalize_url as normalize_url

@@ -590,6 +590,8 @@ class Engine:
             log.warning("sampler_failed", sampler=sampler.name, error=f"{type(exc).__name__}: {exc}")
 
     async def _watch_signals(self, outer: trio.CancelScope) -> None:
+        if not self.stop_signals:  # stopped by request_stop only
+            return
         with trio.open_signal_receiver(*self.stop_signals) as signals:
             async for signum in signals:
                 if self.run.cancelled:
@@ -606,19 +608,25 @@ class Engine:
                         if flush is not None:
                             flush()
                     os._exit(128 + signum)
-                self.run.cancelled = True
-                self.run.state["signal"] = signum
-                self.stopping = True
-                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-                if self.forward is None:  # a worker's stop is its coordinator's to announce
-                    _say(
-                        f"\naiperf: {name}: stopping, writing results of the completed requests "
-                        "(press Ctrl-C again to quit at once)\n"
-                    )
-                if self.remote is not None:
-                    self.remote.stop(signum)
-                elif self._load_scope is not None:
-                    self._load_scope.cancel()
+                self.request_stop(signum)
+
+    def request_stop(self, signum: int) -> None:
+        """Stop the run as the signal ``signum`` does the first time: requests in flight are
+        cancelled and written, the finished ones kept. A worker whose trio loop does not run
+        in its main thread (no signals there) is stopped by calling this from that loop."""
+        self.run.cancelled = True
+        self.run.state["signal"] = signum
+        self.stopping = True
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.forward is None:  # a worker's stop is its coordinator's to announce
+            _say(
+                f"\naiperf: {name}: stopping, writing results of the completed requests "
+                "(press Ctrl-C again to quit at once)\n"
+            )
+        if self.remote is not None:
+            self.remote.stop(signum)
+        elif self._load_scope is not None:
+            self._load_scope.cancel()
 
     async def _report_flush(self) -> None:
         stream = self.progress_stream

@@ -27,6 +27,8 @@ from aiperf._types import AiperfError, UsageError
 if TYPE_CHECKING:
     from aiperf._compare import ComparisonReport
     from aiperf._config import ProfileConfig
+    from aiperf._conversations import ConversationSet
+    from aiperf._engine import RemoteLoad
     from aiperf._metrics import MetricSpec
     from aiperf._options import PluginOptions
     from aiperf._sweep import SweepContext
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
         Exporter,
         LiveSink,
         LoadStrategyType,
+        Prompt,
         RecordProcessor,
         RunContext,
         RunResult,
@@ -285,6 +288,21 @@ class Plugins:
 
     def live_sinks(self, config: ProfileConfig, run: RunContext) -> list[LiveSink]:
         return _flatten(self._call("aiperf_live_sinks", config=config, run=run))
+
+    def remote_load(
+        self,
+        config: ProfileConfig,
+        prompts: Sequence[Prompt],
+        bodies: Sequence[bytes],
+        conversations: ConversationSet | None,
+        yield_cpu: bool,
+    ) -> RemoteLoad | None:
+        """The first plugin's object that runs the load elsewhere (``firstresult``), or None."""
+        found: Any = self._call(
+            "aiperf_remote_load", config=config, prompts=prompts, bodies=bodies,
+            conversations=conversations, yield_cpu=yield_cpu,
+        )  # fmt: skip
+        return found  # type: ignore[no-any-return]
 
     def samplers(self, config: ProfileConfig, run: RunContext) -> list[Sampler]:
         return _flatten(self._call("aiperf_samplers", config=config, run=run))

@@ -258,13 +258,14 @@ def _run_load(
     show_progress = config.progress if config.progress is not None else sys.stderr.isatty()
     from aiperf._workers import auto_workers, heavy_sinks, make_pool, needs_pool
 
-    workers = auto_workers(config)
-    remote = (
-        make_pool(config, workers, prompts, bodies, yield_cpu=bool(heavy_sinks(sinks)), conversations=sessions)
-        if needs_pool(workers, sinks)
-        else None
-    )
-    run.state["workers"] = len(remote.specs) if remote else 1
+    yield_cpu = bool(heavy_sinks(sinks))
+    # A plugin may run the load elsewhere (a cluster's machines); else here, or in processes.
+    remote = plugins.remote_load(config, prompts, bodies, sessions, yield_cpu)
+    if remote is None:
+        workers = auto_workers(config)
+        if needs_pool(workers, sinks):
+            remote = make_pool(config, workers, prompts, bodies, yield_cpu=yield_cpu, conversations=sessions)
+    run.state["workers"] = len(remote.specs) if remote else 1  # type: ignore[attr-defined]
 
     engine = Engine(
         config=config,

@@ -147,6 +147,9 @@ class RequestRecord:
     index: int
     phase: Phase
     worker: int = 0
+    #: the machine of the worker that sent it, when the load ran on several (a Ray cluster);
+    #: None: this one.
+    node: str | None = None
     #: when an open-loop schedule wanted this request sent (None for closed loop).
     intended_ns: int | None = None
     #: when the first byte of the request was handed to the kernel (TTFT starts here).

@@ -43,13 +43,13 @@ from aiperf._types import ErrorInfo, Phase, RequestMetrics, RequestRecord
 from aiperf.urls import describe_error
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from multiprocessing.connection import Connection
 
     from aiperf._config import ProfileConfig
     from aiperf._conversations import ConversationSet
     from aiperf._engine import Engine
-    from aiperf._types import Prompt
+    from aiperf._types import Prompt, RunContext
 
 log = structlog.get_logger()
 
@@ -279,112 +279,156 @@ def exit_now(code: int) -> NoReturn:
 
 
 def _work(spec: WorkerSpec, conn: Connection) -> None:
-    from aiperf._endpoints import bound
-    from aiperf._engine import Engine
-    from aiperf._plugins import Plugins
-    from aiperf._redact import remember_secrets
-    from aiperf._tokenizer import load_tokenizer
-    from aiperf._types import RunContext
-
-    remember_secrets(spec.secrets)
-    config = spec.config
-    plugins = Plugins.load()
-    endpoint = bound(plugins.endpoints()[config.endpoint_type], config)
-    from aiperf._schedule import strategy_name
-    run = RunContext(
-        config=config,
-        run_dir=config.artifact_dir or os.getcwd(),  # type: ignore[arg-type]
-        benchmark_id="worker",
-        version="",
-        provider="",
-        operation_name=endpoint.operation_name,
-        server_address="",
-        server_port=0,
-        load_setting=config.load_setting,
-        anchor_wall_ns=time.time_ns(),
-        anchor_perf_ns=time.perf_counter_ns(),
-        tokenizer=load_tokenizer(config.tokenizer),
-        metrics=dict(plugins.metrics()),  # as in the coordinator, for processors that read it
-    )
-    batch: list[tuple[RequestRecord, RequestMetrics | None]] = []
-
-    def forward(record: RequestRecord, metrics: RequestMetrics | None) -> None:
-        record.worker = spec.index  # the JSONL's "worker": which process sent it
-        batch.append((_strip(record), metrics))
-
-    engine = Engine(
-        config=config,
-        run=run,
-        endpoint=endpoint,
-        strategy=plugins.load_strategies()[strategy_name(config)].create(config),
-        prompts=spec.prompts,
-        bodies=spec.bodies,
-        processors=plugins.record_processors(),
-        forward=forward,
-        index_stride=spec.stride,
-        stop_signals=(signal.SIGTERM,),
-        conversations=spec.conversations,
-    )
-    engine.next_index = spec.index
-    engine.next_session = spec.index
-
-    async def ship(out: trio.lowlevel.FdStream) -> None:
-        last_phase = None
-        while True:
-            await trio.sleep(BATCH_INTERVAL_S)
-            after = []
-            if run.phase is not last_phase:
-                last_phase = run.phase
-                start = run.profile_start_ns if run.phase is Phase.PROFILE else time.perf_counter_ns()
-                after.append(("phase", run.phase, start))
-            # A frame cut in half by the end of the run would garble the pipe.
-            with trio.CancelScope(shield=True):
-                await send(out, after)
-
-    async def send(out: trio.lowlevel.FdStream, after: list[tuple[Any, ...]]) -> None:
-        # The batch is taken before the first await: requests finishing meanwhile go to the next.
-        messages: list[tuple[Any, ...]] = [("done", batch[:])] if batch else []
-        batch.clear()
-        # What is in flight right now, so that the coordinator can account for these requests
-        # if this process dies before they finish (a few hundred bytes per batch).
-        pending = [(r.index, r.phase, r.start_ns) for r in engine.pending.values()]
-        # With this process's largest event-loop lag since the last message, for live sinks.
-        messages.append(("progress", engine.sent, engine.in_flight, pending, engine.take_loop_lag()))
-        await out.send_all(b"".join(encode(m) for m in messages + after))
+    worker = Worker.build(spec)
 
     async def main() -> str | None:
-        failure = None
-        final: tuple[Any, ...]
-        health: list[tuple[Any, ...]] = []
         async with _stream(conn) as out:
-            try:
-                if spec.start_delay_s:
-                    await trio.sleep(spec.start_delay_s)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(ship, out)
-                    result = await engine.run_benchmark()
-                    nursery.cancel_scope.cancel()
-                cut = engine.cancelled_in_flight
-                final = ("end", result.was_cancelled, cut, run.profile_start_ns, run.profile_end_ns)
-                # What this process measured about its own loop and CPU: before "end", which
-                # is the last message the coordinator reads.
-                health = [("health", figures) for figures in engine.process_health]
-            except Exception as exc:  # noqa: BLE001 - said to the coordinator, which stops the run
-                failure = describe_error(exc, limit=None)
-                if config.verbose:
-                    import traceback
 
-                    traceback.print_exception(exc, file=sys.stderr)
-                final = ("failed", failure)
-            # The last batch holds the lines of the requests cancelled at the end: it must get
-            # out even while this process is being stopped, but never keep it alive for long.
-            with trio.move_on_after(FINAL_SEND_S) as scope:
-                scope.shield = True
-                await send(out, [*health, final])
-        return failure
+            async def send(messages: list[tuple[Any, ...]]) -> None:
+                await out.send_all(b"".join(encode(m) for m in messages))
+
+            return await worker.serve(send)
 
     if trio.run(main) is not None:
         sys.exit(1)
+
+
+@attrs.define
+class Worker:
+    """One worker's engine, built from its spec, and the loop that runs it and reports.
+
+    A worker process runs one over its pipe (:func:`worker_main`); a plugin that runs the load
+    elsewhere (another machine) runs one with ``serve(send)``, ``send`` being its transport,
+    and calls :meth:`stop` from the worker's trio loop to stop it as SIGTERM would.
+    """
+
+    spec: WorkerSpec
+    engine: Engine
+    run: RunContext
+    batch: list[tuple[RequestRecord, RequestMetrics | None]]
+
+    @classmethod
+    def build(cls, spec: WorkerSpec, *, stop_signals: tuple[int, ...] = (signal.SIGTERM,)) -> Worker:
+        """Load the plugins and the tokenizer and build the engine (seconds, before the load)."""
+        from aiperf._endpoints import bound
+        from aiperf._engine import Engine
+        from aiperf._plugins import Plugins
+        from aiperf._redact import remember_secrets
+        from aiperf._schedule import strategy_name
+        from aiperf._tokenizer import load_tokenizer
+        from aiperf._types import RunContext
+
+        remember_secrets(spec.secrets)
+        config = spec.config
+        plugins = Plugins.load()
+        endpoint = bound(plugins.endpoints()[config.endpoint_type], config)
+        run = RunContext(
+            config=config,
+            run_dir=config.artifact_dir or os.getcwd(),  # type: ignore[arg-type]
+            benchmark_id="worker",
+            version="",
+            provider="",
+            operation_name=endpoint.operation_name,
+            server_address="",
+            server_port=0,
+            load_setting=config.load_setting,
+            anchor_wall_ns=time.time_ns(),
+            anchor_perf_ns=time.perf_counter_ns(),
+            tokenizer=load_tokenizer(config.tokenizer),
+            metrics=dict(plugins.metrics()),  # as in the coordinator, for processors that read it
+        )
+        batch: list[tuple[RequestRecord, RequestMetrics | None]] = []
+
+        def forward(record: RequestRecord, metrics: RequestMetrics | None) -> None:
+            record.worker = spec.index  # the JSONL's "worker": which process sent it
+            batch.append((_strip(record), metrics))
+
+        engine = Engine(
+            config=config,
+            run=run,
+            endpoint=endpoint,
+            strategy=plugins.load_strategies()[strategy_name(config)].create(config),
+            prompts=spec.prompts,
+            bodies=spec.bodies,
+            processors=plugins.record_processors(),
+            forward=forward,
+            index_stride=spec.stride,
+            stop_signals=stop_signals,
+            conversations=spec.conversations,
+        )
+        engine.next_index = spec.index
+        engine.next_session = spec.index
+        return cls(spec=spec, engine=engine, run=run, batch=batch)
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop the load as the signal would (call it from the worker's trio loop)."""
+        if not self.run.cancelled:
+            self.engine.request_stop(signum)
+
+    async def serve(
+        self, send: Callable[[list[tuple[Any, ...]]], Awaitable[None]], *, start_delay_s: float | None = None
+    ) -> str | None:
+        """Run the load, handing every list of messages to ``send`` (the messages of the
+        module's doc, in order); returns the failure, or None.
+
+        ``start_delay_s`` replaces the spec's own (a caller that agreed on a common start
+        instant with other workers counts it from there)."""
+        spec, engine, run, batch = self.spec, self.engine, self.run, self.batch
+        config = spec.config
+        delay = spec.start_delay_s if start_delay_s is None else start_delay_s
+
+        async def ship() -> None:
+            last_phase = None
+            while True:
+                await trio.sleep(BATCH_INTERVAL_S)
+                after = []
+                if run.phase is not last_phase:
+                    last_phase = run.phase
+                    start = run.profile_start_ns if run.phase is Phase.PROFILE else time.perf_counter_ns()
+                    after.append(("phase", run.phase, start))
+                # A frame cut in half by the end of the run would garble the pipe.
+                with trio.CancelScope(shield=True):
+                    await flush(after)
+
+        async def flush(after: list[tuple[Any, ...]]) -> None:
+            # The batch is taken before the first await: requests finishing meanwhile go to the next.
+            messages: list[tuple[Any, ...]] = [("done", batch[:])] if batch else []
+            batch.clear()
+            # What is in flight right now, so that the coordinator can account for these requests
+            # if this process dies before they finish (a few hundred bytes per batch).
+            pending = [(r.index, r.phase, r.start_ns) for r in engine.pending.values()]
+            # With this process's largest event-loop lag since the last message, for live sinks.
+            messages.append(("progress", engine.sent, engine.in_flight, pending, engine.take_loop_lag()))
+            await send(messages + after)
+
+        failure = None
+        final: tuple[Any, ...]
+        health: list[tuple[Any, ...]] = []
+        try:
+            if delay > 0:
+                await trio.sleep(delay)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ship)
+                result = await engine.run_benchmark()
+                nursery.cancel_scope.cancel()
+            cut = engine.cancelled_in_flight
+            final = ("end", result.was_cancelled, cut, run.profile_start_ns, run.profile_end_ns)
+            # What this process measured about its own loop and CPU: before "end", which
+            # is the last message the coordinator reads.
+            health = [("health", figures) for figures in engine.process_health]
+        except Exception as exc:  # noqa: BLE001 - said to the coordinator, which stops the run
+            failure = describe_error(exc, limit=None)
+            if config.verbose:
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
+            final = ("failed", failure)
+        # The last batch holds the lines of the requests cancelled at the end: it must get
+        # out even while this process is being stopped, but never keep it alive for long.
+        with trio.move_on_after(FINAL_SEND_S) as scope:
+            scope.shield = True
+            await flush([*health, final])
+        return failure
 
 
 def _how_it_ended(exitcode: int | None) -> str:
@@ -417,7 +461,7 @@ class WorkerPool:
     #: this process runs live sinks: once the workers run, it yields the CPU to them.
     yield_cpu: bool = False
     #: a worker that sends nothing this long is stuck.
-    stall_timeout_s: float = STALL_TIMEOUT_S
+    stall_timeout_s: float = attrs.field(factory=lambda: stall_timeout())
     #: how the workers that did not finish ended, one sentence each.
     failures: list[str] = attrs.field(factory=list)
     #: a worker was lost: the others are being stopped because of it.
@@ -460,14 +504,13 @@ class WorkerPool:
         async with trio.open_nursery() as nursery:
             for i, (_process, reader) in enumerate(self.processes):
                 nursery.start_soon(self._drain, engine, i, reader, starts, ends)
-        for process, reader in self.processes:
-            await reader.stream.aclose()
-            await trio.to_thread.run_sync(process.join, 10)
+        for i in range(len(self.processes)):
+            await self._close(i)
         engine.run.profile_start_ns = min(starts) if starts else None
         engine.run.profile_end_ns = max(ends) if ends else time.perf_counter_ns()
 
     async def _drain(
-        self, engine: Engine, i: int, reader: MessageReader, starts: list[int], ends: list[int]
+        self, engine: Engine, i: int, reader: Any, starts: list[int], ends: list[int]
     ) -> None:
         profile_seen = False
         heard = False
@@ -519,7 +562,34 @@ class WorkerPool:
                     ends.append(end)
                 return
 
-    async def _receive(self, reader: MessageReader, heard: bool) -> Any:
+    # -- the transport: a subclass that runs its workers elsewhere replaces these ---------------
+
+    def name(self, i: int) -> str:
+        """Worker ``i`` as the line about a lost worker names it."""
+        return f"worker {i} (pid {self.processes[i][0].pid})"
+
+    def node(self, i: int) -> str | None:
+        """The machine worker ``i`` runs on, for the JSONL's ``node``; None: this one."""
+        return None
+
+    async def _reap(self, i: int, stalled: bool) -> str:
+        """Worker ``i`` ended without its final message: make sure it is gone; how it ended."""
+        process, _reader = self.processes[i]
+        if stalled:
+            process.kill()
+        await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
+        if process.exitcode is None:
+            process.kill()
+            await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
+        return _how_it_ended(process.exitcode)
+
+    async def _close(self, i: int) -> None:
+        """After the run: release worker ``i``'s channel and wait for it to exit."""
+        process, reader = self.processes[i]
+        await reader.stream.aclose()
+        await trio.to_thread.run_sync(process.join, 10)
+
+    async def _receive(self, reader: Any, heard: bool) -> Any:
         """The worker's next message; raises _Stalled when it has said nothing for too long."""
         bound = self.stall_timeout_s if heard else max(self.stall_timeout_s, START_TIMEOUT_S)
         with trio.move_on_after(bound):
@@ -533,36 +603,33 @@ class WorkerPool:
     async def _lost(self, engine: Engine, i: int, said: str | None, *, stalled: bool = False) -> None:
         """Worker ``i`` stopped without its final message: say so, stop the run, and write a
         line for each request it had in flight."""
-        process, _reader = self.processes[i]
         # Before the first await: from now on, a worker that reports it was stopped was stopped
         # because of this, not by the user.
         self.failing = True
-        if stalled:
-            process.kill()
-        await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
-        if process.exitcode is None:
-            process.kill()
-            await trio.to_thread.run_sync(process.join, FINAL_SEND_S)
-        who = f"worker {i} (pid {process.pid})"
+        how = await self._reap(i, stalled)
+        who = self.name(i)
         if stalled:
             reason = f"{who} sent nothing for {self.stall_timeout_s:g} s and was killed"
         elif said is not None:
-            reason = f"{who} failed: {said} ({_how_it_ended(process.exitcode)})"
+            reason = f"{who} failed: {said} ({how})"
         else:
-            reason = f"{who} {_how_it_ended(process.exitcode)}"
+            reason = f"{who} {how}"
         self.failures.append(reason)
         lost = self.pending.pop(i, [])
         error = ErrorInfo(type=WORKER_LOST, message=f"in flight when {who} stopped")
         for index, phase, start_ns in lost:
             engine.write_unfinished(
-                RequestRecord(index=index, phase=phase, start_ns=start_ns, error=error, cancelled=True, worker=i)
-            )
+                RequestRecord(
+                    index=index, phase=phase, start_ns=start_ns, error=error, cancelled=True,
+                    worker=i, node=self.node(i),
+                )
+            )  # fmt: skip
         self.in_flight[i] = 0
         engine.in_flight = sum(self.in_flight.values())
         engine.failure = "; ".join(self.failures)
         sys.stderr.write(f"\naiperf: {reason}; stopping the run, the results will be partial\n")
         sys.stderr.flush()
-        log.debug("worker_lost", worker=i, pid=process.pid, exitcode=process.exitcode, in_flight=len(lost))
+        log.debug("worker_lost", worker=i, how=how, in_flight=len(lost))
         # The other workers stop as on Ctrl-C: their requests in flight are cancelled and
         # written, and what they finished is kept.
         engine.stopping = True
@@ -578,12 +645,27 @@ def make_pool(
     yield_cpu: bool = False,
     conversations: ConversationSet | None = None,
 ) -> WorkerPool:
+    specs = make_worker_specs(config, n, prompts, bodies, conversations=conversations)
+    return WorkerPool(specs, yield_cpu=yield_cpu, stall_timeout_s=stall_timeout())
+
+
+def make_worker_specs(
+    config: ProfileConfig,
+    n: int,
+    prompts: Sequence[Prompt],
+    bodies: Sequence[bytes],
+    *,
+    conversations: ConversationSet | None = None,
+) -> list[WorkerSpec]:
+    """What each of (at most) ``n`` workers runs: its share of the load (:func:`split`),
+    request indices ``index, index + stride, ...``, the prompts and bodies made here, and for
+    a constant rate a start offset that spaces the workers' sends over the rate's gap."""
     from aiperf._redact import known_secrets
 
     shares = split(config, n, conversations)
     stride = len(shares)
     secrets = tuple(sorted(known_secrets()))
-    specs = [
+    return [
         WorkerSpec(
             index=i,
             stride=stride,
@@ -600,7 +682,6 @@ def make_pool(
         )
         for i, share in enumerate(shares)
     ]
-    return WorkerPool(specs, yield_cpu=yield_cpu, stall_timeout_s=stall_timeout())
 
 
 def stall_timeout() -> float:

@@ -38,6 +38,11 @@ FIRST_PARTY: dict[str, tuple[tuple[str, ...], str]] = {
         "Server metrics require the 'aiperf-server-metrics' plugin. "
         'Install with: pip install "aiperf[server-metrics]"',
     ),
+    "ray": (
+        ("--ray-address", "--ray-workers-per-node"),
+        "Running the load on a Ray cluster requires the 'aiperf-ray' plugin. "
+        'Install with: pip install "aiperf[ray]"',
+    ),
     "plot": (
         ("--plot",),
         "Plotting requires the 'aiperf-plot' plugin. Install with: pip install \"aiperf[plot]\"",

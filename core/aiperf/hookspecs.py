@@ -24,6 +24,8 @@ import pluggy
 if TYPE_CHECKING:
     from aiperf._compare import ComparisonReport
     from aiperf._config import ProfileConfig
+    from aiperf._conversations import ConversationSet
+    from aiperf._engine import RemoteLoad
     from aiperf._metrics import MetricSpec
     from aiperf._options import PluginOptions
     from aiperf._sweep import SweepContext
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
         Exporter,
         LiveSink,
         LoadStrategyType,
+        Prompt,
         RecordProcessor,
         RunContext,
         RunResult,
@@ -197,6 +200,33 @@ def aiperf_live_sinks(config: ProfileConfig, run: RunContext) -> Sequence[LiveSi
     :param config: the run configuration.
     :param run: the run's context.
     :returns: sinks to run, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def aiperf_remote_load(
+    config: ProfileConfig,
+    prompts: Sequence[Prompt],
+    bodies: Sequence[bytes],
+    conversations: ConversationSet | None,
+    yield_cpu: bool,
+) -> RemoteLoad | None:
+    """Return the object that runs this run's load somewhere else than here (the machines of
+    a cluster), or ``None`` to leave it to aiperf (here, or in ``--workers`` processes).
+
+    The first plugin that returns one wins. It has ``run(engine)`` (async: the whole load,
+    feeding every finished request into the engine), ``stop(signum)`` (Ctrl-C: stop the
+    workers, keep what they finished) and ``kill()`` (a second Ctrl-C), and ``specs``, one per
+    worker. :class:`aiperf.WorkerPool` is the coordinator's side to subclass (its transport
+    methods replaced), :func:`aiperf.make_worker_specs` divides the load, and
+    :class:`aiperf.Worker` runs one share where the load runs.
+
+    :param config: the run configuration.
+    :param prompts: the prompts, made once here.
+    :param bodies: the request bodies, made once here.
+    :param conversations: the sessions of a conversation run, or ``None``.
+    :param yield_cpu: live sinks run here: step back in the CPU queue once the load runs.
+    :returns: the remote load, or ``None``.
     """
 
 

@@ -90,11 +90,13 @@ class TestMissingExtras:
             (["--gpu-telemetry", "nvml", "http://node:9400/metrics"],
              "GPU telemetry requires the 'aiperf-gpu' plugin. Install with: pip install \"aiperf[gpu]\""),
             (["--plot"], "Plotting requires the 'aiperf-plot' plugin. Install with: pip install \"aiperf[plot]\""),
+            (["--ray-address", "auto"],
+             "Running the load on a Ray cluster requires the 'aiperf-ray' plugin. Install with: pip install \"aiperf[ray]\""),
         ],
     )
     def test_flag_of_missing_plugin_names_the_install(self, aiperf_cli, flags: list[str], line: str) -> None:
         """Exactly the documented line, non-zero exit."""
-        env = {"AIPERF_DISABLE_PLUGINS": "otel,mlflow,gpu,plot"}
+        env = {"AIPERF_DISABLE_PLUGINS": "otel,mlflow,gpu,plot,ray"}
         result = aiperf_cli(*BASE, *flags, env=env)
         assert 0 != result.returncode
         assert line == one_line(result.stderr)

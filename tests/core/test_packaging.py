@@ -7,6 +7,8 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+#: plugins that ``aiperf[all]`` leaves out (docs/scale.md says why for Ray).
+NOT_IN_ALL = {"ray"}
 
 
 class TestPackaging:
@@ -34,7 +36,8 @@ class TestPackaging:
             module = name.replace("-", "_")
             assert f"aiperf_{module}.plugin" == plugin["project"]["entry-points"]["aiperf"][module]
         plugins = [e for e in extras["all"] if e.startswith("aiperf-")]
-        assert [f"aiperf-{n}" for n in names] == sorted(plugins)
+        # Ray is left out of "all" on purpose (a large install only a cluster run needs).
+        assert [f"aiperf-{n}" for n in names if n not in NOT_IN_ALL] == sorted(plugins)
 
     def test_mlflow_extra_installs_the_full_mlflow(self) -> None:
         """`pip install "aiperf[mlflow]"` then `mlflow ui` works: the extra brings the full

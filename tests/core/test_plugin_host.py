@@ -216,6 +216,10 @@ class Sampler:
 def aiperf_samplers(config, run):
     return [Sampler()] if config.plugin_options.get("throwaway_out") else None
 
+@hookimpl
+def aiperf_remote_load(config, prompts, bodies, conversations, yield_cpu):
+    return None  # the load stays where aiperf puts it
+
 @hookimpl(wrapper=True)
 def aiperf_exporters(config, run):
     groups = yield

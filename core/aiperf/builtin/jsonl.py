@@ -88,6 +88,8 @@ class JsonlRecords:
             **_token_fields(record),
             "metrics": shown,
         }
+        if record.node is not None:  # the load ran on several machines
+            line["node"] = record.node
         if record.session_id is not None:
             line["session_id"] = record.session_id
             line["turn"] = record.turn
