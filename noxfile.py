@@ -1,6 +1,6 @@
 """The one place that knows how to test, benchmark, lint and demo aiperf.
 
-    nox -s lint tests core isolation   the whole test suite and the checks (CI runs exactly this)
+    nox -s lint tests core isolation ray   the whole test suite and the checks (CI runs exactly this)
     nox -s lint              ruff over the tree; mypy over core, strict on the public API
     nox -s core              core's tests with core installed alone, no plugin
     nox -s demo              a real benchmark against the built-in mock server
@@ -15,7 +15,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "tests", "core", "isolation"]
+nox.options.sessions = ["lint", "tests", "core", "isolation", "ray"]
 nox.options.reuse_existing_virtualenvs = False
 
 PYTHON = "3.11"
@@ -79,9 +79,9 @@ def isolation(session: nox.Session, plugin: str) -> None:
 @nox.session(python=PYTHON)
 def ray(session: nox.Session) -> None:
     """aiperf-ray's tests on a Ray cluster started on this machine (a head and two nodes, in
-    tests/plugins/ray/conftest.py). Not part of ``tests`` or ``isolation``: Ray is a large
-    install and its cluster takes a minute of a small machine's CPUs; without Ray installed,
-    the ``tests`` session does not collect that directory. Also writes nothing: the figures
+    tests/plugins/ray/conftest.py). A session of its own, run by CI after the others: Ray
+    is a large install that only this plugin needs, so ``tests`` leaves it out and, without
+    Ray installed, does not collect that directory. Writes nothing: the figures
     of docs/scale.md come from ``python bench/ray_overhead.py`` run in this session's venv."""
     _install_local(session, "ray")
     session.install(*TEST_DEPS, *CORE_TEST_DEPS)
