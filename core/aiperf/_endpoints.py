@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aiperf._types import EndpointType, Prompt, ResponseData, Usage
+from aiperf._types import EndpointType, Prompt, ResponseData, Usage, response_data
 
 if TYPE_CHECKING:
     from aiperf._config import ProfileConfig
@@ -55,13 +55,6 @@ def _usage(data: dict[str, Any]) -> Usage | None:
         completion_tokens=raw.get("completion_tokens"),
         reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
     )
-
-
-def _finish_reason(choice: dict[str, Any] | None) -> str | None:
-    if choice is None:
-        return None
-    reason = choice.get("finish_reason")
-    return str(reason) if reason else None
 
 
 def _first_choice(data: Any) -> dict[str, Any] | None:
@@ -128,8 +121,11 @@ def embeddings_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:
 
 
 def parse_chat_chunk(data: Any) -> ResponseData:
+    # This runs for every token of every stream: helpers inlined, usage looked for only
+    # where the key is present, and the result built with response_data.
     choice = _first_choice(data)
     text = reasoning = ""
+    reason = None
     if choice is not None:
         delta = choice.get("delta") or choice.get("message") or {}
         if not isinstance(delta, dict):
@@ -138,24 +134,33 @@ def parse_chat_chunk(data: Any) -> ResponseData:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
         if not isinstance(text, str) or not isinstance(reasoning, str):
             raise ParseError("'content' is not a string")
-    return ResponseData(
-        text=text,
-        reasoning=reasoning,
-        usage=_usage(data),
-        model=_model(data),
-        finish_reason=_finish_reason(choice),
+        reason = choice.get("finish_reason")
+    model = data.get("model")
+    return response_data(
+        text,
+        reasoning,
+        _usage(data) if "usage" in data else None,
+        model if isinstance(model, str) else None,
+        str(reason) if reason else None,
     )
 
 
 def parse_completion_chunk(data: Any) -> ResponseData:
     choice = _first_choice(data)
     text = ""
+    reason = None
     if choice is not None:
         text = choice.get("text") or ""
         if not isinstance(text, str):
             raise ParseError("'text' is not a string")
-    return ResponseData(
-        text=text, usage=_usage(data), model=_model(data), finish_reason=_finish_reason(choice)
+        reason = choice.get("finish_reason")
+    model = data.get("model")
+    return response_data(
+        text,
+        "",
+        _usage(data) if "usage" in data else None,
+        model if isinstance(model, str) else None,
+        str(reason) if reason else None,
     )
 
 

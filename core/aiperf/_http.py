@@ -56,7 +56,25 @@ def _reject_constant(name: str) -> float:
 
 # One decoder for the run: NaN and Infinity (which Python's json accepts) are not JSON, and a
 # token count of NaN would poison every statistic it reached.
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """``_DECODER.decode(text)``, minus its two whitespace searches when there is none.
+
+    Every stream event goes through here; an event's JSON nearly always fills its data line
+    exactly, so the scanner is called directly (a third less time per event). Anything else
+    (leading or trailing whitespace, extra data, invalid JSON) takes the full decode, which
+    accepts or rejects it with the standard error.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    if end != len(text):
+        return _DECODER.decode(text)
+    return value
 
 
 class _Failure(Exception):
@@ -218,8 +236,11 @@ class Sender:
         through every read, closes the connection and reaches the caller.
         """
         record.start_ns = _now()
+        # A bare CancelScope rather than trio.fail_after: the same deadline without a
+        # generator-based context manager around it, which took a tenth of a request's CPU.
+        deadline = trio.CancelScope(deadline=trio.current_time() + self.timeout_s)
         try:
-            with trio.fail_after(self.timeout_s):
+            with deadline:
                 if cancel_after is None:
                     await self._exchange(record, body, extra_head, sent=sent)
                 else:
@@ -233,11 +254,11 @@ class Sender:
                             message=f"closed by the client {cancel_after:g} s after the request was "
                             "sent (--request-cancellation-rate)",
                         )
-        except trio.TooSlowError:
-            record.end_ns = _now()
-            record.error = ErrorInfo(
-                type="timeout", message=f"no complete response within {self.timeout_s:g} s"
-            )
+            if deadline.cancelled_caught:
+                record.end_ns = _now()
+                record.error = ErrorInfo(
+                    type="timeout", message=f"no complete response within {self.timeout_s:g} s"
+                )
         except _Failure as exc:
             record.error = exc.info
         except TransportError as exc:

@@ -316,9 +316,10 @@ def run_profile_command(ns: argparse.Namespace) -> int:
     from aiperf._plugins import current
 
     code = _run_profile(ns, current(), ns._parser, ns._argv)
-    if ns._program:
+    if ns._program and sys.getprofile() is None:
         # Run as the program (not called with arguments, as tests and scripts do):
-        # everything is written, so skip the interpreter's teardown (see exit_now).
+        # everything is written, so skip the interpreter's teardown (see exit_now). Not
+        # under a profiler (pyinstrument, cProfile): it writes its report after we return.
         from aiperf._workers import exit_now
 
         exit_now(code)
