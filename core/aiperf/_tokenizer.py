@@ -84,8 +84,13 @@ class BuiltinTokenizer:
 
     name: str
     encoding: tiktoken.Encoding = attrs.field(repr=False)
-    #: the bytes of every ordinary token; the index is the token id.
-    pieces: tuple[bytes, ...] = attrs.field(repr=False)
+    #: how many ordinary tokens there are (their ids are 0 to vocab_size - 1).
+    vocab_size: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference: the encoding keeps no Python copy of its ranks (see builtin_tokenizer),
+        # so tiktoken's own pickling would give an empty one.
+        return (builtin_tokenizer, ())
 
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode_ordinary(text)
@@ -101,7 +106,7 @@ class BuiltinTokenizer:
                 i
                 for i in ids
                 if isinstance(i, int)
-                and (0 <= i < len(self.pieces) or i in _O200K_SPECIAL_TOKENS.values())
+                and (0 <= i < self.vocab_size or i in _O200K_SPECIAL_TOKENS.values())
             ]
             return self.encoding.decode(known)
 
@@ -177,13 +182,21 @@ def builtin_tokenizer() -> BuiltinTokenizer:
     import tiktoken
 
     pieces = builtin_pieces()
+    builtin_words()  # synthetic prompts need them; made now, while the pieces are at hand
+    ranks = dict(zip(pieces, range(len(pieces))))
     encoding = tiktoken.Encoding(
         name=BUILTIN_ENCODING,
         pat_str=_O200K_PATTERN,
-        mergeable_ranks=dict(zip(pieces, range(len(pieces)))),
+        mergeable_ranks=ranks,
         special_tokens=dict(_O200K_SPECIAL_TOKENS),
     )
-    return BuiltinTokenizer(name=BUILTIN, encoding=encoding, pieces=pieces)
+    # The encoding has copied the ranks into its Rust core and only reads the Python dict
+    # to pickle itself (BuiltinTokenizer pickles by reference instead). Letting go of the
+    # dict and of the 200,000 bytes objects behind it takes 19 MiB off every process that
+    # measures, which is what it holds for the whole run.
+    ranks.clear()
+    builtin_pieces.cache_clear()
+    return BuiltinTokenizer(name=BUILTIN, encoding=encoding, vocab_size=len(pieces))
 
 
 @functools.cache

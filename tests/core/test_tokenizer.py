@@ -92,7 +92,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
     script = build_script()
     directory = tmp_path_factory.mktemp("o200k")
     original = directory / "o200k_base.tiktoken"
-    original.write_bytes(script.tiktoken_text(builtin_tokenizer().pieces))
+    original.write_bytes(script.tiktoken_text(builtin_pieces()))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TIKTOKEN_CACHE_DIR", str(directory / "cache"))
         ranks = tiktoken.load.load_tiktoken_bpe(
@@ -193,16 +193,28 @@ class TestBuiltin:
 
     def test_decoding_partial_characters_and_unknown_ids(self) -> None:
         tokenizer = builtin_tokenizer()
-        first_byte = tokenizer.pieces.index(b"\xe4")
+        first_byte = builtin_pieces().index(b"\xe4")
         assert "\ufffd" == tokenizer.decode([first_byte])
         hello = KNOWN_IDS["hello world"]
         # Not a token (past the vocabulary, negative, between the special tokens): skipped.
         assert "hello world" == tokenizer.decode([hello[0], 199_998, -1, 10**12, 200_005, hello[1]])
         assert "<|endoftext|>" == tokenizer.decode([199_999])
 
+    def test_pickles_by_reference_and_keeps_counting(self) -> None:
+        """The encoding keeps no Python copy of its ranks; a pickled tokenizer is the one
+        builtin tokenizer, counting as before (tiktoken's own pickling would lose the ranks)."""
+        import pickle
+
+        tokenizer = builtin_tokenizer()
+        assert not tokenizer.encoding._mergeable_ranks
+        copy = pickle.loads(pickle.dumps(tokenizer))
+        assert copy is tokenizer
+        assert KNOWN_IDS["hello world"] == copy.encode("hello world")
+        assert 199_998 == tokenizer.vocab_size
+
     def test_vocabulary(self) -> None:
         """199,998 ordinary tokens with distinct bytes; every single byte is one of them."""
-        pieces = builtin_tokenizer().pieces
+        pieces = builtin_pieces()
         assert 199_998 == len(pieces) == len(set(pieces))
         assert set(range(256)) == {piece[0] for piece in pieces if len(piece) == 1}
 
@@ -348,7 +360,7 @@ class TestBuildScript:
     def test_ranks_rebuild_the_original_o200k_base_tiktoken(self) -> None:
         """Written back out as base64 lines, the ranks are byte-for-byte o200k_base.tiktoken."""
         script = build_script()
-        original = script.tiktoken_text(builtin_tokenizer().pieces)
+        original = script.tiktoken_text(builtin_pieces())
         assert 3_613_922 == len(original)
         assert script.O200K_BASE_TIKTOKEN_SHA256 == hashlib.sha256(original).hexdigest()
         assert "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d" == (
