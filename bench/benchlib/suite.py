@@ -91,7 +91,8 @@ FULL = Sizes(
     tail=4000,
 )
 QUICK = Sizes(
-    capacity={1: 100, 16: 200, 64: 400, 256: 800},
+    # enough for a few CPU polls inside the load (0.05 s apart) at 2,000 to 5,000 req/s
+    capacity={1: 300, 16: 600, 64: 1000, 256: 2000},
     accuracy={1: 15, 16: 96, 64: 256, 256: 512},
     rate_seconds=1.0,
     memory_requests=20_000,
@@ -317,6 +318,57 @@ def capacity_split(bench: Bench, server: Any, rep: int) -> None:
         f"{run.measured.processes} processes, {run.measured.peak_rss_kib / 1024:.0f} MiB, load {load:.1f}"
     )
     bench.drop(run)
+
+
+# -- workers --------------------------------------------------------------------------------------
+
+#: the concurrency of the workers scenario: where one process on two cores falls behind.
+WORKERS_CONCURRENCY = 256
+
+
+def worker_counts(cpus: float) -> list[int]:
+    """``--workers`` values to compare: 1, 2 and 4 always; 8 and 16 where there are the cores."""
+    return [1, 2, 4] + [n for n in (8, 16) if cpus >= n]
+
+
+def workers(bench: Bench) -> None:
+    """Capacity and TTFT accuracy at concurrency 256 with the load spread over 1, 2, 4 (8, 16)
+    processes. Where there are fewer cores than workers (plus the server), the figures show
+    what oversubscribing costs."""
+    from aiperf._health import available_cpus
+
+    c = WORKERS_CONCURRENCY
+    counts = worker_counts(available_cpus())
+    for n in counts:
+        label = f"c{c}, `--workers {n}`"
+        bench.figure(f"workers{n}_capacity", "workers", f"capacity, instant server, {label}", "req/s", digits=0)
+        bench.figure(f"workers{n}_peak_rss", "workers", f"peak RSS, all aiperf processes, {label}", "MiB", digits=0)
+        bench.figure(f"workers{n}_ttft_p50_err", "workers", f"TTFT p50 error (50 ms / 10 ms server), {label}", "ms", digits=3)
+        bench.figure(f"workers{n}_ttft_p99_err", "workers", f"TTFT p99 error (50 ms / 10 ms server), {label}", "ms", digits=3)
+        bench.figure(f"workers{n}_gap_p99_err", "workers", f"per-chunk gap p99 error, {label}", "ms", digits=3)
+    with mock_server() as instant, mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as timed:
+        for rep in range(bench.repeats):
+            for n in counts:
+                flags = ["--workers", str(n)]
+                count = bench.sizes.capacity[c]
+                load = load1()
+                instant.reset_stats()
+                run = bench.profile(instant.url, count=count, concurrency=c, seed=rep + 1, extra=flags)
+                check_counts(run, count, instant.stats()["requests"]["ok"])
+                bench.figures[f"workers{n}_capacity"].add(run.throughput, load)
+                bench.figures[f"workers{n}_peak_rss"].add(run.measured.peak_rss_kib / 1024, load)
+                bench.drop(run)
+                errors, _stats, load = measure_accuracy(
+                    bench, timed, c, bench.sizes.accuracy[c], seed=rep + 1, extra=flags
+                )
+                bench.figures[f"workers{n}_ttft_p50_err"].add(errors.ttft_p50, load)
+                bench.figures[f"workers{n}_ttft_p99_err"].add(errors.ttft_p99, load)
+                bench.figures[f"workers{n}_gap_p99_err"].add(errors.chunk_gap_p99, load)
+                bench.say(
+                    f"  workers {n} c{c} run {rep + 1}/{bench.repeats}: {run.throughput:.0f} req/s, "
+                    f"{run.measured.peak_rss_kib / 1024:.0f} MiB; TTFT err p50 {errors.ttft_p50:+.3f} "
+                    f"p99 {errors.ttft_p99:+.3f} ms, gap p99 {errors.chunk_gap_p99:+.3f} ms, load {load:.1f}"
+                )
 
 
 @attrs.frozen(kw_only=True)
@@ -1329,6 +1381,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "postproc": postproc,
     "capacity": capacity,
     "accuracy": accuracy,
+    "workers": workers,
     "rate": rate,
     "sinks": sinks,
     "wire": wire,

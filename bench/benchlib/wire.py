@@ -49,6 +49,8 @@ class Exchange:
     connection: tuple[str, int]
     #: the request's place on its connection (0 for the first).
     sequence: int
+    #: ``POST /v1/chat/completions HTTP/1.1`` (other requests share the port: /metrics, /stats).
+    request_line: str
     request_first_ns: int
     request_last_ns: int
     request_packets: int
@@ -111,6 +113,7 @@ class _Request:
     last_ns: int = 0
     packets: int = 0
     head: bytearray = attrs.field(factory=bytearray)
+    line: str = ""
     #: head plus body length, once the head has been read.
     needed: int | None = None
     received: int = 0
@@ -128,6 +131,7 @@ class _Request:
             if end < 0:
                 return b""
             self.needed = end + 4 + _content_length(bytes(self.head[:end]))
+            self.line = bytes(self.head.split(b"\r\n", 1)[0]).decode("latin-1")
             del self.head[end:]
         else:
             self.received += len(data)
@@ -301,6 +305,7 @@ class _Connection:
                 Exchange(
                     connection=self.client,
                     sequence=sequence,
+                    request_line=request.line,
                     request_first_ns=request.first_ns,
                     request_last_ns=request.last_ns,
                     request_packets=request.packets,
@@ -323,7 +328,11 @@ def _content_length(head: bytes) -> int:
 
 
 def exchanges(packets: Iterable[TcpPacket], server_port: int) -> list[Exchange]:
-    """Every HTTP/1.1 exchange with the server on ``server_port``, ordered by first request packet."""
+    """Every POST exchange with the server on ``server_port``, ordered by first request packet.
+
+    Other requests on the port are left out: the server-metrics plugin scrapes ``GET
+    /metrics`` of the same server on connections of its own during the run, and the bench
+    reads ``/stats``; neither is part of the load being graded."""
     connections: dict[tuple[str, int], _Connection] = {}
     for packet in packets:
         if packet.dport == server_port:
@@ -334,7 +343,12 @@ def exchanges(packets: Iterable[TcpPacket], server_port: int) -> list[Exchange]:
             key = (packet.dst, packet.dport)
             connection = connections.setdefault(key, _Connection(client=key))
             connection.from_server(packet)
-    found = [x for connection in connections.values() for x in connection.exchanges()]
+    found = [
+        x
+        for connection in connections.values()
+        for x in connection.exchanges()
+        if x.request_line.startswith("POST ")
+    ]
     return sorted(found, key=lambda x: x.request_first_ns)
 
 

@@ -30,8 +30,8 @@ class TestScenarioChoice:
         monkeypatch.setattr(run, "_importable", lambda module: True)
         args = run.parse_args([])
         assert [
-            "startup", "postproc", "capacity", "accuracy", "rate", "sinks", "wire", "health", "tail", "streams",
-            "memory",
+            "startup", "postproc", "capacity", "accuracy", "workers", "rate", "sinks", "wire", "health", "tail",
+            "streams", "memory",
         ] == run.chosen_scenarios(args)  # fmt: skip
         assert BENCH / "results.json" == run.default_output(args)
 
@@ -141,3 +141,13 @@ class TestHealthCalibration:
         assert 2 + 2 == len(lines)
         assert "| 16 | 1 |" in lines[2] and "| yes |" in lines[2]
         assert "| **no** |" in lines[3]
+
+
+class TestWorkerCounts:
+    def test_eight_and_sixteen_only_where_the_cores_are(self) -> None:
+        from benchlib.suite import worker_counts
+
+        assert [1, 2, 4] == worker_counts(2)
+        assert [1, 2, 4] == worker_counts(7.5)  # a fractional cgroup quota
+        assert [1, 2, 4, 8] == worker_counts(8)
+        assert [1, 2, 4, 8, 16] == worker_counts(64)

@@ -235,11 +235,23 @@ def test_turnaround_over_the_stall_bound_is_counted() -> None:
     assert grade.turnaround_max == pytest.approx(12.0)
 
 
+def test_other_requests_on_the_port_are_left_out() -> None:
+    """A metrics scrape (GET /metrics) on a connection of its own is not an exchange of the load."""
+    load = Conn(40001).syn(0)
+    load.exchange(1 * MS, ["a", "b"], split=False)
+    scrape = Conn(40002).syn(0)
+    scrape.send(5 * MS, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+    scrape.recv(6 * MS, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok\n\n")
+    found = wire.exchanges(load.packets + scrape.packets, SERVER[1])
+    assert [x.request_line for x in found] == ["POST /v1/chat/completions HTTP/1.1"]
+    assert found[0].complete and len(found[0].content_ns) == 2
+
+
 def test_steady_rate_leaves_out_the_first_round() -> None:
     # Concurrency 2: two requests at 0, then one every 100 ms: 10 req/s once steady.
     def x(start: int) -> wire.Exchange:
         return wire.Exchange(
-            connection=("c", 1), sequence=0, request_first_ns=start, request_last_ns=start,
+            connection=("c", 1), sequence=0, request_line="POST / HTTP/1.1", request_first_ns=start, request_last_ns=start,
             request_packets=1, response_first_ns=None, response_last_ns=None, content_ns=(),
             status=200, complete=True,
         )  # fmt: skip
