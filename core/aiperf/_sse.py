@@ -61,6 +61,20 @@ class SSEParser:
                 if not chunk:
                     return []
         buffer = self._buffer
+        if (
+            not buffer
+            and not self._data
+            and self._event is None
+            and self._started
+            and chunk.startswith(b"data:")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            # One whole event, alone, with nothing pending: what a token stream sends in each
+            # read. The general path below gives the same event.
+            value = chunk[6:-2] if chunk[5:6] == b" " else chunk[5:-2]
+            return [SSEEvent(value.decode("utf-8", errors="replace"), None, self._id)]
         buffer += chunk
         if not self._started:
             # The stream's first bytes may be a BOM, split over reads like anything else.

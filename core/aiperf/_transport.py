@@ -426,6 +426,10 @@ class BodyReader:
     def _take(self) -> bytes | None:
         """The next piece from the buffer, ``b""`` at the end, None if more bytes are needed."""
         buffer = self._conn.buffer
+        if self._state == _CHUNK_SIZE:
+            piece = self._whole_chunk(buffer)
+            if piece is not None:
+                return piece
         while True:
             state = self._state
             if state == _CHUNK_DATA or state == _LENGTH:
@@ -474,6 +478,28 @@ class BodyReader:
                 return self._count(piece)
             else:
                 return b""
+
+    def _whole_chunk(self, buffer: bytearray) -> bytes | None:
+        """A whole chunk at the front of the buffer (size line of bare hex digits, data,
+        CRLF) taken in one step, as a stream's token chunks arrive; None leaves anything
+        else (a partial chunk, an extension, the last chunk, bad framing) to the state
+        machine, which gives the same pieces and the same errors."""
+        end = buffer.find(b"\r\n", 0, 18)
+        if end <= 0:
+            return None
+        size_text = bytes(buffer[:end])
+        if size_text.strip(_HEX) or len(size_text) > 16:
+            return None
+        size = int(size_text, 16)
+        start = end + 2
+        total = start + size + 2
+        if not size or len(buffer) < total or buffer[total - 2 : total] != b"\r\n":
+            return None
+        if self.size + size > self._limit:
+            raise ResponseTooLarge(f"response over the {self._limit}-byte limit")
+        piece = bytes(buffer[start : start + size])
+        del buffer[:total]
+        return self._count(piece)
 
     @staticmethod
     def _line(buffer: bytearray) -> bytes | None:

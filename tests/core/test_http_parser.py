@@ -95,8 +95,9 @@ class TestChunked:
 
     @pytest.mark.parametrize(
         "raw",
-        [b"zz\r\nab\r\n0\r\n\r\n", b"-1\r\n", b"+1\r\na\r\n0\r\n\r\n", b"1_0\r\n", b"2\r\nabc\r\n0\r\n\r\n"],
-        ids=["not-hex", "negative", "plus", "underscore", "too-long"],
+        [b"zz\r\nab\r\n0\r\n\r\n", b"-1\r\n", b"+1\r\na\r\n0\r\n\r\n", b"1_0\r\n", b"2\r\nabc\r\n0\r\n\r\n",
+         b"00000000000000001\r\na\r\n0\r\n\r\n", b"1\r\nab\r\n0\r\n\r\n"],
+        ids=["not-hex", "negative", "plus", "underscore", "too-long", "size-line-of-17-digits", "data-past-its-size"],
     )
     async def test_bad_chunk_framing_is_a_protocol_error(self, raw: bytes) -> None:
         with pytest.raises(RemoteProtocolError):

@@ -92,3 +92,37 @@ class TestSSEStreamStart:
     def test_sse_partial_bom_prefix_that_is_not_a_bom(self) -> None:
         assert ["\ufffd"] == [e.data for e in feed_all([b"data: \xef", b"\n\n"])]
         assert [] == feed_all([b"\xef", b"\xbb"])  # a stream that is only a BOM's prefix
+
+
+class TestOneEventPerRead:
+    """A read holding exactly one event (how tokens arrive) gives what the general path gives,
+    whatever came before it: a pending field, an id to carry, a partial line."""
+
+    EVENTS = [
+        b"data: first\n\n",
+        b"id: 7\n\n",
+        b"data: carries the id\n\n",
+        b"event: custom\n",
+        b"data: named\n\n",
+        b"data:no space\n\n",
+        b"data:\n\n",
+        b"data: \xff\xfe bad utf-8\n\n",
+        b"data: half",
+        b" done\n\n",
+        b"data: multi\ndata: line\n\n",
+        b": comment\n\n",
+        b"data: last\n\n",
+    ]
+
+    def test_same_events_read_by_read_and_all_at_once(self) -> None:
+        by_read = feed_all(list(self.EVENTS))
+        at_once = feed_all([b"".join(self.EVENTS)])
+        assert at_once == by_read
+        assert [
+            SSEEvent("first"), SSEEvent("carries the id", None, "7"), SSEEvent("named", "custom", "7"),
+            SSEEvent("no space", None, "7"), SSEEvent("", None, "7"), SSEEvent("\ufffd\ufffd bad utf-8", None, "7"),
+            SSEEvent("half done", None, "7"), SSEEvent("multi\nline", None, "7"), SSEEvent("last", None, "7"),
+        ] == by_read  # fmt: skip
+
+    def test_first_read_with_a_bom(self) -> None:
+        assert [SSEEvent("x"), SSEEvent("y")] == feed_all([b"\xef\xbb\xbfdata: x\n\n", b"data: y\n\n"])
