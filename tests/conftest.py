@@ -13,6 +13,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the children the tests start, however pytest itself was started.
+
+    A shell starts a background command (``cmd &`` in a script, without job control) with
+    SIGINT ignored, and every process it starts inherits that: the CLI under test would
+    then never see the Ctrl-C that the signal tests send it. A Python handler here is reset
+    to the default in each child at exec, so the child gets Python's usual KeyboardInterrupt.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_aiperf(
     args: Sequence[str],
     *,
