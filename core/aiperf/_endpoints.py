@@ -121,8 +121,6 @@ def embeddings_payload(prompt: Prompt, config: ProfileConfig) -> dict[str, Any]:
 
 
 def parse_chat_chunk(data: Any) -> ResponseData:
-    # This runs for every token of every stream: helpers inlined, usage looked for only
-    # where the key is present, and the result built with response_data.
     choice = _first_choice(data)
     text = reasoning = ""
     reason = None
@@ -135,14 +133,7 @@ def parse_chat_chunk(data: Any) -> ResponseData:
         if not isinstance(text, str) or not isinstance(reasoning, str):
             raise ParseError("'content' is not a string")
         reason = choice.get("finish_reason")
-    model = data.get("model")
-    return response_data(
-        text,
-        reasoning,
-        _usage(data) if "usage" in data else None,
-        model if isinstance(model, str) else None,
-        str(reason) if reason else None,
-    )
+    return _chunk(data, text, reasoning, reason)
 
 
 def parse_completion_chunk(data: Any) -> ResponseData:
@@ -154,12 +145,18 @@ def parse_completion_chunk(data: Any) -> ResponseData:
         if not isinstance(text, str):
             raise ParseError("'text' is not a string")
         reason = choice.get("finish_reason")
-    model = data.get("model")
+    return _chunk(data, text, "", reason)
+
+
+def _chunk(data: dict[str, Any], text: str, reasoning: str, reason: Any) -> ResponseData:
+    """What a chat or completion chunk gives, the rest of it read from ``data``. This runs
+    for every token of every stream: usage is looked for only where the key is present,
+    and the result is built with response_data."""
     return response_data(
         text,
-        "",
+        reasoning,
         _usage(data) if "usage" in data else None,
-        model if isinstance(model, str) else None,
+        _model(data),
         str(reason) if reason else None,
     )
 

@@ -20,6 +20,11 @@ _EOL = re.compile(rb"\r\n?|\n")
 _BOM = b"\xef\xbb\xbf"
 
 
+def _data_value(line: bytes | bytearray) -> str:
+    """The value of a ``data:`` line: what follows the colon, one leading space dropped."""
+    return (line[6:] if line[5:6] == b" " else line[5:]).decode("utf-8", errors="replace")
+
+
 @attrs.define(slots=True)
 class SSEEvent:
     # Not frozen: a frozen attrs class sets each field through object.__setattr__, which
@@ -73,8 +78,7 @@ class SSEParser:
         ):
             # One whole event, alone, with nothing pending: what a token stream sends in each
             # read. The general path below gives the same event.
-            value = chunk[6:-2] if chunk[5:6] == b" " else chunk[5:-2]
-            return [SSEEvent(value.decode("utf-8", errors="replace"), None, self._id)]
+            return [SSEEvent(_data_value(chunk[:-2]), None, self._id)]
         buffer += chunk
         if not self._started:
             # The stream's first bytes may be a BOM, split over reads like anything else.
@@ -94,19 +98,8 @@ class SSEParser:
             lines = buffer.split(b"\n")
             buffer[:] = lines.pop()
             self._scanned = len(buffer)
-            # _line's two commonest cases inline (this runs for every token of every stream):
-            # a "data:" line, and the blank line that ends an event.
-            data = self._data
             for raw in lines:
-                if raw.startswith(b"data:"):
-                    data.append((raw[6:] if raw[5:6] == b" " else raw[5:]).decode("utf-8", errors="replace"))
-                elif raw or not data:
-                    self._line(raw, events)
-                    data = self._data
-                else:
-                    events.append(SSEEvent("\n".join(data) if len(data) > 1 else data[0], self._event, self._id))
-                    data = self._data = []
-                    self._event = None
+                self._line(raw, events)
             return events
         start = 0
         search = self._scanned
@@ -138,8 +131,7 @@ class SSEParser:
     def _line(self, raw: bytes | bytearray, events: list[SSEEvent]) -> None:
         if raw[:5] == b"data:":
             # nearly every line of an LLM stream: skip the general field parsing
-            value = raw[6:] if raw[5:6] == b" " else raw[5:]
-            self._data.append(value.decode("utf-8", errors="replace"))
+            self._data.append(_data_value(raw))
             return
         if not raw:
             if self._data:

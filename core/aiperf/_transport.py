@@ -446,10 +446,9 @@ class BodyReader:
                 line = self._line(buffer)
                 if line is None:
                     return None
-                size_text = line.split(b";", 1)[0].strip()
-                if not size_text or size_text.strip(_HEX) or len(size_text) > 16:
+                size = _chunk_size(line.split(b";", 1)[0].strip())
+                if size is None:
                     raise RemoteProtocolError(f"bad chunk size line: {line[:40]!r}")
-                size = int(size_text, 16)
                 if size == 0:
                     self._state = _TRAILER
                 else:
@@ -485,21 +484,16 @@ class BodyReader:
         else (a partial chunk, an extension, the last chunk, bad framing) to the state
         machine, which gives the same pieces and the same errors."""
         end = buffer.find(b"\r\n", 0, 18)
-        if end <= 0:
+        size = _chunk_size(bytes(buffer[:end])) if end >= 0 else None
+        if not size:
             return None
-        size_text = bytes(buffer[:end])
-        if size_text.strip(_HEX) or len(size_text) > 16:
-            return None
-        size = int(size_text, 16)
         start = end + 2
         total = start + size + 2
-        if not size or len(buffer) < total or buffer[total - 2 : total] != b"\r\n":
+        if len(buffer) < total or buffer[total - 2 : total] != b"\r\n":
             return None
-        if self.size + size > self._limit:
-            raise ResponseTooLarge(f"response over the {self._limit}-byte limit")
         piece = bytes(buffer[start : start + size])
         del buffer[:total]
-        return self._count(piece)
+        return self._count(piece)  # over the response limit: the same error as the state machine's
 
     @staticmethod
     def _line(buffer: bytearray) -> bytes | None:
@@ -517,6 +511,13 @@ class BodyReader:
         if self.size > self._limit:
             raise ResponseTooLarge(f"response over the {self._limit}-byte limit")
         return piece
+
+
+def _chunk_size(text: bytes) -> int | None:
+    """A chunk size line's number (its extension cut off): 1 to 16 hex digits, else None."""
+    if not text or text.strip(_HEX) or len(text) > 16:
+        return None
+    return int(text, 16)
 
 
 # -- connections ----------------------------------------------------------------------------------

@@ -127,11 +127,10 @@ class ResponseData:
     values: dict[str, float] | None = None
 
 
-def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
-    return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-_RD_SET = _slot_setters(ResponseData, ("text", "reasoning", "usage", "model", "finish_reason", "values"))
+#: each field's slot setter, in field order (response_data fills them in that order).
+_RD_SET: tuple[Callable[[Any, Any], None], ...] = tuple(
+    ResponseData.__dict__[field.name].__set__ for field in attrs.fields(ResponseData)
+)
 _new = object.__new__
 
 
