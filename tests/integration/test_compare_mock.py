@@ -67,12 +67,17 @@ def _report(*args: str | Path, code: int, tmp_path: Path) -> dict:
 
 
 def test_runs_of_the_same_server_show_no_difference(runs_50: list[Path], tmp_path: Path) -> None:
-    """Three runs of one server, the second and third each against the first: no more rows
-    say faster or slower than the intervals' error rate allows.
+    """Three runs of one server, the second and third each against the first: every
+    difference is a small fraction of what the 50 vs 55 ms test finds, and most rows say
+    "no difference".
 
-    Real runs made one after the other on a shared machine also drift a little (the
-    synthetic 40-trial test in test_compare_bootstrap holds the bootstrap itself to its
-    error rate); so here at most one row in twenty of both tables together may differ."""
+    The intervals come from each run's own requests, so they cannot see what moves between
+    runs made one after the other on a shared machine: a busier client reads the first token
+    a few hundredths of a millisecond later for a whole run (TTFT a little slower, the second
+    token as much sooner). Against a 50 ms server whose latencies vary by microseconds, such
+    a drift can be told apart from zero, and the verdict rightly names it. What must never
+    happen is a difference of a size that would matter: the synthetic 40-trial test in
+    test_compare_bootstrap holds the bootstrap itself to its error rate."""
     report = _report(*runs_50, "--fail-if", "time_to_first_token.p50>+5%", code=0, tmp_path=tmp_path)
     assert len(report["comparisons"]) == 2
     rows = 0
@@ -83,8 +88,16 @@ def test_runs_of_the_same_server_show_no_difference(runs_50: list[Path], tmp_pat
         assert ("time_to_first_token", "p50") in verdicts
         rows += len(verdicts)
         differ.update({key: v for key, v in verdicts.items() if v != "no difference"})
+        for row in comparison["rows"]:
+            # Latencies within a millisecond, a fifth of what the 55 ms server is away (a p90
+            # on a busy two-core machine has moved by half of that); every other metric
+            # (tokens, tokens/s) within 2 %.
+            if row["unit"] == "ms":
+                assert abs(row["difference"]) < 1.0, row
+            else:
+                assert row["difference_pct"] is not None and abs(row["difference_pct"]) < 2.0, row
     assert rows >= 40
-    assert len(differ) <= rows // 20, differ
+    assert len(differ) <= rows // 4, differ
 
 
 @pytest.mark.parametrize("pair", range(len(SEEDS)))
