@@ -13,7 +13,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 CANCELLED = ErrorInfo(type="cancelled", message="cancelled by aiperf")
+#: the longest the measured phase's first request waits for samplers' readings taken before
+#: it (``Sampler.before_profile``); a sampler not ready by then reads as the phase starts.
+SAMPLER_READY_BUDGET_S = 2.0
 
 async def _wait_idle() -> None:
     """Return when every other task is blocked and no socket is ready (the loop is idle)."""
@@ -230,6 +233,8 @@ class Engine:
     #: requests sent twice because the first try never reached the server (keep-alive race).
     retries: int = 0
     _load_scope: trio.CancelScope | None = None
+    #: the wait for samplers before the first request; a Ctrl-C there ends it.
+    _ready_scope: trio.CancelScope | None = None
     _phase_started: float = 0.0
     _progress_started: float | None = None
     #: finished requests whose bookkeeping waits for an idle loop, oldest first.
@@ -523,7 +528,12 @@ class Engine:
 
     async def _run_phases(self) -> None:
         if self.remote is not None:
-            await self.remote.run(self)
+            # The warm-up runs in the worker processes: with one, the measured phase starts
+            # there, and samplers take their readings as it does.
+            if not self.config.warmup_request_count:
+                await self._samplers_ready()
+            if not self.stopping:  # Ctrl-C while samplers got ready
+                await self.remote.run(self)
             return
         config = self.config
         # Each worker process draws its own arrivals: same seed, different stream.
@@ -535,6 +545,7 @@ class Engine:
             self._load_scope = scope
             if config.warmup_request_count:
                 await self._run_phase(Phase.WARMUP, config.warmup_request_count, None, rng)
+            await self._samplers_ready()
             self.run.profile_start_ns = time.perf_counter_ns()
             monitor = self.monitor
             if monitor is not None:
@@ -583,6 +594,32 @@ class Engine:
         self.bus.publish(PhaseChanged(phase=phase, perf_ns=perf_ns))
         self._phase_events[phase].set()
 
+    async def _samplers_ready(self) -> None:
+        """Right before the measured phase (after the warm-up, nothing in flight), wait for
+        samplers that take a reading then (a server's counters, so that the phase counts
+        exactly the requests it sent): ``Sampler.before_profile``."""
+        waits = [
+            (sampler.name, wait)
+            for sampler in self.samplers
+            if (wait := getattr(sampler, "before_profile", None)) is not None
+        ]
+        if not waits:
+            return
+
+        async def ready(name: str, wait: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await wait()
+            except Exception as exc:  # noqa: BLE001 - a sampler must never stop the benchmark
+                log.warning("sampler_failed", sampler=name, error=f"{type(exc).__name__}: {exc}")
+
+        with trio.move_on_after(SAMPLER_READY_BUDGET_S) as scope:
+            self._ready_scope = scope
+            async with trio.open_nursery() as nursery:
+                for name, wait in waits:
+                    nursery.start_soon(ready, name, wait)
+        if scope.cancelled_caught:
+            log.info("samplers_not_ready", waited_s=SAMPLER_READY_BUDGET_S)
+
     async def _run_sampler(self, sampler: Sampler) -> None:
         try:
             await sampler.run(_SamplerContext(self.run, self.bus, self._phase_events))
@@ -623,6 +660,8 @@ class Engine:
                 f"\naiperf: {name}: stopping, writing results of the completed requests "
                 "(press Ctrl-C again to quit at once)\n"
             )
+        if self._ready_scope is not None:
+            self._ready_scope.cancel()
         if self.remote is not None:
             self.remote.stop(signum)
         elif self._load_scope is not None:

@@ -602,6 +602,12 @@ class Sampler(Protocol):
 
     def report(self) -> str | None: ...
 
+    # Optional: ``async def before_profile(self) -> None``: called right before the measured
+    # phase (after the warm-up), while ``run`` is going; returns once the sampler has taken
+    # the readings it wants from before the phase (a server's counters). The phase's first
+    # request waits for every sampler's, at most 2 s. (With worker processes and a warm-up,
+    # the phase starts in the workers: it is not called, and ``phase_started`` is the cue.)
+
 
 class RunWriter(Protocol):
     """Writes a file of the run while it goes: ``inputs.json`` and the first ``metadata.json``
