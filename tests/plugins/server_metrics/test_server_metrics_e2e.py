@@ -135,6 +135,46 @@ def test_warmup_is_left_out_of_the_counters(tmp_path: Path) -> None:
     assert any(x["phase"] == "warmup" for x in lines), "scraped during the warm-up as well"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--warmup-request-count", "6"), ("--workers", "2")],
+    ids=["plain", "warmup", "workers"],
+)
+def test_a_short_run_against_a_fast_server_counts_every_request(
+    tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    """20 requests against a server that answers in about a millisecond: the run is over
+    in tens of milliseconds, so a baseline scrape taken once the measured phase has started
+    comes after half of them finished (5 of 10 counted, before the core waited for it). The
+    baseline is now taken right before the phase's first request, the final one after its
+    last: the server counts exactly 20, and its rate, over the phase's duration, is the
+    client's request throughput (up to the phase's first connects), not 20 over a window
+    that holds the worker processes' start-up."""
+    requests = 20
+    run_dir = tmp_path / "run"
+    with MockServer(output_tokens=4) as server:
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "aiperf", "profile", "--url", server.url,
+                "-m", "mock-model", "--streaming", "--concurrency", "2",
+                "--request-count", str(requests), "--synthetic-input-tokens-mean", "16",
+                "--output-tokens-mean", "4", "--artifact-dir", str(run_dir), "--no-progress",
+                "--no-gpu-telemetry", *extra,
+            ],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert 0 == done.returncode, done.stdout + done.stderr
+    export = json.loads((run_dir / "server_metrics_export.json").read_text())
+    finished = common(export, "requests_finished_total")["statistics"]
+    assert requests == finished["total"]
+    client = json.loads((run_dir / "profile_export_aiperf.json").read_text())
+    throughput = client["metrics"]["request_throughput"]["avg"]
+    assert 0.4 * throughput < finished["rate"] <= 1.01 * throughput, (finished, throughput)
+    (endpoint,) = export["endpoints"]
+    assert endpoint["baseline_ns"] <= export["window"]["start_ns"]
+    assert endpoint["final_ns"] >= export["window"]["end_ns"]
+
+
 def test_server_without_metrics_costs_one_info_line(tmp_path: Path) -> None:
     """A --url whose /metrics is 404: one line, no files, the run unchanged."""
     with MetricsServer({}) as server, MockServer(ttft_ms=5, output_tokens=4) as mock:

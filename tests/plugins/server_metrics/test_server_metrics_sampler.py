@@ -251,3 +251,59 @@ async def test_sampler_measures_counters_from_the_phase_start_scrape(tmp_path: P
         endpoint["baseline_ns"],
         endpoint["final_ns"],
     )
+
+
+async def test_sampler_takes_the_baseline_before_the_phase_when_asked(tmp_path: Path) -> None:
+    """``before_profile`` (the core calls it after the warm-up, before the measured phase's
+    first request) scrapes at once and returns when the answer is in: that scrape is the
+    baseline, so the phase start needs no scrape of its own, and the rate is over the phase's
+    duration (the scrapes bracket it), not over the span of the scrapes."""
+    run = make_run(tmp_path, started=False)
+    ctx = RecordingContext(run=run)
+    values = [100, 250, 400]
+    server = Counting(lambda n: httpx.Response(200, content=tokens_body(values[n])))
+    sampler = sampler_for(tmp_path, server, interval_s=30.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sampler.run, ctx)
+        await trio.sleep(0.2)
+        assert 1 == server.scrapes
+        with trio.fail_after(5):
+            await sampler.before_profile()
+        assert 2 == server.scrapes, "the baseline is in when before_profile returns"
+        await trio.sleep(0.3)  # the gap before the phase is not in the rate
+        run.phase = Phase.PROFILE
+        run.profile_start_ns = time.perf_counter_ns()
+        ctx.profile.set()
+        await trio.sleep(0.2)
+        assert 2 == server.scrapes, "no second baseline as the phase starts"
+        run.profile_end_ns = time.perf_counter_ns()
+        nursery.cancel_scope.cancel()
+    assert 3 == server.scrapes
+    result = RunResult(
+        status=RunStatus.FINISHED, was_cancelled=False, metrics={}, run_metrics={}, errors=(),
+        start_wall_ns=None, end_wall_ns=None,
+    )  # fmt: skip
+    sampler.sections(run, result)
+    assert sampler.summary is not None
+    lines = [json.loads(x) for x in (tmp_path / "server_metrics_export.jsonl").open()]
+    assert [None, "profile_start", "profile_end"] == [x["mark"] for x in lines]
+    (tokens,) = [s for s in sampler.summary["series"] if s["common"] == "generation_tokens_total"]
+    stats = tokens["statistics"]
+    assert 150.0 == stats["total"]
+    phase_s = sampler.summary["window"]["duration_s"]
+    assert stats["rate"] == pytest.approx(150.0 / phase_s)
+    assert stats["covered_s"] > phase_s + 0.25, "the scrapes span the gap before the phase"
+
+
+async def test_before_profile_returns_for_an_endpoint_without_metrics(tmp_path: Path) -> None:
+    """A 404 ends an endpoint's scraping: before_profile must not wait on it."""
+    run = make_run(tmp_path, started=False)
+    ctx = RecordingContext(run=run)
+    server = Counting(lambda n: httpx.Response(404))
+    sampler = sampler_for(tmp_path, server, interval_s=0.05)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sampler.run, ctx)
+        with trio.fail_after(5):
+            await sampler.before_profile()
+        nursery.cancel_scope.cancel()
+    assert 1 == server.scrapes

@@ -77,8 +77,10 @@ class EndpointState:
     failures: int = 0
     last_error: str | None = None
     bad_lines: int = 0
-    #: the measured phase started: the next scrape is its baseline.
+    #: the measured phase starts or started: the next scrape is its baseline.
     baseline_due: bool = False
+    #: set when the baseline asked for last is over (answered or not).
+    baseline_taken: trio.Event = attrs.field(factory=trio.Event)
     #: set to cut the pause between scrapes short (the measured phase started).
     wake: trio.Event = attrs.field(factory=trio.Event)
     _warned: bool = False
@@ -172,6 +174,19 @@ class ServerMetricsSampler:
         ]
         self._writer = JsonlWriter(self.jsonl_path)
 
+    async def before_profile(self) -> None:
+        """The measured phase is about to start (after the warm-up, if any): scrape every
+        endpoint now. The core holds the first measured request until this returns (at most
+        2 s), so every counter's baseline comes before the phase's first request and after
+        the last warm-up one, and even a short run's counts are whole."""
+        states = [state for state in self.states if state.unavailable is None]
+        for state in states:
+            state.baseline_taken = trio.Event()
+            state.baseline_due = True
+            state.wake.set()
+        for state in states:
+            await state.baseline_taken.wait()
+
     async def run(self, ctx: SamplerContext) -> None:
         # The file is written by its own task so that a slow disk never delays a scrape.
         send, receive = trio.open_memory_channel[str](math.inf)
@@ -204,15 +219,17 @@ class ServerMetricsSampler:
     async def _mark_profile_start(
         self, ctx: SamplerContext, task_status: trio.TaskStatus[trio.CancelScope]
     ) -> None:
-        """At the start of the measured phase every endpoint is scraped at once, whatever its
-        schedule: that scrape is the baseline its counters are measured from. The core only
-        sets an event; the scrape runs here, never on the request path."""
+        """At the start of the measured phase every endpoint without a baseline (taken in
+        :meth:`before_profile`) is scraped at once, whatever its schedule: that scrape is the
+        baseline its counters are measured from. The core only sets an event; the scrape runs
+        here, never on the request path."""
         with trio.CancelScope() as scope:
             task_status.started(scope)
             await ctx.phase_started(Phase.PROFILE)
             for state in self.states:
-                state.baseline_due = True
-                state.wake.set()
+                if state.store.baseline_ns is None:
+                    state.baseline_due = True
+                    state.wake.set()
 
     async def _scrape_endpoint(self, ctx: SamplerContext, state: EndpointState) -> None:
         try:
@@ -224,6 +241,8 @@ class ServerMetricsSampler:
                 baseline, state.baseline_due = state.baseline_due, False
                 state.wake = trio.Event()
                 parse_s = await self.scrape_once(ctx, state, PROFILE_START if baseline else None)
+                if baseline:
+                    state.baseline_taken.set()
                 # A read that took longer than the interval: skip the missed ticks instead of
                 # bursting to catch up. A slow parse stretches the pause, so a huge answer
                 # costs the load generator at most PARSE_SHARE of the interpreter.
@@ -233,6 +252,7 @@ class ServerMetricsSampler:
                 with trio.move_on_at(next_at):
                     await state.wake.wait()
         finally:
+            state.baseline_taken.set()  # no more scrapes: before_profile waits no longer
             # The core stops samplers right after the measured phase ends: one more scrape
             # brackets the phase's end, so counters are measured up to it, not cut short.
             if state.answered and state.unavailable is None:
@@ -258,7 +278,7 @@ class ServerMetricsSampler:
             return 0.0
         run = ctx.run
         phase = phase_at(run, perf_ns)
-        if mark == PROFILE_START and phase is not Phase.PROFILE:
+        if mark == PROFILE_START and phase is None:
             mark = None  # the phase was over before the answer came: no baseline
         wall_ns = run.to_wall_ns(perf_ns)
         started = time.perf_counter()

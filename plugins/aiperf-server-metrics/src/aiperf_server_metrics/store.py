@@ -144,6 +144,18 @@ class EndpointStore:
             end_ns if self.final_ns is None else self.final_ns,
         )
 
+    def brackets(self, start_ns: float, end_ns: float) -> bool:
+        """The baseline scrape came before the phase ``start_ns..end_ns`` and the final one
+        after it (the core takes them with nothing in flight): every increase between them
+        is the phase's own."""
+        return (
+            end_ns > start_ns
+            and self.baseline_ns is not None
+            and self.final_ns is not None
+            and self.baseline_ns <= start_ns
+            and self.final_ns >= end_ns
+        )
+
     def ingest(
         self, parsed: Parsed, wall_ns: int, phase: str | None, mark: str | None = None
     ) -> tuple[list[LiveValue], str]:

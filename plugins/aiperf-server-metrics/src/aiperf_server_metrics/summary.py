@@ -32,9 +32,12 @@ def scalar_summary(
     end_ns: float,
     counted: tuple[float, float] | None = None,
     baseline_ns: int | None = None,
+    phase_s: float | None = None,
 ) -> dict[str, Any]:
     """Gauge statistics over ``start_ns..end_ns``; a counter's increase over ``counted``
-    (the same window when not given)."""
+    (the same window when not given). ``phase_s``: the scrapes of ``counted`` bracket the
+    measured phase with nothing in flight outside it, so the whole increase happened in the
+    phase's ``phase_s`` seconds: the rate is over those, not over the scrapes' span."""
     t, v = series.times(), series.values()
     if series.kind == "counter":
         lo, hi = counted or (start_ns, end_ns)
@@ -44,7 +47,7 @@ def scalar_summary(
             return {"total": None, "rate": None}
         return {
             "total": increase.increase,
-            "rate": increase.rate,
+            "rate": increase.increase / phase_s if phase_s else increase.rate,
             "covered_s": increase.covered_s,
             "resets": increase.resets,
         }
@@ -82,10 +85,11 @@ def series_entries(
     for store in stores:
         counted = store.counted_window(start_ns, end_ns)
         baseline = store.baseline_ns
+        phase_s = (end_ns - start_ns) / 1e9 if store.brackets(start_ns, end_ns) else None
         for scalar in store.scalars.values():
             entries.append({
                 **_identity(store.source, scalar.name, scalar.kind, scalar),
-                "statistics": scalar_summary(scalar, start_ns, end_ns, counted, baseline),
+                "statistics": scalar_summary(scalar, start_ns, end_ns, counted, baseline, phase_s),
             })  # fmt: skip
         for histogram in store.histograms.values():
             entries.append({
