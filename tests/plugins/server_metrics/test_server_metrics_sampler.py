@@ -307,3 +307,28 @@ async def test_before_profile_returns_for_an_endpoint_without_metrics(tmp_path: 
             await sampler.before_profile()
         nursery.cancel_scope.cancel()
     assert 1 == server.scrapes
+
+
+async def test_without_a_warmup_the_first_scrape_is_the_baseline(tmp_path: Path) -> None:
+    """No warm-up: nothing is sent before before_profile returns, so the scrape taken as the
+    sampler starts is the baseline, and the phase's first request waits for that one only."""
+    run = make_run(tmp_path, started=False)
+    ctx = RecordingContext(run=run)
+    values = [100, 400]
+    server = Counting(lambda n: httpx.Response(200, content=tokens_body(values[n])))
+    sampler = attrs.evolve(sampler_for(tmp_path, server, interval_s=30.0), first_is_baseline=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sampler.run, ctx)
+        with trio.fail_after(5):
+            await sampler.before_profile()
+        assert 1 == server.scrapes
+        run.phase = Phase.PROFILE
+        run.profile_start_ns = time.perf_counter_ns()
+        ctx.profile.set()
+        await trio.sleep(0.2)
+        assert 1 == server.scrapes, "no second baseline as the phase starts"
+        run.profile_end_ns = time.perf_counter_ns()
+        nursery.cancel_scope.cancel()
+    assert 2 == server.scrapes
+    lines = [json.loads(x) for x in (tmp_path / "server_metrics_export.jsonl").open()]
+    assert ["profile_start", "profile_end"] == [x["mark"] for x in lines]

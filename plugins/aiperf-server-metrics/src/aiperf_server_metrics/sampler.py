@@ -163,6 +163,9 @@ class ServerMetricsSampler:
     #: closed when the sampler stops; made at first use when not given.
     client: httpx.AsyncClient | None = None
     name: str = "server_metrics"
+    #: no warm-up: nothing is sent before :meth:`before_profile` returns, so every
+    #: endpoint's first scrape, taken as the sampler starts, is already the baseline.
+    first_is_baseline: bool = False
     states: list[EndpointState] = attrs.field(init=False)
     summary: dict[str, Any] | None = None
     _writer: JsonlWriter = attrs.field(init=False)
@@ -173,17 +176,22 @@ class ServerMetricsSampler:
             EndpointState(endpoint=e, store=EndpointStore(source=e.label)) for e in self.endpoints
         ]
         self._writer = JsonlWriter(self.jsonl_path)
+        if self.first_is_baseline:
+            for state in self.states:
+                state.baseline_due = True
 
     async def before_profile(self) -> None:
         """The measured phase is about to start (after the warm-up, if any): scrape every
-        endpoint now. The core holds the first measured request until this returns (at most
-        2 s), so every counter's baseline comes before the phase's first request and after
-        the last warm-up one, and even a short run's counts are whole."""
+        endpoint now (without a warm-up, the first scrape, under way since the sampler
+        started, is the one). The core holds the first measured request until this returns
+        (at most 2 s), so every counter's baseline comes before the phase's first request and
+        after the last warm-up one, and even a short run's counts are whole."""
         states = [state for state in self.states if state.unavailable is None]
-        for state in states:
-            state.baseline_taken = trio.Event()
-            state.baseline_due = True
-            state.wake.set()
+        if not self.first_is_baseline:
+            for state in states:
+                state.baseline_taken = trio.Event()
+                state.baseline_due = True
+                state.wake.set()
         for state in states:
             await state.baseline_taken.wait()
 
@@ -483,6 +491,7 @@ def create_sampler(
         endpoints=config.endpoints,
         interval_s=config.interval_s,
         jsonl_path=run.run_dir / JSONL_FILE,
+        first_is_baseline=not run.config.warmup_request_count,
         # A scrape may take up to twice the interval (at least a second) before it counts as
         # failed: a busy server answers /metrics late, and a late answer still counts.
         timeout_s=max(1.0, 2 * config.interval_s),
