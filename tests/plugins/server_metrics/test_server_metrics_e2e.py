@@ -21,11 +21,13 @@ REQUESTS = 80
 TOKENS = 20
 
 
-def profile(url: str, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def profile(
+    url: str, run_dir: Path, *extra: str, concurrency: int = CONCURRENCY, count: int = REQUESTS
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable, "-m", "aiperf", "profile", "--url", url, "-m", "mock-model",
-            "--streaming", "--concurrency", str(CONCURRENCY), "--request-count", str(REQUESTS),
+            "--streaming", "--concurrency", str(concurrency), "--request-count", str(count),
             "--synthetic-input-tokens-mean", "16", "--output-tokens-mean", str(TOKENS),
             "--artifact-dir", str(run_dir), "--no-progress", "--random-seed", "1",
             "--no-gpu-telemetry", "--server-metrics-interval", "0.1", *extra,
@@ -152,17 +154,8 @@ def test_a_short_run_against_a_fast_server_counts_every_request(
     that holds the worker processes' start-up."""
     requests = 20
     run_dir = tmp_path / "run"
-    with MockServer(output_tokens=4) as server:
-        done = subprocess.run(
-            [
-                sys.executable, "-m", "aiperf", "profile", "--url", server.url,
-                "-m", "mock-model", "--streaming", "--concurrency", "2",
-                "--request-count", str(requests), "--synthetic-input-tokens-mean", "16",
-                "--output-tokens-mean", "4", "--artifact-dir", str(run_dir), "--no-progress",
-                "--no-gpu-telemetry", *extra,
-            ],
-            capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
+    with MockServer(output_tokens=TOKENS) as server:
+        done = profile(server.url, run_dir, *extra, concurrency=2, count=requests)
         assert 0 == done.returncode, done.stdout + done.stderr
     export = json.loads((run_dir / "server_metrics_export.json").read_text())
     finished = common(export, "requests_finished_total")["statistics"]

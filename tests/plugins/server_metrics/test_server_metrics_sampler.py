@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
@@ -57,6 +58,12 @@ class RecordingContext:
     def publish(self, event: LiveEvent) -> None:
         self.events.append(event)
 
+    def start_profile(self) -> None:
+        """The measured phase starts, as the core announces it."""
+        self.run.phase = Phase.PROFILE
+        self.run.profile_start_ns = time.perf_counter_ns()
+        self.profile.set()
+
     async def phase_started(self, phase: Phase) -> None:
         if phase is not Phase.PROFILE:
             await trio.sleep_forever()
@@ -79,6 +86,21 @@ def sampler_for(
         jsonl_path=tmp_path / "server_metrics_export.jsonl",
         client=httpx.AsyncClient(transport=transport),
     )
+
+
+def summarise(sampler: ServerMetricsSampler, run: RunContext) -> dict[str, Any]:
+    """The sampler's summary of a finished run."""
+    result = RunResult(
+        status=RunStatus.FINISHED, was_cancelled=False, metrics={}, run_metrics={}, errors=(),
+        start_wall_ns=None, end_wall_ns=None,
+    )  # fmt: skip
+    sampler.sections(run, result)
+    assert sampler.summary is not None
+    return sampler.summary
+
+
+def scrape_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (tmp_path / "server_metrics_export.jsonl").open()]
 
 
 async def test_sampler_publishes_common_values(tmp_path: Path) -> None:
@@ -225,28 +247,21 @@ async def test_sampler_measures_counters_from_the_phase_start_scrape(tmp_path: P
         nursery.start_soon(sampler.run, ctx)
         await trio.sleep(0.2)
         assert 1 == server.scrapes
-        run.phase = Phase.PROFILE
-        run.profile_start_ns = time.perf_counter_ns()
-        ctx.profile.set()
+        ctx.start_profile()
         await trio.sleep(0.2)
         assert 2 == server.scrapes, "a scrape at the phase's start, not on the timer"
         await trio.sleep(0.2)
         run.profile_end_ns = time.perf_counter_ns()
         nursery.cancel_scope.cancel()
     assert 3 == server.scrapes
-    result = RunResult(
-        status=RunStatus.FINISHED, was_cancelled=False, metrics={}, run_metrics={}, errors=(),
-        start_wall_ns=None, end_wall_ns=None,
-    )  # fmt: skip
-    sampler.sections(run, result)
-    assert sampler.summary is not None
-    (tokens,) = [s for s in sampler.summary["series"] if s["common"] == "generation_tokens_total"]
+    summary = summarise(sampler, run)
+    (tokens,) = [s for s in summary["series"] if s["common"] == "generation_tokens_total"]
     assert 150.0 == tokens["statistics"]["total"]
-    lines = [json.loads(x) for x in (tmp_path / "server_metrics_export.jsonl").open()]
+    lines = scrape_lines(tmp_path)
     assert [("warmup", None), ("profile", "profile_start"), (None, "profile_end")] == [
         (x["phase"], x["mark"]) for x in lines
     ]
-    (endpoint,) = sampler.summary["endpoints"]
+    (endpoint,) = summary["endpoints"]
     assert (lines[1]["wall_ns"], lines[2]["wall_ns"]) == (
         endpoint["baseline_ns"],
         endpoint["final_ns"],
@@ -271,26 +286,19 @@ async def test_sampler_takes_the_baseline_before_the_phase_when_asked(tmp_path: 
             await sampler.before_profile()
         assert 2 == server.scrapes, "the baseline is in when before_profile returns"
         await trio.sleep(0.3)  # the gap before the phase is not in the rate
-        run.phase = Phase.PROFILE
-        run.profile_start_ns = time.perf_counter_ns()
-        ctx.profile.set()
+        ctx.start_profile()
         await trio.sleep(0.2)
         assert 2 == server.scrapes, "no second baseline as the phase starts"
         run.profile_end_ns = time.perf_counter_ns()
         nursery.cancel_scope.cancel()
     assert 3 == server.scrapes
-    result = RunResult(
-        status=RunStatus.FINISHED, was_cancelled=False, metrics={}, run_metrics={}, errors=(),
-        start_wall_ns=None, end_wall_ns=None,
-    )  # fmt: skip
-    sampler.sections(run, result)
-    assert sampler.summary is not None
-    lines = [json.loads(x) for x in (tmp_path / "server_metrics_export.jsonl").open()]
+    summary = summarise(sampler, run)
+    lines = scrape_lines(tmp_path)
     assert [None, "profile_start", "profile_end"] == [x["mark"] for x in lines]
-    (tokens,) = [s for s in sampler.summary["series"] if s["common"] == "generation_tokens_total"]
+    (tokens,) = [s for s in summary["series"] if s["common"] == "generation_tokens_total"]
     stats = tokens["statistics"]
     assert 150.0 == stats["total"]
-    phase_s = sampler.summary["window"]["duration_s"]
+    phase_s = summary["window"]["duration_s"]
     assert stats["rate"] == pytest.approx(150.0 / phase_s)
     assert stats["covered_s"] > phase_s + 0.25, "the scrapes span the gap before the phase"
 
@@ -322,13 +330,11 @@ async def test_without_a_warmup_the_first_scrape_is_the_baseline(tmp_path: Path)
         with trio.fail_after(5):
             await sampler.before_profile()
         assert 1 == server.scrapes
-        run.phase = Phase.PROFILE
-        run.profile_start_ns = time.perf_counter_ns()
-        ctx.profile.set()
+        ctx.start_profile()
         await trio.sleep(0.2)
         assert 1 == server.scrapes, "no second baseline as the phase starts"
         run.profile_end_ns = time.perf_counter_ns()
         nursery.cancel_scope.cancel()
     assert 2 == server.scrapes
-    lines = [json.loads(x) for x in (tmp_path / "server_metrics_export.jsonl").open()]
+    lines = scrape_lines(tmp_path)
     assert ["profile_start", "profile_end"] == [x["mark"] for x in lines]
