@@ -29,6 +29,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 from benchlib import machine  # noqa: E402 (after the sys.path line above)
+from benchlib.clients import CLIENTS, OtherClient  # noqa: E402
 from benchlib.figures import Figures, markdown_document, results_document  # noqa: E402
 from benchlib.suite import (  # noqa: E402
     FULL,
@@ -61,12 +62,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (default 3, at least 3 for a published figure)")
     parser.add_argument("--memory-repeats", type=int, default=1, help="runs of the long memory scenario (default 1)")
     parser.add_argument("--workers", type=int, default=None, help="pass --workers N to every aiperf profile (default: aiperf's choice)")
-    parser.add_argument(
-        "--inference-perf",
-        metavar="PATH",
-        default=None,
-        help="an inference-perf executable (installed in its own environment) to grade beside aiperf in the wire scenario",
-    )
+    for flag, what in (
+        ("--inference-perf", "an inference-perf"),
+        ("--guidellm", "a guidellm"),
+        ("--nvidia-aiperf", "NVIDIA AIPerf's aiperf"),
+    ):
+        parser.add_argument(
+            flag,
+            metavar="PATH",
+            default=None,
+            help=f"{what} executable (installed in its own environment) to grade beside aiperf in the wire scenario",
+        )
     parser.add_argument("--output", type=Path, default=None, help="results JSON path; the Markdown table goes next to it (.md)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory with every run directory")
     parser.add_argument(
@@ -85,6 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"{flag}: must be >= 1 (got {value})")
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers: must be >= 1 (got {args.workers})")
+    for flag in CLIENTS:
+        path = getattr(args, flag)
+        if path is not None and shutil.which(path) is None:
+            parser.error(f"--{flag.replace('_', '-')}: {path} is not an executable")
     return args
 
 
@@ -109,6 +119,11 @@ def chosen_scenarios(args: argparse.Namespace) -> list[str]:
             continue
         names.append(name)
     return names
+
+
+def other_clients(args: argparse.Namespace) -> tuple[OtherClient, ...]:
+    """The other clients named on the command line, in a fixed order."""
+    return tuple(kind(executable=getattr(args, flag)) for flag, kind in CLIENTS.items() if getattr(args, flag))
 
 
 def _importable(module: str) -> bool:
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_repeats=args.memory_repeats,
         figures=figures,
         workers=args.workers,
-        inference_perf=args.inference_perf,
+        others=other_clients(args),
         report_dir=output.parent,
     )
     started = datetime.now(UTC)

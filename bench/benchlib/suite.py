@@ -27,6 +27,7 @@ import attrs
 
 from benchlib import analysis, lagprobe, pcap
 from benchlib import wire as wirelib
+from benchlib.clients import Load, OtherClient, hf_tokenizer
 from benchlib.figures import Figure, Figures, Goal
 from benchlib.proc import Measured, cpu_seconds, run_measured
 
@@ -148,9 +149,9 @@ class Bench:
     repeats: int
     figures: Figures
     workers: int | None = None
-    #: an ``inference-perf`` executable (its own environment) to grade beside aiperf in the
-    #: wire scenario; None leaves it out.
-    inference_perf: str | None = None
+    #: other clients (each installed in an environment of its own) to grade beside aiperf in
+    #: the wire scenario.
+    others: tuple[OtherClient, ...] = ()
     memory_repeats: int = 1
     #: where scenarios write tables of their own (the health calibration), beside results.
     report_dir: Path = BENCH_DIR
@@ -964,20 +965,20 @@ def wire(bench: Bench) -> None:
             ("dropped", "packets tcpdump dropped", "", None, 0),
         ):  # fmt: skip
             bench.figure(f"wire_{fid}_c{c}", "wire", f"c{c}: {name}", unit, goal, digits)
-    if bench.inference_perf:
+    for client in bench.others:
         for c in WIRE_CONCURRENCIES:
             for fid, name, unit, digits in OTHER_CLIENT_FIGURES:
-                bench.figure(f"wire_ip_{fid}_c{c}", "wire", f"c{c}, inference-perf: {name}", unit, digits=digits)
+                bench.figure(f"wire_{client.key}_{fid}_c{c}", "wire", f"c{c}, {client.name}: {name}", unit, digits=digits)
     probe = [bench.python, str(Path(lagprobe.__file__))]
     with mock_server(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
         for rep in range(bench.repeats):
             for c in WIRE_CONCURRENCIES:
                 measure_wire(bench, server, tcpdump, probe, c, rep)
-                if bench.inference_perf:
-                    measure_inference_perf(bench, server, tcpdump, bench.inference_perf, c, rep)
+                for client in bench.others:
+                    measure_other_client(bench, server, tcpdump, client, c, rep)
 
 
-#: what the wire says about another client (its own records are not read).
+#: what the wire and its own records say about another client.
 OTHER_CLIENT_FIGURES = (
     ("send_spread_p50", "request send spread p50", "ms", 3),
     ("send_spread_p99", "request send spread p99", "ms", 3),
@@ -987,51 +988,55 @@ OTHER_CLIENT_FIGURES = (
     ("turnaround_stalls", f"turnarounds over {wirelib.STALL_MS:g} ms", "", 0),
     ("ttft_p50", "TTFT by the wire p50", "ms", 2),
     ("ttft_p99", "TTFT by the wire p99", "ms", 2),
+    ("ttft_last_p99", "TTFT from the last request packet (the server's view) p99", "ms", 2),
+    ("reported_ttft_p50", "TTFT it reported, p50", "ms", 2),
+    ("reported_ttft_p99", "TTFT it reported, p99", "ms", 2),
+    ("ttft_err_p50", "its TTFT − wire TTFT, per request, p50", "ms", 3),
+    ("ttft_err_p99", "its TTFT − wire TTFT, per request, p99", "ms", 3),
+    ("match_offset_p50", "first request packet − its start stamp, p50 (pairing check)", "ms", 3),
     ("rate", "steady request rate by the wire", "req/s", 1),
     ("rate_pct", "steady request rate / ideal", "%", 1),
 )
 
 
-def measure_inference_perf(bench: Bench, server: Any, tcpdump: str, executable: str, c: int, rep: int) -> None:
-    """The same load from inference-perf: a concurrent stage, the same token counts.
-
-    inference-perf's random prompts exist only for its completion API, so it streams from
-    ``/v1/completions`` where aiperf uses chat; the mock server times both alike.
-    """
+def measure_other_client(
+    bench: Bench, server: Any, tcpdump: str, client: OtherClient, c: int, rep: int
+) -> None:
+    """The same load from another client, graded by the same capture and its own records."""
     count = bench.sizes.wire[c]
-    tag = f"wire_ip_c{c}_{rep + 1}"
-    work = bench.scratch / tag
+    work = bench.scratch / f"wire_{client.key}_c{c}_{rep + 1}"
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer = inference_perf_tokenizer(bench.scratch)
-    spec = {
-        "api": {"type": "completion", "streaming": True},
-        "data": {
-            "type": "random",
-            "input_distribution": {"min": INPUT_TOKENS, "max": INPUT_TOKENS, "mean": INPUT_TOKENS, "std_dev": 0, "total_count": count},
-            "output_distribution": {"min": OUTPUT_TOKENS, "max": OUTPUT_TOKENS, "mean": OUTPUT_TOKENS, "std_dev": 0, "total_count": count},
-        },
-        "load": {"type": "concurrent", "stages": [{"num_requests": count, "concurrency_level": c}]},
-        "server": {"type": "vllm", "model_name": MODEL, "base_url": server.url, "ignore_eos": True},
-        "tokenizer": {"pretrained_model_name_or_path": str(tokenizer)},
-        "storage": {"local_storage": {"path": str(work / "out")}},
-    }  # fmt: skip
-    config = work / "config.yml"
-    config.write_text(json.dumps(spec))  # JSON is YAML
+    load_spec = Load(
+        url=server.url, model=MODEL, concurrency=c, count=count, input_tokens=INPUT_TOKENS,
+        output_tokens=OUTPUT_TOKENS, tokenizer=hf_tokenizer(bench.scratch / "hf-tokenizer"), work=work,
+    )  # fmt: skip
+    command = client.command(load_spec)
     capture_file = work / "lo.pcap"
     load = load1()
     server.reset_stats()
-    env = {**bench.env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with packet_capture(tcpdump, capture_file, server.port):
         done = subprocess.run(
-            [executable, "-c", str(config)], cwd=work, env=env, capture_output=True, text=True,
-            timeout=600, check=False,
+            command, cwd=work, env=client.environment(bench.env), capture_output=True, text=True,
+            timeout=900, check=False,
         )  # fmt: skip
     if done.returncode != 0:
-        raise ScenarioError(f"inference-perf exited {done.returncode}: {(done.stderr or done.stdout)[-400:]}")
+        raise ScenarioError(
+            f"{client.name} exited {done.returncode}: {(done.stderr or done.stdout)[-400:]}"
+        )
     served = server.stats()["requests"]["ok"]
     if served != count:
-        raise ScenarioError(f"inference-perf: the server completed {served} requests of {count}")
-    grade = wirelib.grade(wirelib.exchanges(pcap.read_tcp(capture_file), server.port), None, c)
+        raise ScenarioError(f"{client.name}: the server completed {served} requests of {count}")
+    records = client.records(load_spec)
+    if len(records) != count:
+        raise ScenarioError(
+            f"{client.name}: its records hold {len(records)} successful requests of {count}"
+        )
+    found = wirelib.exchanges(pcap.read_tcp(capture_file), server.port)
+    try:
+        grade = wirelib.grade(found, [r.as_wire_record() for r in records], c)
+    except ValueError as exc:
+        raise ScenarioError(f"{client.name} c{c}: {exc}") from None
+    reported = [r.ttft_ms for r in records]
     ideal = c / WIRE_LATENCY_S
     values = {
         "send_spread_p50": grade.send_spread_p50,
@@ -1042,37 +1047,24 @@ def measure_inference_perf(bench: Bench, server: Any, tcpdump: str, executable: 
         "turnaround_stalls": grade.turnarounds_over_stall,
         "ttft_p50": grade.wire_ttft_p50,
         "ttft_p99": grade.wire_ttft_p99,
+        "ttft_last_p99": grade.wire_ttft_from_last_p99,
+        "reported_ttft_p50": wirelib.pct(reported, 50),
+        "reported_ttft_p99": wirelib.pct(reported, 99),
+        "ttft_err_p50": grade.ttft_err_p50,
+        "ttft_err_p99": grade.ttft_err_p99,
+        "match_offset_p50": grade.match_offset_p50,
         "rate": grade.steady_rate,
         "rate_pct": 100 * grade.steady_rate / ideal,
     }
     for fid, value in values.items():
-        bench.figures[f"wire_ip_{fid}_c{c}"].add(value, load)
+        bench.figures[f"wire_{client.key}_{fid}_c{c}"].add(value, load)
     bench.say(
-        f"  wire inference-perf c{c} run {rep + 1}/{bench.repeats}: spread p99 {grade.send_spread_p99:.2f} ms "
+        f"  wire {client.name} c{c} run {rep + 1}/{bench.repeats}: spread p99 {grade.send_spread_p99:.2f} ms "
         f"({grade.multi_packet_requests} multi-packet), turnaround p50 {grade.turnaround_p50:.2f} "
-        f"p99 {grade.turnaround_p99:.2f} ms, {grade.steady_rate:.1f} req/s, load {load:.1f}"
+        f"p99 {grade.turnaround_p99:.2f} ms, TTFT err p50 {grade.ttft_err_p50:+.3f} p99 {grade.ttft_err_p99:+.3f} ms, "
+        f"{grade.steady_rate:.1f} req/s, load {load:.1f}"
     )
     shutil.rmtree(work, ignore_errors=True)
-
-
-def inference_perf_tokenizer(scratch: Path) -> Path:
-    """aiperf's built-in tokenizer as a local Hugging Face tokenizer folder.
-
-    inference-perf loads a tokenizer with ``transformers`` (by default the model's, from the
-    Hub); a folder with ``tokenizer.json`` works offline and counts tokens as aiperf does.
-    """
-    import gzip
-    from importlib import resources
-
-    folder = scratch / "hf-tokenizer"
-    if not (folder / "tokenizer.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        packed = resources.files("aiperf") / "data" / "builtin_tokenizer.json.gz"
-        (folder / "tokenizer.json").write_bytes(gzip.decompress(packed.read_bytes()))
-        (folder / "tokenizer_config.json").write_text(
-            json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000})
-        )
-    return folder
 
 
 def measure_wire(bench: Bench, server: Any, tcpdump: str, probe: list[str], c: int, rep: int) -> None:

@@ -69,10 +69,21 @@ class TestScenarioChoice:
         """A scenario named explicitly runs even in --quick."""
         assert ["memory"] == run.chosen_scenarios(run.parse_args(["--quick", "--scenario", "memory"]))
 
-    def test_inference_perf_is_off_unless_given(self) -> None:
-        """--inference-perf PATH adds that client to the wire scenario; without it, aiperf alone."""
-        assert run.parse_args([]).inference_perf is None
-        assert "/opt/ip/bin/inference-perf" == run.parse_args(["--inference-perf", "/opt/ip/bin/inference-perf"]).inference_perf
+    def test_other_clients_are_off_unless_given(self, tmp_path: Path) -> None:
+        """Each client flag adds that client to the wire scenario, in a fixed order; none, aiperf alone."""
+        assert () == run.other_clients(run.parse_args([]))
+        tools = {}
+        for name in ("inference-perf", "guidellm", "aiperf"):
+            tools[name] = tmp_path / name
+            tools[name].write_text("#!/bin/sh\n")
+            tools[name].chmod(0o755)
+        args = run.parse_args(
+            ["--nvidia-aiperf", str(tools["aiperf"]), "--inference-perf", str(tools["inference-perf"]),
+             "--guidellm", str(tools["guidellm"])]
+        )  # fmt: skip
+        chosen = run.other_clients(args)
+        assert ["ip", "gl", "nv"] == [client.key for client in chosen]
+        assert [str(tools[n]) for n in ("inference-perf", "guidellm", "aiperf")] == [c.executable for c in chosen]
 
     def test_output_flag_wins(self, tmp_path: Path) -> None:
         """--output overrides the default results path."""
@@ -87,6 +98,8 @@ class TestBadInput:
             (["--memory-repeats", "-1"], "--memory-repeats: must be >= 1 (got -1)"),
             (["--workers", "0"], "--workers: must be >= 1 (got 0)"),
             (["--scenario", "nope"], "invalid choice: 'nope'"),
+            (["--guidellm", "/no/such/guidellm"], "--guidellm: /no/such/guidellm is not an executable"),
+            (["--nvidia-aiperf", "/no/such/aiperf"], "--nvidia-aiperf: /no/such/aiperf is not an executable"),
         ],
     )
     def test_bad_values_are_one_line_and_exit_2(self, argv: list[str], message: str, capsys) -> None:
